@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/engine"
+)
+
+// globalOptions are the flags every command shares, named as docker and docker compose name them.
+type globalOptions struct {
+	compose compose.Options
+	engine  engine.Options
+}
+
+// exitCodeError makes execute exit with code instead of 1.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Unwrap() error { return e.err }
+
+func newRootCmd() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "moltctl",
+		Short: "Make Docker Compose deployments of stateful apps safe to migrate and reconfigure",
+		Long: `moltctl moves bind-mounted state into named volumes owned by the right user (migrate),
+gives a compose service new mounts, env and networks while keeping its container's
+writable layer (remount), and is the entrypoint that makes first start safe (bootstrap).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	f := root.PersistentFlags()
+	f.StringArrayVarP(&g.compose.Files, "file", "f", nil, "compose configuration files (default: COMPOSE_FILE, else compose.yaml/docker-compose.yml)")
+	f.StringVarP(&g.compose.ProjectName, "project-name", "p", "", "project name (default: COMPOSE_PROJECT_NAME, else name: or the directory)")
+	f.StringVar(&g.compose.ProjectDirectory, "project-directory", "", "alternate working directory (default: the first file's directory)")
+	f.StringArrayVar(&g.compose.EnvFiles, "env-file", nil, "alternate environment files (default: .env)")
+	f.StringArrayVar(&g.compose.Profiles, "profile", nil, "profiles to enable (default: COMPOSE_PROFILES)")
+	f.StringVarP(&g.engine.Host, "host", "H", "", "Docker Engine endpoint (default: DOCKER_HOST, else the context's)")
+	f.StringVarP(&g.engine.Context, "context", "c", "", "docker CLI context to use (default: DOCKER_CONTEXT, else the current context)")
+
+	root.AddCommand(
+		newVersionCmd(),
+		newMigrateCmd(g),
+		newRemountCmd(g),
+		newStatusCmd(g),
+		newBootstrapCmd(),
+	)
+	return root
+}
+
+// execute runs the command line and returns the process exit code. Errors are
+// printed as one line on stderr.
+func execute(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "moltctl: %v\n", err)
+		var ec *exitCodeError
+		if errors.As(err, &ec) {
+			return ec.code
+		}
+		return 1
+	}
+	return 0
+}

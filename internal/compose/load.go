@@ -1,0 +1,105 @@
+// Package compose loads compose projects exactly as the docker compose CLI does, and
+// drives the installed docker compose CLI where moltctl must let compose act itself.
+package compose
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Options select a compose project the way docker compose's global flags do.
+// Empty fields fall back to compose's own defaults and environment variables
+// (COMPOSE_FILE, COMPOSE_PROJECT_NAME, COMPOSE_PROFILES, .env in the project directory).
+type Options struct {
+	// Files are the -f/--file compose files, in order. Empty: COMPOSE_FILE, else
+	// compose.yaml / docker-compose.yml found from the working directory upwards.
+	Files []string
+	// ProjectName is -p/--project-name. Empty: COMPOSE_PROJECT_NAME, the top-level
+	// name: of the file, else the project directory's base name.
+	ProjectName string
+	// ProjectDirectory is --project-directory. Empty: the directory of the first file.
+	ProjectDirectory string
+	// EnvFiles are the --env-file files. Empty: .env in the project directory.
+	EnvFiles []string
+	// Profiles are the --profile values. Empty: COMPOSE_PROFILES.
+	Profiles []string
+}
+
+// Load loads and normalises the project with compose-go the way docker compose v2+
+// does (same option order, same environment precedence), with every service of
+// every active profile. It returns an error when no compose file is found or the
+// files don't validate; the message is compose-go's own.
+func Load(ctx context.Context, opts Options) (*types.Project, error) {
+	po, err := projectOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	project, err := po.LoadProject(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading the compose project: %w", err)
+	}
+	if project.Name == "" {
+		return nil, fmt.Errorf("loading the compose project: project name can't be empty, use -p")
+	}
+	return project, nil
+}
+
+// projectOptions mirrors docker compose's own construction of cli.ProjectOptions
+// (pkg/compose/loader.go), minus the remote (git, OCI) loaders.
+func projectOptions(opts Options) (*cli.ProjectOptions, error) {
+	fns := []cli.ProjectOptionsFn{
+		cli.WithWorkingDirectory(opts.ProjectDirectory),
+		cli.WithOsEnv,
+	}
+	if _, ok := os.LookupEnv("PWD"); !ok {
+		if pwd, err := os.Getwd(); err == nil {
+			fns = append(fns, cli.WithEnv([]string{"PWD=" + pwd}))
+		}
+	}
+	fns = append(fns,
+		cli.WithEnvFiles(opts.EnvFiles...),
+		cli.WithDotEnv,
+		cli.WithConfigFileEnv,
+		cli.WithDefaultConfigPath,
+		cli.WithEnvFiles(opts.EnvFiles...),
+		cli.WithDotEnv,
+		cli.WithDefaultProfiles(opts.Profiles...),
+		cli.WithName(opts.ProjectName),
+	)
+	po, err := cli.NewProjectOptions(opts.Files, fns...)
+	if err != nil {
+		return nil, fmt.Errorf("loading the compose project: %w", err)
+	}
+	return po, nil
+}
+
+// Args returns the global flags that make the docker compose CLI select the same
+// project as p loaded with opts: -p, every -f, --project-directory, --env-file and
+// --profile. Use them in front of a compose subcommand.
+func Args(p *types.Project, opts Options) []string {
+	args := []string{"--project-name", p.Name}
+	for _, f := range p.ComposeFiles {
+		args = append(args, "--file", f)
+	}
+	args = append(args, "--project-directory", p.WorkingDir)
+	for _, e := range opts.EnvFiles {
+		args = append(args, "--env-file", e)
+	}
+	profiles := opts.Profiles
+	if len(profiles) == 0 {
+		if env := os.Getenv("COMPOSE_PROFILES"); env != "" {
+			profiles = strings.Split(env, ",")
+		}
+	}
+	for _, pr := range profiles {
+		if pr = strings.TrimSpace(pr); pr != "" {
+			args = append(args, "--profile", pr)
+		}
+	}
+	return args
+}
