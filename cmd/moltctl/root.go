@@ -55,6 +55,7 @@ writable layer (remount), and is the entrypoint that makes first start safe (boo
 		newRemountCmd(g),
 		newStatusCmd(g),
 		newBootstrapCmd(),
+		newCopyHelperCmd(),
 	)
 	return root
 }
