@@ -80,4 +80,3 @@ func TestConnectUnreachable(t *testing.T) {
 		t.Errorf("error %q does not name the endpoint %q", got, sock)
 	}
 }
-
