@@ -1,17 +1,138 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/engine"
+	"github.com/moltctl/moltctl/internal/remount"
 )
 
+type remountOptions struct {
+	service     string
+	keep        int
+	flatten     bool
+	waitTimeout time.Duration
+	dryRun      bool
+	resume      bool
+	rollback    bool
+	json        bool
+}
+
 func newRemountCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "remount",
-		Short: "(not yet implemented)",
+	o := &remountOptions{}
+	cmd := &cobra.Command{
+		Use:   "remount [OPTIONS] SERVICE",
+		Short: "Recreate a service's container with its current compose config, keeping its writable layer",
+		Long: `remount stops the service's container, commits its writable layer into a versioned
+snapshot image, lets docker compose create the container with the compose file's current
+config, and runs that container on the snapshot. A failure rolls back; an interrupted
+remount is finished with --resume or undone with --rollback.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("remount: not yet implemented")
+			o.service = args[0]
+			return runRemount(cmd, g, o)
 		},
 	}
+	f := cmd.Flags()
+	f.IntVar(&o.keep, "keep", 2, "snapshots of the service to keep, the running one included (minimum 2)")
+	f.BoolVar(&o.flatten, "flatten", false, "snapshot as one layer with the base image's config (drops baked env keys and labels, resets the layer depth)")
+	f.DurationVar(&o.waitTimeout, "wait-timeout", remount.DefaultWaitTimeout, "how long the new container must keep running (or has to turn healthy)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check and print the plan without changing anything")
+	f.BoolVar(&o.resume, "resume", false, "finish an interrupted remount of SERVICE")
+	f.BoolVar(&o.rollback, "rollback", false, "undo an interrupted remount of SERVICE")
+	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	cmd.MarkFlagsMutuallyExclusive("resume", "rollback")
+	return cmd
 }
+
+func composeEnv(g *globalOptions) []string {
+	var env []string
+	if g.engine.Host != "" {
+		env = append(env, "DOCKER_HOST="+g.engine.Host)
+	}
+	if g.engine.Context != "" {
+		env = append(env, "DOCKER_CONTEXT="+g.engine.Context)
+	}
+	return env
+}
+
+func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
+	ctx := cmd.Context()
+	project, err := compose.Load(ctx, g.compose)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.Connect(ctx, g.engine)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	stderr := cmd.ErrOrStderr()
+	opts := remount.Options{
+		Project: project, Compose: g.compose, ComposeEnv: composeEnv(g), Service: o.service,
+		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
+		Progress: func(step, detail string) {
+			if !o.json {
+				fmt.Fprintf(stderr, "%s: %s %s\n", o.service, step, detail)
+			}
+		},
+	}
+	do := remount.Run
+	switch {
+	case o.resume:
+		do = remount.Resume
+	case o.rollback:
+		do = remount.Rollback
+	}
+	res, err := do(ctx, eng, opts)
+	if err != nil {
+		return fmt.Errorf("remount %s: %w", o.service, err)
+	}
+	return printRemount(cmd.OutOrStdout(), o, res)
+}
+
+func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	if res.DryRun {
+		fmt.Fprintf(w, "would remount %s:\n", res.Service)
+		for _, s := range res.Plan {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+		return nil
+	}
+	if o.rollback {
+		fmt.Fprintf(w, "%s\n", strings.Join(res.Plan, "; "))
+		return nil
+	}
+	fmt.Fprintf(w, "remounted %s: container %s (%.12s) runs snapshot %s (%d layers)\n", res.Service, res.Container, res.NewID, res.Snapshot, res.Layers)
+	fmt.Fprintf(w, "  commit %s, downtime %s, total %s\n", res.Commit.Round(time.Millisecond), res.Downtime.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	if len(res.Pruned) > 0 {
+		fmt.Fprintf(w, "  removed old snapshots: %s\n", strings.Join(res.Pruned, ", "))
+	}
+	if len(res.LeftoverEnv)+len(res.LeftoverLabels) > 0 {
+		fmt.Fprintf(w, "  baked into the snapshot but no longer in the compose config (they persist; --flatten drops them):\n")
+		if len(res.LeftoverEnv) > 0 {
+			fmt.Fprintf(w, "    env keys: %s\n", strings.Join(res.LeftoverEnv, ", "))
+		}
+		if len(res.LeftoverLabels) > 0 {
+			fmt.Fprintf(w, "    labels: %s\n", strings.Join(res.LeftoverLabels, ", "))
+		}
+	}
+	return nil
+}
+
+var _ = errors.Is
+var _ = os.Stdout

@@ -1,17 +1,105 @@
 package main
 
 import (
-	"errors"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/engine"
+	"github.com/moltctl/moltctl/internal/remount"
 )
 
+type statusOptions struct {
+	services []string
+	json     bool
+}
+
 func newStatusCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "(not yet implemented)",
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [OPTIONS] [SERVICE...]",
+		Short: "Show each service's container, snapshot, writable layer and whether compose up would discard it",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("status: not yet implemented")
+			o.services = args
+			return runStatus(cmd, g, o)
 		},
 	}
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
+	ctx := cmd.Context()
+	project, err := compose.Load(ctx, g.compose)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.Connect(ctx, g.engine)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	rep, err := remount.Status(ctx, eng, remount.StatusOptions{
+		Project: project, Compose: g.compose, ComposeEnv: composeEnv(g), Services: o.services,
+	})
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	w := cmd.OutOrStdout()
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tCONTAINER\tSTATE\tIMAGE\tSNAPSHOT AGE\tLAYERS\tWRITABLE\tCOMPOSE UP")
+	for _, c := range rep.Containers {
+		age := "-"
+		if c.Snapshot {
+			age = c.SnapshotAge.String()
+		}
+		up := "keeps it"
+		if c.WouldRecreate {
+			up = "recreates it (layer lost): " + c.Remount
+		}
+		if c.ID == "" {
+			up = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Service, c.Container, c.State, c.Image, age, c.Layers, size(c.WritableBytes), up)
+	}
+	tw.Flush()
+	for _, c := range rep.Containers {
+		if len(c.BakedEnv)+len(c.BakedLabels) > 0 {
+			fmt.Fprintf(w, "%s: baked into its snapshot, no longer in the compose config (remount --flatten drops them): env %s; labels %s\n",
+				c.Container, orNone(c.BakedEnv), orNone(c.BakedLabels))
+		}
+	}
+	if rep.Interrupted != "" {
+		fmt.Fprintf(w, "an interrupted remount of %s stopped after step %q: run moltctl remount %s --resume or --rollback\n",
+			rep.InterruptedService, rep.Interrupted, rep.InterruptedService)
+	}
+	return nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
 }

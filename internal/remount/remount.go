@@ -1,0 +1,809 @@
+// Package remount gives a compose service its current compose configuration (mounts,
+// env, networks) while keeping its container's writable layer: stop, commit the layer
+// into a versioned snapshot image, let the installed docker compose CLI create the
+// container as it wants it, clone that container onto the snapshot, start it. Every
+// step is journaled under StateDir so that an interrupted remount can be resumed or
+// rolled back, and a per-project lock keeps two remounts from running at once.
+package remount
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/compose"
+)
+
+// Engine is the part of the Docker Engine API remount uses; *client.Client
+// implements it. Tests wrap it to inject failures.
+type Engine interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	ContainerStop(ctx context.Context, id string, options client.ContainerStopOptions) (client.ContainerStopResult, error)
+	ContainerStart(ctx context.Context, id string, options client.ContainerStartOptions) (client.ContainerStartResult, error)
+	ContainerCommit(ctx context.Context, id string, options client.ContainerCommitOptions) (client.ContainerCommitResult, error)
+	ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error)
+	ContainerRemove(ctx context.Context, id string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	ContainerRename(ctx context.Context, id string, options client.ContainerRenameOptions) (client.ContainerRenameResult, error)
+	ContainerExport(ctx context.Context, id string, options client.ContainerExportOptions) (client.ContainerExportResult, error)
+	NetworkConnect(ctx context.Context, network string, options client.NetworkConnectOptions) (client.NetworkConnectResult, error)
+	ImageInspect(ctx context.Context, image string, options ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	ImageList(ctx context.Context, options client.ImageListOptions) (client.ImageListResult, error)
+	ImageRemove(ctx context.Context, image string, options client.ImageRemoveOptions) (client.ImageRemoveResult, error)
+	ImageImport(ctx context.Context, source client.ImageImportSource, ref string, options client.ImageImportOptions) (client.ImageImportResult, error)
+	ClientVersion() string
+}
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrLocked: another moltctl run holds the project's lock.
+	ErrLocked = errors.New("another moltctl run holds the project's lock")
+	// ErrCompose: no usable docker compose v2+ CLI.
+	ErrCompose = errors.New("docker compose v2+ is required")
+	// ErrNoContainer: the service has no container, so there is nothing to preserve.
+	ErrNoContainer = errors.New("the service has no container: nothing to preserve, use docker compose up")
+	// ErrUnsupported: a compose shape remount refuses before changing anything.
+	ErrUnsupported = errors.New("not supported by remount")
+	// ErrTooDeep: one more commit would pass the engine's layer limit; use Flatten.
+	ErrTooDeep = errors.New("too many image layers")
+	// ErrInterrupted: an interrupted remount's journal exists; resume or roll it back first.
+	ErrInterrupted = errors.New("an interrupted remount must be resumed or rolled back first")
+	// ErrNoJournal: Resume or Rollback found no interrupted remount.
+	ErrNoJournal = errors.New("no interrupted remount")
+	// ErrRolledBack: a step failed and the service was restored (see StepError).
+	ErrRolledBack = errors.New("rolled back")
+)
+
+// Labels remount puts on its snapshot images.
+const (
+	LabelProject   = "io.moltctl.snapshot.project"
+	LabelService   = "io.moltctl.snapshot.service"
+	LabelSource    = "io.moltctl.snapshot.source-container"
+	LabelBaseImage = "io.moltctl.snapshot.base-image"
+	LabelParent    = "io.moltctl.snapshot.parent"
+	LabelSeq       = "io.moltctl.snapshot.seq"
+)
+
+// DefaultMaxLayers is the deepest image remount commits onto (the engine refuses
+// past about 125 layers).
+const DefaultMaxLayers = 125
+
+// DefaultWaitTimeout is how long the new container must stay running (or how long
+// it has to turn healthy, when it has a healthcheck).
+const DefaultWaitTimeout = 10 * time.Second
+
+// Options select the service and tune a remount.
+type Options struct {
+	// Project is the loaded compose project and Compose the options it was loaded
+	// with; both are required (compose's CLI is run with the same flags).
+	Project *types.Project
+	Compose compose.Options
+	// ComposeEnv is extra environment for the docker compose CLI (DOCKER_HOST=…).
+	ComposeEnv []string
+	// Service is the compose service to remount. Required.
+	Service string
+	// Keep is how many snapshots of the service to keep, the running one
+	// included. Default (0): 2, the running one and the previous one. Minimum 2.
+	Keep int
+	// Flatten exports the container's filesystem and imports it as a one-layer
+	// image with the base image's config: drops baked env keys and labels and resets
+	// the layer depth.
+	Flatten bool
+	// MaxLayers is the depth refused without Flatten. Default: DefaultMaxLayers.
+	MaxLayers int
+	// WaitTimeout: see DefaultWaitTimeout (the default when zero).
+	WaitTimeout time.Duration
+	// DryRun checks everything and returns the plan without changing anything.
+	DryRun bool
+	// Locked says the caller already holds the project's Lock.
+	Locked bool
+	// Progress, when set, is called before each step.
+	Progress func(step, detail string)
+}
+
+// Result describes a finished remount.
+type Result struct {
+	Service    string
+	Container  string // container name
+	OldID      string
+	NewID      string
+	Snapshot   string // snapshot tag
+	SnapshotID string
+	Parent     string // previous snapshot tag, if any
+	BaseImage  string
+	Layers     int // layers of the snapshot
+	// Pruned lists snapshot tags removed by Keep.
+	Pruned []string
+	// LeftoverEnv and LeftoverLabels are the env keys and labels (keys only) the
+	// snapshot carries that the compose config no longer sets: they persist in the
+	// container until a Flatten.
+	LeftoverEnv    []string
+	LeftoverLabels []string
+	// Timings: Commit is the commit (or flatten), Downtime from stop to running
+	// again, Total end to end.
+	Commit, Downtime, Total time.Duration
+	// Plan lists the steps (DryRun).
+	Plan   []string
+	DryRun bool
+}
+
+// StepError is a remount step's failure; Restored says what was restored.
+type StepError struct {
+	Step     string
+	Err      error
+	Restored string
+}
+
+func (e *StepError) Error() string {
+	if e.Restored == "" {
+		return fmt.Sprintf("%s: %v", e.Step, e.Err)
+	}
+	return fmt.Sprintf("%s: %v; %s", e.Step, e.Err, e.Restored)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+type run struct {
+	eng  Engine
+	opts Options
+	cli  *composeCLI
+	j    *journal
+	t0   time.Time
+	res  *Result
+}
+
+func (r *run) progress(step, detail string) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(step, detail)
+	}
+}
+
+func (o *Options) defaults() error {
+	if o.Project == nil {
+		return errors.New("remount: no compose project")
+	}
+	if o.Service == "" {
+		return errors.New("remount: no service given")
+	}
+	if o.Keep == 0 {
+		o.Keep = 2
+	}
+	if o.Keep < 2 {
+		return fmt.Errorf("remount: --keep %d: must be at least 2 (the running snapshot and the previous one)", o.Keep)
+	}
+	if o.MaxLayers == 0 {
+		o.MaxLayers = DefaultMaxLayers
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = DefaultWaitTimeout
+	}
+	return nil
+}
+
+// Run remounts opts.Service. It takes the project's lock unless opts.Locked. Before
+// anything changes it refuses, with an error wrapping ErrNoContainer, ErrUnsupported,
+// ErrTooDeep, ErrInterrupted, ErrLocked or ErrCompose, what it can't do safely. A
+// failing commit leaves the container as it was (started again if it was running);
+// a failure after the commit rolls back and returns a *StepError wrapping
+// ErrRolledBack and the cause.
+func Run(ctx context.Context, eng Engine, opts Options) (*Result, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	unlock, err := lockUnless(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	r := &run{eng: eng, opts: opts, t0: time.Now(), res: &Result{Service: opts.Service, DryRun: opts.DryRun}}
+	if j, err := readJournal(opts.Project.Name); err != nil {
+		return nil, err
+	} else if j != nil {
+		return nil, fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
+			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
+	}
+	if err := r.preflight(ctx); err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		return r.res, nil
+	}
+	return r.forward(ctx)
+}
+
+// Resume finishes the interrupted remount of opts.Service from its journal. It
+// returns an error wrapping ErrNoJournal when there is none; on failure it rolls
+// back as Run does.
+func Resume(ctx context.Context, eng Engine, opts Options) (*Result, error) {
+	return recoverJournal(ctx, eng, opts, false)
+}
+
+// Rollback restores the service of the interrupted remount of opts.Service to its
+// previous container (config and writable layer). It returns an error wrapping
+// ErrNoJournal when there is none.
+func Rollback(ctx context.Context, eng Engine, opts Options) (*Result, error) {
+	return recoverJournal(ctx, eng, opts, true)
+}
+
+func lockUnless(opts Options) (func(), error) {
+	if opts.Locked {
+		return func() {}, nil
+	}
+	return Lock(opts.Project.Name)
+}
+
+func recoverJournal(ctx context.Context, eng Engine, opts Options, rollback bool) (*Result, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	unlock, err := lockUnless(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	j, err := readJournal(opts.Project.Name)
+	if err != nil {
+		return nil, err
+	}
+	if j == nil || j.Service != opts.Service {
+		return nil, fmt.Errorf("service %s of project %s: %w", opts.Service, opts.Project.Name, ErrNoJournal)
+	}
+	r := &run{eng: eng, opts: opts, j: j, t0: time.Now(), res: &Result{Service: opts.Service, DryRun: opts.DryRun,
+		Container: j.OldName, OldID: j.OldID, Snapshot: j.SnapshotTag, SnapshotID: j.SnapshotID, Parent: j.Parent, BaseImage: j.BaseImage}}
+	if opts.DryRun {
+		if rollback {
+			r.res.Plan = []string{"roll back from step " + j.Step}
+		} else {
+			r.res.Plan = []string{"resume after step " + j.Step}
+		}
+		return r.res, nil
+	}
+	if rollback {
+		restored, err := r.rollback(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("rolling back the remount of %s: %w (journal kept: %s)", opts.Service, err, JournalPath(j.Project))
+		}
+		r.res.Plan = []string{restored}
+		r.res.NewID = r.res.OldID
+		return r.res, nil
+	}
+	cli, err := findCompose(ctx, opts.Project, opts.Compose, opts.ComposeEnv)
+	if err != nil {
+		return nil, err
+	}
+	r.cli = cli
+	return r.forward(ctx)
+}
+
+// serviceContainers lists the containers compose counts as the service's.
+func serviceContainers(ctx context.Context, eng Engine, project, service string) ([]container.Summary, error) {
+	f := client.Filters{}
+	f.Add("label", "com.docker.compose.project="+project, "com.docker.compose.service="+service,
+		"com.docker.compose.oneoff=False", "com.docker.compose.config-hash")
+	res, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("listing the containers of service %s: %w", service, err)
+	}
+	return res.Items, nil
+}
+
+// preflight checks everything it can without changing anything and fills r.j.
+func (r *run) preflight(ctx context.Context) error {
+	p, name := r.opts.Project, r.opts.Service
+	svc, ok := p.Services[name]
+	if !ok {
+		if _, off := p.DisabledServices[name]; off {
+			return fmt.Errorf("service %s: its profile is not enabled", name)
+		}
+		return fmt.Errorf("no service %s in project %s", name, p.Name)
+	}
+	if svc.GetScale() > 1 {
+		return fmt.Errorf("service %s has scale %d: %w yet (remount one replica at a time is planned); scale it to 1 first", name, svc.GetScale(), ErrUnsupported)
+	}
+	for _, other := range p.Services {
+		if other.Name == name {
+			continue
+		}
+		if other.NetworkMode == "service:"+name {
+			return fmt.Errorf("service %s shares the network namespace of %s (network_mode: service:%s): %w; its container would lose its network", other.Name, name, name, ErrUnsupported)
+		}
+		for _, vf := range other.VolumesFrom {
+			if src, _, _ := strings.Cut(vf, ":"); src == name {
+				return fmt.Errorf("service %s has volumes_from %s: %w", other.Name, name, ErrUnsupported)
+			}
+		}
+		if d, ok := other.DependsOn[name]; ok && d.Restart {
+			return fmt.Errorf("service %s depends on %s with restart: true: %w; remount would not restart it", other.Name, name, ErrUnsupported)
+		}
+	}
+	cs, err := serviceContainers(ctx, r.eng, p.Name, name)
+	if err != nil {
+		return err
+	}
+	if len(cs) == 0 {
+		return fmt.Errorf("service %s: %w", name, ErrNoContainer)
+	}
+	if len(cs) > 1 {
+		return fmt.Errorf("service %s has %d containers: %w yet; scale it to 1 first", name, len(cs), ErrUnsupported)
+	}
+	old, err := r.eng.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspecting container %s: %w", cs[0].ID, err)
+	}
+	c := old.Container
+	if c.State != nil && (c.State.Restarting || c.State.Paused) {
+		return fmt.Errorf("container %s is %s: %w; wait until it runs or stops", strings.TrimPrefix(c.Name, "/"), c.State.Status, ErrUnsupported)
+	}
+	base := svc.Image
+	if base == "" {
+		base = p.Name + "-" + name // compose's default image name for build: services
+	}
+	if _, err := r.eng.ImageInspect(ctx, base); err != nil {
+		return fmt.Errorf("inspecting the service's image %s: %w", base, err)
+	}
+	cur, err := r.eng.ImageInspect(ctx, c.Image)
+	if err != nil {
+		return fmt.Errorf("inspecting the image of container %s: %w", strings.TrimPrefix(c.Name, "/"), err)
+	}
+	layers := len(cur.RootFS.Layers)
+	if !r.opts.Flatten && layers+1 > r.opts.MaxLayers {
+		return fmt.Errorf("container %s runs an image of %d layers and the engine refuses more than %d: %w; use --flatten",
+			strings.TrimPrefix(c.Name, "/"), layers, r.opts.MaxLayers, ErrTooDeep)
+	}
+	parent := ""
+	if cur.Config != nil && cur.Config.Labels[LabelService] == name && cur.Config.Labels[LabelProject] == p.Name {
+		parent = firstTag(cur.RepoTags)
+		if parent == "" {
+			parent = cur.ID
+		}
+	}
+	seq, err := r.nextSeq(ctx)
+	if err != nil {
+		return err
+	}
+	cli, err := findCompose(ctx, p, r.opts.Compose, r.opts.ComposeEnv)
+	if err != nil {
+		return err
+	}
+	r.cli = cli
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("recording container %s: %w", c.ID, err)
+	}
+	r.j = &journal{
+		Version: 1, Project: p.Name, Service: name, Started: time.Now().UTC(), Flatten: r.opts.Flatten,
+		OldID: c.ID, OldName: strings.TrimPrefix(c.Name, "/"), Running: c.State != nil && c.State.Running,
+		Old: raw, BaseImage: base, Parent: parent, Seq: seq, SnapshotTag: snapshotTag(p.Name, name, seq),
+	}
+	r.res.Container, r.res.OldID, r.res.Snapshot, r.res.Parent, r.res.BaseImage = r.j.OldName, c.ID, r.j.SnapshotTag, parent, base
+	how := "commit (pause=false)"
+	if r.opts.Flatten {
+		how = "export and import as one layer (--flatten)"
+	}
+	r.res.Plan = []string{
+		fmt.Sprintf("stop %s (stop_signal and stop_grace_period of its config)", r.j.OldName),
+		fmt.Sprintf("%s its writable layer to %s (base %s, %d layers now)", how, r.j.SnapshotTag, base, layers),
+		fmt.Sprintf("docker compose up --no-start --no-deps --force-recreate %s", name),
+		fmt.Sprintf("clone compose's container onto %s as %s, start it, wait up to %s", r.j.SnapshotTag, r.j.OldName, r.opts.WaitTimeout),
+		fmt.Sprintf("keep %d snapshots of %s", r.opts.Keep, name),
+	}
+	return nil
+}
+
+func firstTag(tags []string) string {
+	for _, t := range tags {
+		if t != "<none>:<none>" {
+			return t
+		}
+	}
+	return ""
+}
+
+// forward runs the remount from the journal's step to the end; a failure after
+// the commit rolls back.
+func (r *run) forward(ctx context.Context) (*Result, error) {
+	j := r.j
+	if j.Step == "" {
+		if err := j.save(stepBegun); err != nil {
+			return nil, err
+		}
+	}
+	if j.Step == stepBegun {
+		r.progress("stop", j.OldName)
+		if err := r.stop(ctx); err != nil {
+			return nil, r.abort(ctx, "stopping "+j.OldName, err)
+		}
+		if err := j.save(stepStopped); err != nil {
+			return nil, r.abort(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepStopped {
+		r.progress("commit", j.SnapshotTag)
+		t := time.Now()
+		if err := r.snapshot(ctx); err != nil {
+			return nil, r.abort(ctx, "committing "+j.OldName, err)
+		}
+		r.res.Commit = time.Since(t)
+		if err := j.save(stepCommitted); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepCommitted || j.Step == stepComposing {
+		if err := j.save(stepComposing); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+		r.progress("compose", "docker compose up --no-start "+j.Service)
+		if err := r.cli.createService(ctx, j.Service); err != nil {
+			return nil, r.fail(ctx, "creating the container with docker compose", err)
+		}
+		cs, err := serviceContainers(ctx, r.eng, j.Project, j.Service)
+		if err != nil {
+			return nil, r.fail(ctx, "finding compose's container", err)
+		}
+		if len(cs) != 1 {
+			return nil, r.fail(ctx, "finding compose's container", fmt.Errorf("got %d containers of service %s, want 1", len(cs), j.Service))
+		}
+		ins, err := r.eng.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
+		if err != nil {
+			return nil, r.fail(ctx, "inspecting compose's container", err)
+		}
+		if j.New, err = json.Marshal(ins.Container); err != nil {
+			return nil, r.fail(ctx, "inspecting compose's container", err)
+		}
+		if err := j.save(stepComposed); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepComposed {
+		var t container.InspectResponse
+		if err := json.Unmarshal(j.New, &t); err != nil {
+			return nil, r.fail(ctx, "reading the journal", err)
+		}
+		r.progress("swap", strings.TrimPrefix(t.Name, "/"))
+		if err := r.removeContainer(ctx, t.ID); err != nil {
+			return nil, r.fail(ctx, "removing compose's container", err)
+		}
+		if err := j.save(stepNewRemoved); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepNewRemoved {
+		var t container.InspectResponse
+		if err := json.Unmarshal(j.New, &t); err != nil {
+			return nil, r.fail(ctx, "reading the journal", err)
+		}
+		// A crash after create but before the journal write leaves the clone: reuse it.
+		if id := r.existing(ctx, strings.TrimPrefix(t.Name, "/")); id != "" {
+			j.CloneID = id
+		} else {
+			id, err := r.clone(ctx, t, j.SnapshotTag)
+			if err != nil {
+				return nil, r.fail(ctx, "creating the container on the snapshot", err)
+			}
+			j.CloneID = id
+		}
+		if err := j.save(stepCreated); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepCreated {
+		r.progress("start", j.OldName)
+		if _, err := r.eng.ContainerStart(ctx, j.CloneID, client.ContainerStartOptions{}); err != nil {
+			return nil, r.fail(ctx, "starting the new container", err)
+		}
+		if !j.StoppedAt.IsZero() {
+			r.res.Downtime = time.Since(j.StoppedAt)
+		}
+		if err := j.save(stepStarted); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepStarted {
+		r.progress("wait", fmt.Sprintf("up to %s", r.opts.WaitTimeout))
+		if err := r.wait(ctx, j.CloneID); err != nil {
+			return nil, r.fail(ctx, "checking the new container", err)
+		}
+	}
+	// Done: the remount stands. What follows is bookkeeping.
+	if err := j.remove(); err != nil {
+		return nil, err
+	}
+	r.res.NewID = j.CloneID
+	r.res.SnapshotID = j.SnapshotID
+	r.leftovers(ctx)
+	r.res.Pruned = r.prune(ctx)
+	r.res.Total = time.Since(r.t0)
+	return r.res, nil
+}
+
+func (r *run) stop(ctx context.Context) error {
+	if !r.j.Running {
+		r.j.StoppedAt = time.Now()
+		return nil
+	}
+	var old container.InspectResponse
+	json.Unmarshal(r.j.Old, &old)
+	opts := client.ContainerStopOptions{}
+	if old.Config != nil && old.Config.StopSignal != "" {
+		opts.Signal = old.Config.StopSignal
+	}
+	// Timeout nil: the engine uses the container's StopTimeout (stop_grace_period).
+	r.j.StoppedAt = time.Now()
+	if _, err := r.eng.ContainerStop(ctx, r.j.OldID, opts); err != nil {
+		return err
+	}
+	return nil
+}
+
+// abort handles a failure before anything was removed: start the old container
+// again if it was running, drop the snapshot if one was made, drop the journal.
+func (r *run) abort(ctx context.Context, step string, cause error) error {
+	restored := "the container was left as it was"
+	if r.j.Running {
+		if _, err := r.eng.ContainerStart(ctx, r.j.OldID, client.ContainerStartOptions{}); err != nil {
+			return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("starting %s again failed too: %v (journal kept: %s)", r.j.OldName, err, JournalPath(r.j.Project))}
+		}
+		restored = "the container was left as it was and started again"
+	}
+	r.j.remove()
+	return &StepError{Step: step, Err: cause, Restored: restored}
+}
+
+// fail rolls back after a failure past the commit.
+func (r *run) fail(ctx context.Context, step string, cause error) error {
+	restored, err := r.rollback(ctx)
+	if err != nil {
+		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)", err, r.j.Service, JournalPath(r.j.Project))}
+	}
+	return &StepError{Step: step, Err: fmt.Errorf("%w: %w", ErrRolledBack, cause), Restored: restored}
+}
+
+func (r *run) existing(ctx context.Context, name string) string {
+	ins, err := r.eng.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if err != nil {
+		return ""
+	}
+	return ins.Container.ID
+}
+
+func (r *run) removeContainer(ctx context.Context, id string) error {
+	_, err := r.eng.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	if err != nil && isNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func isNotFound(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "No such container") || strings.Contains(strings.ToLower(err.Error()), "not found"))
+}
+
+// rollback puts the service back on its previous container: the old container
+// itself while it exists, else a container with the old config on the snapshot
+// (which holds the old writable layer). It returns what it restored.
+func (r *run) rollback(ctx context.Context) (string, error) {
+	j := r.j
+	r.progress("rollback", j.OldName)
+	var old container.InspectResponse
+	if err := json.Unmarshal(j.Old, &old); err != nil {
+		return "", fmt.Errorf("reading the journal: %w", err)
+	}
+	cs, err := serviceContainers(ctx, r.eng, j.Project, j.Service)
+	if err != nil {
+		return "", err
+	}
+	oldExists := false
+	for _, c := range cs {
+		if c.ID == j.OldID {
+			oldExists = true
+		}
+	}
+	if !oldExists {
+		// compose may have renamed it to <id>_<name> while replacing: it still counts.
+		if _, err := r.eng.ContainerInspect(ctx, j.OldID, client.ContainerInspectOptions{}); err == nil {
+			oldExists = true
+		}
+	}
+	// Remove every other container of the service (compose's, the clone), keeping volumes.
+	for _, c := range cs {
+		if c.ID != j.OldID {
+			if err := r.removeContainer(ctx, c.ID); err != nil {
+				return "", fmt.Errorf("removing container %s: %w", c.ID, err)
+			}
+		}
+	}
+	var id, restored string
+	if oldExists {
+		id = j.OldID
+		ins, err := r.eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return "", fmt.Errorf("inspecting container %s: %w", j.OldName, err)
+		}
+		if strings.TrimPrefix(ins.Container.Name, "/") != j.OldName {
+			if _, err := r.eng.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: j.OldName}); err != nil {
+				return "", fmt.Errorf("renaming container %s back to %s: %w", id, j.OldName, err)
+			}
+		}
+		restored = fmt.Sprintf("rolled back: %s is its previous container (%.12s) again", j.OldName, id)
+		if j.SnapshotID != "" {
+			r.eng.ImageRemove(ctx, j.SnapshotID, client.ImageRemoveOptions{})
+		}
+	} else {
+		if j.SnapshotID == "" {
+			return "", fmt.Errorf("container %s is gone and no snapshot was recorded", j.OldName)
+		}
+		if cur := r.existing(ctx, j.OldName); cur != "" {
+			if err := r.removeContainer(ctx, cur); err != nil {
+				return "", fmt.Errorf("removing container %s: %w", cur, err)
+			}
+		}
+		id, err = r.clone(ctx, old, j.SnapshotTag)
+		if err != nil {
+			return "", fmt.Errorf("recreating %s with its previous config on %s: %w", j.OldName, j.SnapshotTag, err)
+		}
+		restored = fmt.Sprintf("rolled back: %s runs its previous config and writable layer again (container %.12s on snapshot %s)", j.OldName, id, j.SnapshotTag)
+	}
+	if j.Running {
+		if _, err := r.eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return "", fmt.Errorf("starting %s: %w", j.OldName, err)
+		}
+	} else {
+		restored += " (stopped, as it was)"
+	}
+	if err := j.remove(); err != nil {
+		return "", err
+	}
+	return restored, nil
+}
+
+// wait checks the started container: with a healthcheck it must turn healthy
+// within WaitTimeout; without one it must keep running for WaitTimeout.
+func (r *run) wait(ctx context.Context, id string) error {
+	deadline := time.Now().Add(r.opts.WaitTimeout)
+	for {
+		ins, err := r.eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return err
+		}
+		st := ins.Container.State
+		if st == nil || !st.Running {
+			code := 0
+			if st != nil {
+				code = st.ExitCode
+			}
+			return fmt.Errorf("the new container exited (code %d)", code)
+		}
+		if st.Health != nil {
+			switch st.Health.Status {
+			case container.Healthy:
+				return nil
+			case container.Unhealthy:
+				return errors.New("the new container turned unhealthy")
+			}
+		}
+		if time.Now().After(deadline) {
+			if st.Health != nil && st.Health.Status != container.Healthy {
+				return fmt.Errorf("the new container is still %s after %s", st.Health.Status, r.opts.WaitTimeout)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// clone creates a container with t's config, host config and networks on image,
+// under t's name. Anonymous volumes of t are mounted by name so their data stays.
+func (r *run) clone(ctx context.Context, t container.InspectResponse, image string) (string, error) {
+	cfg := *t.Config
+	cfg.Image = image
+	cfg.Hostname = t.Config.Hostname
+	hc := *t.HostConfig
+	hc.Mounts = append([]mountT(nil), t.HostConfig.Mounts...)
+	named := map[string]string{}
+	for _, m := range t.Mounts {
+		if m.Type == "volume" && m.Name != "" {
+			named[m.Destination] = m.Name
+		}
+	}
+	covered := map[string]bool{}
+	for i, m := range hc.Mounts {
+		covered[m.Target] = true
+		if m.Type == "volume" && m.Source == "" && named[m.Target] != "" {
+			hc.Mounts[i].Source = named[m.Target]
+		}
+	}
+	for _, b := range hc.Binds {
+		parts := strings.Split(b, ":")
+		if len(parts) >= 2 {
+			covered[parts[1]] = true
+		}
+	}
+	var dests []string
+	for d := range named {
+		if !covered[d] {
+			dests = append(dests, d)
+		}
+	}
+	sort.Strings(dests)
+	for _, d := range dests {
+		hc.Mounts = append(hc.Mounts, mountT{Type: "volume", Source: named[d], Target: d})
+	}
+	// Endpoints: the primary network in the create call; the others in it too from
+	// API 1.44, connected after create below that.
+	eps := map[string]*network.EndpointSettings{}
+	var names []string
+	if t.NetworkSettings != nil {
+		for n, ep := range t.NetworkSettings.Networks {
+			if ep == nil {
+				continue
+			}
+			e := &network.EndpointSettings{IPAMConfig: ep.IPAMConfig, Links: ep.Links, DriverOpts: ep.DriverOpts}
+			for _, a := range ep.Aliases {
+				if len(t.ID) >= 12 && a == t.ID[:12] {
+					continue // the engine's own short-ID alias
+				}
+				e.Aliases = append(e.Aliases, a)
+			}
+			eps[n] = e
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
+	var later []string
+	multi := apiAtLeast(r.eng.ClientVersion(), 1, 44)
+	mode := string(hc.NetworkMode)
+	for _, n := range names {
+		if multi || n == mode || len(names) == 1 {
+			nc.EndpointsConfig[n] = eps[n]
+		} else {
+			later = append(later, n)
+		}
+	}
+	if len(nc.EndpointsConfig) == 0 && len(later) > 0 {
+		nc.EndpointsConfig[later[0]] = eps[later[0]]
+		later = later[1:]
+	}
+	if hc.NetworkMode.IsContainer() {
+		nc = nil
+		later = nil
+	}
+	res, err := r.eng.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: strings.TrimPrefix(t.Name, "/"), Config: &cfg, HostConfig: &hc, NetworkingConfig: nc,
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, n := range later {
+		if _, err := r.eng.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: eps[n]}); err != nil {
+			r.removeContainer(ctx, res.ID)
+			return "", fmt.Errorf("connecting to network %s: %w", n, err)
+		}
+	}
+	return res.ID, nil
+}
+
+// apiAtLeast compares a negotiated API version "1.41" with major.minor.
+func apiAtLeast(v string, major, minor int) bool {
+	var a, b int
+	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > major || (a == major && b >= minor)
+}
+
+var _ = io.EOF

@@ -1,0 +1,168 @@
+package remount
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/compose"
+)
+
+// StatusOptions select the project whose services Status reports.
+type StatusOptions struct {
+	Project    *types.Project
+	Compose    compose.Options
+	ComposeEnv []string
+	// Services limits the report; empty: every service of the project.
+	Services []string
+}
+
+// ContainerStatus is one service container as Status sees it.
+type ContainerStatus struct {
+	Service   string `json:"service"`
+	Container string `json:"container,omitempty"`
+	ID        string `json:"id,omitempty"`
+	State     string `json:"state"`
+	// Image is the image reference the container runs, Snapshot says whether it is
+	// a remount snapshot (then BaseImage is its base).
+	Image     string `json:"image,omitempty"`
+	Snapshot  bool   `json:"snapshot"`
+	BaseImage string `json:"base_image,omitempty"`
+	// SnapshotCreated and SnapshotAge: when the snapshot was made (snapshots only).
+	SnapshotCreated time.Time     `json:"snapshot_created,omitzero"`
+	SnapshotAge     time.Duration `json:"snapshot_age,omitempty"`
+	// Layers is the layer depth of its image (the engine's limit is about 125).
+	Layers int `json:"layers"`
+	// WritableBytes is the size of the writable layer.
+	WritableBytes int64 `json:"writable_bytes"`
+	// BakedEnv and BakedLabels: keys the image carries that neither the compose
+	// config nor the base image sets (snapshots only; keys, never values).
+	BakedEnv    []string `json:"baked_env,omitempty"`
+	BakedLabels []string `json:"baked_labels,omitempty"`
+	// WouldRecreate: a plain `docker compose up` would recreate the container now
+	// (its config changed) and so discard its writable layer; Remount is the
+	// command to run instead.
+	WouldRecreate bool   `json:"would_recreate"`
+	Remount       string `json:"remount,omitempty"`
+}
+
+// Report is the result of Status.
+type Report struct {
+	Project    string            `json:"project"`
+	Containers []ContainerStatus `json:"containers"`
+	// Interrupted names the step of an interrupted remount, if a journal exists.
+	Interrupted        string `json:"interrupted,omitempty"`
+	InterruptedService string `json:"interrupted_service,omitempty"`
+}
+
+// Status reports each service's containers: the image or snapshot they run, its
+// age and depth, the writable layer's size, baked keys, and whether a plain
+// `docker compose up` would recreate them. It asks the compose CLI (--dry-run)
+// for the last; it returns an error wrapping ErrCompose when that is missing.
+func Status(ctx context.Context, eng Engine, opts StatusOptions) (*Report, error) {
+	p := opts.Project
+	names := opts.Services
+	if len(names) == 0 {
+		names = p.ServiceNames()
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if _, ok := p.Services[n]; !ok {
+			return nil, fmt.Errorf("no service %s in project %s", n, p.Name)
+		}
+	}
+	cli, err := findCompose(ctx, p, opts.Compose, opts.ComposeEnv)
+	if err != nil {
+		return nil, err
+	}
+	recreate, err := cli.wouldRecreate(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Project: p.Name}
+	if j, err := readJournal(p.Name); err == nil && j != nil {
+		rep.Interrupted, rep.InterruptedService = j.Step, j.Service
+	}
+	for _, n := range names {
+		svc := p.Services[n]
+		cs, err := serviceContainers(ctx, eng, p.Name, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(cs) == 0 {
+			rep.Containers = append(rep.Containers, ContainerStatus{Service: n, State: "no container"})
+			continue
+		}
+		for _, c := range cs {
+			st, err := containerStatus(ctx, eng, svc, c.ID)
+			if err != nil {
+				return nil, err
+			}
+			st.WouldRecreate = recreate[st.Container]
+			if st.WouldRecreate {
+				st.Remount = "moltctl remount " + n
+			}
+			rep.Containers = append(rep.Containers, st)
+		}
+	}
+	return rep, nil
+}
+
+func containerStatus(ctx context.Context, eng Engine, svc types.ServiceConfig, id string) (ContainerStatus, error) {
+	ins, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{Size: true})
+	if err != nil {
+		return ContainerStatus{}, fmt.Errorf("inspecting container %s: %w", id, err)
+	}
+	c := ins.Container
+	st := ContainerStatus{Service: svc.Name, Container: strings.TrimPrefix(c.Name, "/"), ID: c.ID}
+	if c.State != nil {
+		st.State = string(c.State.Status)
+	}
+	if c.Config != nil {
+		st.Image = c.Config.Image
+	}
+	if c.SizeRw != nil {
+		st.WritableBytes = *c.SizeRw
+	}
+	im, err := eng.ImageInspect(ctx, c.Image)
+	if err != nil {
+		return st, nil // the image may be gone (removed by hand): report what we have
+	}
+	st.Layers = len(im.RootFS.Layers)
+	if im.Config == nil || im.Config.Labels[LabelService] == "" {
+		return st, nil
+	}
+	st.Snapshot = true
+	st.BaseImage = im.Config.Labels[LabelBaseImage]
+	if t, err := time.Parse(time.RFC3339Nano, im.Created); err == nil {
+		st.SnapshotCreated = t
+		st.SnapshotAge = time.Since(t).Round(time.Second)
+	}
+	var want []string
+	for k, v := range svc.Environment {
+		if v != nil {
+			want = append(want, k+"="+*v)
+		}
+	}
+	var baseEnv []string
+	var baseLabels map[string]string
+	if base, err := eng.ImageInspect(ctx, st.BaseImage); err == nil && base.Config != nil {
+		baseEnv, baseLabels = base.Config.Env, base.Config.Labels
+	}
+	labels := map[string]string{}
+	for k, v := range svc.Labels {
+		labels[k] = v
+	}
+	for k, v := range c.Config.Labels {
+		if strings.HasPrefix(k, "com.docker.compose.") {
+			labels[k] = v // compose sets its own labels on every container
+		}
+	}
+	st.BakedEnv, st.BakedLabels = bakedKeys(im.Config.Env, im.Config.Labels, want, labels, baseEnv, baseLabels)
+	return st, nil
+}
