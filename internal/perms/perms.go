@@ -1,0 +1,107 @@
+// Package perms fixes the ownership of a directory tree safely, the way an image
+// entrypoint running as root must: it walks by file descriptor, never follows a
+// symlink, never leaves the tree or crosses into another mount, never chowns a
+// hardlinked file that also lives elsewhere, and only touches entries whose owner
+// is wrong (so setuid/setgid bits on entries already right are kept).
+//
+// It also checks, for a non-root start, that a directory is writable.
+package perms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Options tune Fix.
+type Options struct {
+	// UID and GID are the owner every entry must have. Both are required (>= 0).
+	UID, GID int
+	// MaxSkips bounds Stats.Skipped (default 100); further skips are only counted
+	// in Stats.SkippedTotal.
+	MaxSkips int
+	// Workers is how many directories are walked at once (default 2; 1 walks
+	// sequentially).
+	Workers int
+	// DryRun examines the tree and counts what would change without chowning.
+	DryRun bool
+}
+
+// SkipReason says why Fix left an entry alone although its owner was wrong or it
+// could not look inside.
+type SkipReason int
+
+const (
+	// SkipMount: the entry is a mount point (another filesystem or a bind
+	// mount); Fix does not cross into it nor change it.
+	SkipMount SkipReason = iota + 1
+	// SkipHardlink: a non-directory with more than one link whose owner is
+	// wrong; chowning it would also chown the file's other names, which may
+	// live outside the tree.
+	SkipHardlink
+	// SkipChanged: the entry was replaced (e.g. by a symlink) while Fix ran.
+	SkipChanged
+)
+
+func (r SkipReason) String() string {
+	switch r {
+	case SkipMount:
+		return "mount point"
+	case SkipHardlink:
+		return "hardlinked elsewhere"
+	case SkipChanged:
+		return "changed during the walk"
+	}
+	return fmt.Sprintf("reason %d", int(r))
+}
+
+// Skip is one entry Fix left alone, named by its path under the root.
+type Skip struct {
+	Path   string
+	Reason SkipReason
+}
+
+// Stats is what Fix found and did.
+type Stats struct {
+	Entries      int64  // entries examined, the root included
+	Changed      int64  // entries chowned (or that would be, with DryRun)
+	SetIDCleared int64  // chowned non-directories that had setuid/setgid bits, which chown clears
+	Skipped      []Skip // the first Options.MaxSkips entries left alone
+	SkippedTotal int64  // all entries left alone
+}
+
+// ErrSymlink is returned (wrapped) when the root, or a component of its path
+// that is not trusted, is a symlink.
+var ErrSymlink = errors.New("refusing to follow a symlink")
+
+// Fix makes uid:gid (Options.UID/GID) the owner of root and of every entry below
+// it, changing only entries whose owner is wrong. The root itself is always
+// checked. Entries that are mount points, non-directories with more than one
+// link, or entries replaced during the walk are skipped and reported in Stats.
+// Symlinks are chowned themselves (lchown), never their targets.
+//
+// The root's path may pass through symlinks only where they and the directory
+// holding them belong to root and are not group- or world-writable; the root
+// itself must be a directory, not a symlink (ErrSymlink).
+// Fix stops at the first I/O error or when ctx is done, returning the stats so far.
+func Fix(ctx context.Context, root string, opts Options) (Stats, error) {
+	if opts.UID < 0 || opts.GID < 0 {
+		return Stats{}, fmt.Errorf("fixing ownership of %s: invalid owner %d:%d", root, opts.UID, opts.GID)
+	}
+	if opts.MaxSkips <= 0 {
+		opts.MaxSkips = 100
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	fd, err := openDir(root, false)
+	if err != nil {
+		return Stats{}, fmt.Errorf("fixing ownership of %s: %w", root, err)
+	}
+	w := newWalker(ctx, root, opts)
+	err = w.run(fd)
+	if err != nil {
+		return w.stats(), fmt.Errorf("fixing ownership of %s: %w", root, err)
+	}
+	return w.stats(), nil
+}

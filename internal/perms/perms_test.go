@@ -1,0 +1,342 @@
+package perms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+const uid, gid = 1000, 1000
+
+// requireRoot fails the test under CI=true when not root, and skips it elsewhere.
+func requireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatal("CI=true and not running as root")
+	}
+	tb.Skip("needs root")
+}
+
+// owner returns the uid:gid of path itself (not following a symlink).
+func owner(tb testing.TB, path string) string {
+	tb.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		tb.Fatal(err)
+	}
+	return fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+}
+
+func mode(tb testing.TB, path string) uint32 {
+	tb.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		tb.Fatal(err)
+	}
+	return st.Mode & 0o7777
+}
+
+func write(tb testing.TB, path string, perm os.FileMode) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("x"), perm); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Chmod(path, uint32(perm)); err != nil { // umask; 0o4000 is setuid here
+		tb.Fatal(err)
+	}
+}
+
+// each runs f once with openat2 and once with the openat fallback.
+func each(t *testing.T, f func(t *testing.T)) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(map[bool]string{false: "openat2", true: "fallback"}[fallback], func(t *testing.T) {
+			forceNoOpenat2 = fallback
+			t.Cleanup(func() { forceNoOpenat2 = false })
+			f(t)
+		})
+	}
+}
+
+func TestFixChownsOnlyWhatIsWrongAndNeverLeaves(t *testing.T) {
+	requireRoot(t)
+	each(t, func(t *testing.T) {
+		base := t.TempDir()
+		root := filepath.Join(base, "state")
+		outside := filepath.Join(base, "outside")
+		write(t, filepath.Join(outside, "shadow"), 0o600)
+		os.MkdirAll(filepath.Join(outside, "dir"), 0o755)
+		write(t, filepath.Join(root, "a", "b", "file"), 0o644)
+		write(t, filepath.Join(root, "a", "suid"), 0o4755)
+		write(t, filepath.Join(root, "owned-suid"), 0o6755)
+		os.Chown(filepath.Join(root, "owned-suid"), uid, gid)
+		unix.Chmod(filepath.Join(root, "owned-suid"), 0o6755)
+		write(t, filepath.Join(root, "a", "root-suid"), 0o4755)
+		os.Symlink(filepath.Join(outside, "shadow"), filepath.Join(root, "link-to-shadow"))
+		os.Symlink(filepath.Join(outside, "dir"), filepath.Join(root, "a", "link-to-dir"))
+		os.Link(filepath.Join(outside, "shadow"), filepath.Join(root, "hardlink-to-shadow"))
+		unix.Mkfifo(filepath.Join(root, "fifo"), 0o600)
+
+		st, err := Fix(context.Background(), root, Options{UID: uid, GID: gid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"", "a", "a/b", "a/b/file", "a/suid", "link-to-shadow", "a/link-to-dir", "fifo", "owned-suid"} {
+			if got := owner(t, filepath.Join(root, p)); got != "1000:1000" {
+				t.Errorf("owner of %q: got %s, want 1000:1000", p, got)
+			}
+		}
+		for _, p := range []string{"shadow", "dir"} {
+			if got := owner(t, filepath.Join(outside, p)); got != "0:0" {
+				t.Errorf("owner of outside %s: got %s, want 0:0", p, got)
+			}
+		}
+		if got := mode(t, filepath.Join(root, "owned-suid")); got != 0o6755 {
+			t.Errorf("mode of an already-owned setuid file: got %04o, want 6755", got)
+		}
+		if got, want := st.Changed, int64(9); got != want {
+			t.Errorf("changed: got %d, want %d", got, want)
+		}
+		if got, want := st.SetIDCleared, int64(2); got != want {
+			t.Errorf("setid cleared: got %d, want %d", got, want)
+		}
+		if len(st.Skipped) != 1 || st.Skipped[0].Reason != SkipHardlink || st.Skipped[0].Path != filepath.Join(root, "hardlink-to-shadow") {
+			t.Errorf("skipped: got %+v, want the hardlink", st.Skipped)
+		}
+		// Running again changes nothing.
+		st, err = Fix(context.Background(), root, Options{UID: uid, GID: gid})
+		if err != nil || st.Changed != 0 {
+			t.Errorf("second run: got changed %d, err %v; want 0, nil", st.Changed, err)
+		}
+	})
+}
+
+func TestFixRefusesSymlinkRoot(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	os.Mkdir(filepath.Join(base, "real"), 0o755)
+	os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "state"))
+	_, err := Fix(context.Background(), filepath.Join(base, "state"), Options{UID: uid, GID: gid})
+	if !errors.Is(err, ErrSymlink) {
+		t.Fatalf("got %v, want ErrSymlink", err)
+	}
+	if got := owner(t, filepath.Join(base, "real")); got != "0:0" {
+		t.Errorf("owner of the symlink's target: got %s, want 0:0", got)
+	}
+	// A symlink on the way in a directory others can write is refused too.
+	os.Chmod(base, 0o777)
+	os.Mkdir(filepath.Join(base, "real", "sub"), 0o755)
+	_, err = Fix(context.Background(), filepath.Join(base, "state", "sub"), Options{UID: uid, GID: gid})
+	if !errors.Is(err, ErrSymlink) {
+		t.Fatalf("through a symlink in a world-writable dir: got %v, want ErrSymlink", err)
+	}
+}
+
+func mount(tb testing.TB, src, target, fstype string, flags uintptr) {
+	tb.Helper()
+	if err := unix.Mount(src, target, fstype, flags, ""); err != nil {
+		tb.Fatalf("mount %s on %s: %v", src, target, err)
+	}
+	tb.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
+}
+
+func TestFixDoesNotCrossMounts(t *testing.T) {
+	requireRoot(t)
+	each(t, func(t *testing.T) {
+		base := t.TempDir()
+		root := filepath.Join(base, "state")
+		outside := filepath.Join(base, "outside")
+		write(t, filepath.Join(outside, "file"), 0o644)
+		write(t, filepath.Join(outside, "dir", "inner"), 0o644)
+		os.MkdirAll(filepath.Join(root, "tmpfs"), 0o755)
+		os.MkdirAll(filepath.Join(root, "bind-dir"), 0o755)
+		write(t, filepath.Join(root, "bind-file"), 0o644)
+		mount(t, "tmpfs", filepath.Join(root, "tmpfs"), "tmpfs", 0)
+		write(t, filepath.Join(root, "tmpfs", "inner"), 0o644)
+		mount(t, filepath.Join(outside, "dir"), filepath.Join(root, "bind-dir"), "", unix.MS_BIND)
+		mount(t, filepath.Join(outside, "file"), filepath.Join(root, "bind-file"), "", unix.MS_BIND)
+		// Make the state dir group-writable so files go the pinned way, and
+		// also run it sealed.
+		for _, perm := range []os.FileMode{0o755, 0o777} {
+			os.Chmod(root, perm)
+			os.Chown(root, 0, 0)
+			st, err := Fix(context.Background(), root, Options{UID: uid, GID: gid})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{filepath.Join(root, "tmpfs"), filepath.Join(root, "tmpfs", "inner"), filepath.Join(outside, "file"), filepath.Join(outside, "dir"), filepath.Join(outside, "dir", "inner")} {
+				if got := owner(t, p); got != "0:0" {
+					t.Errorf("mode %o: owner of %s: got %s, want 0:0", perm, p, got)
+				}
+			}
+			if got := st.SkippedTotal; got != 3 {
+				t.Errorf("mode %o: skipped: got %d (%+v), want 3 mounts", perm, got, st.Skipped)
+			}
+			for _, s := range st.Skipped {
+				if s.Reason != SkipMount {
+					t.Errorf("mode %o: skip %s: got %v, want mount point", perm, s.Path, s.Reason)
+				}
+			}
+		}
+	})
+}
+
+// TestFixRace swaps entries for symlinks and hardlinks to files outside while
+// the walk runs; whatever the interleaving, nothing outside changes owner.
+func TestFixRace(t *testing.T) {
+	requireRoot(t)
+	each(t, func(t *testing.T) {
+		for _, sealed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+				base := t.TempDir()
+				root := filepath.Join(base, "state")
+				outside := filepath.Join(base, "outside")
+				write(t, filepath.Join(outside, "shadow"), 0o600)
+				write(t, filepath.Join(outside, "dir", "inner"), 0o600)
+				const n = 40
+				for i := range n {
+					write(t, filepath.Join(root, fmt.Sprintf("d%d", i), "f"), 0o644)
+				}
+				// The attacker is uid 1000, as the app would be: it cannot make
+				// hardlinks to root's files (protected_hardlinks), so root plants
+				// some in a stash the attacker owns, and it renames them in.
+				stash := filepath.Join(base, "stash")
+				os.Mkdir(stash, 0o755)
+				os.Chown(stash, uid, gid)
+				for i := range 3000 {
+					os.Link(filepath.Join(outside, "shadow"), filepath.Join(stash, fmt.Sprint(i)))
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				var wg sync.WaitGroup
+				var swaps atomic.Int64
+				wg.Add(1)
+				go func() { // the attacker
+					defer wg.Done()
+					runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+					// Only this thread's credentials change (raw syscalls, not Go's all-threads ones).
+					if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, gid, gid, gid); e != 0 {
+						t.Errorf("setresgid: %v", e)
+						return
+					}
+					if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uid, uid, uid); e != 0 {
+						t.Errorf("setresuid: %v", e)
+						return
+					}
+					for i := 0; ctx.Err() == nil; i++ {
+						d := filepath.Join(root, fmt.Sprintf("d%d", i%n))
+						tmp := filepath.Join(root, fmt.Sprintf(".t%d", i%n))
+						var err error
+						switch i % 3 {
+						case 0:
+							os.Symlink(filepath.Join(outside, "shadow"), tmp)
+							err = os.Rename(tmp, filepath.Join(d, "f"))
+						case 1:
+							err = os.Rename(filepath.Join(stash, fmt.Sprint(i%3000)), filepath.Join(d, "f"))
+						case 2:
+							if err = os.Rename(d, tmp+"x"); err == nil {
+								os.Symlink(filepath.Join(outside, "dir"), d)
+								os.Remove(d)
+								os.Rename(tmp+"x", d)
+							}
+						}
+						if err == nil {
+							swaps.Add(1)
+						}
+					}
+				}()
+				for range 30 {
+					// Reset ownership so there is always work: root-owned, sealed or not.
+					filepath.Walk(root, func(p string, fi os.FileInfo, _ error) error {
+						if fi != nil && fi.Mode().IsRegular() && fi.Sys().(*syscall.Stat_t).Nlink == 1 || fi != nil && fi.IsDir() {
+							os.Lchown(p, 0, 0)
+						}
+						return nil
+					})
+					perm := os.FileMode(0o777)
+					if sealed {
+						perm = 0o755
+					}
+					filepath.Walk(root, func(p string, fi os.FileInfo, _ error) error {
+						if fi != nil && fi.IsDir() {
+							os.Chmod(p, perm)
+						}
+						return nil
+					})
+					if _, err := Fix(context.Background(), root, Options{UID: uid, GID: gid}); err != nil {
+						t.Errorf("fix: %v", err)
+					}
+				}
+				cancel()
+				wg.Wait()
+				for _, p := range []string{"shadow", "dir", "dir/inner"} {
+					if got := owner(t, filepath.Join(outside, p)); got != "0:0" {
+						t.Errorf("owner of outside %s after %d swaps: got %s, want 0:0", p, swaps.Load(), got)
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestFixDryRun(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	write(t, filepath.Join(root, "a", "f"), 0o644)
+	st, err := Fix(context.Background(), root, Options{UID: uid, GID: gid, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Changed != 3 {
+		t.Errorf("changed: got %d, want 3", st.Changed)
+	}
+	if got := owner(t, filepath.Join(root, "a", "f")); got != "0:0" {
+		t.Errorf("owner after a dry run: got %s, want 0:0", got)
+	}
+}
+
+func TestMkdirAll(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	if err := MkdirAll(filepath.Join(base, "x", "y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirAll(filepath.Join(base, "x", "y")); err != nil {
+		t.Fatalf("again: %v", err)
+	}
+	os.Symlink("/etc", filepath.Join(base, "link"))
+	if err := MkdirAll(filepath.Join(base, "link")); !errors.Is(err, ErrSymlink) {
+		t.Errorf("on a symlink: got %v, want ErrSymlink", err)
+	}
+	if err := MkdirAll("relative"); err == nil {
+		t.Error("relative path: got nil, want an error")
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`/a/b`, "/a/b"},
+		{`/a\040b`, "/a b"},
+		{`/a\134b\011`, "/a\\b\t"},
+		{`/a\04`, `/a\04`},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := unescapeMountinfo(tc.in); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,375 @@
+package perms
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The walk. Every directory is opened relative to its parent's descriptor with
+// openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_XDEV) (or openat with
+// O_NOFOLLOW plus a device and mountinfo check where openat2 is missing), listed
+// with getdents into a large buffer, and every entry is examined with
+// statx(AT_SYMLINK_NOFOLLOW) relative to that descriptor, which also reports
+// mount roots (STATX_ATTR_MOUNT_ROOT). A directory is chowned through its own
+// descriptor after its children, so it stays root-only while they are fixed.
+//
+// An entry whose owner is wrong is changed in one of two ways:
+//   - in a "sealed" directory (owned by root, not group- or world-writable) nobody
+//     but root can swap the entry between statx and fchownat, so
+//     fchownat(dirfd, name, AT_SYMLINK_NOFOLLOW) is safe;
+//   - elsewhere the entry is pinned first: openat2(O_PATH|O_NOFOLLOW) gives a
+//     descriptor of the inode itself (of the symlink, if it is one), fstat on
+//     it re-checks type, link count and owner, and fchownat(fd, "",
+//     AT_EMPTY_PATH) changes exactly that inode. An attacker swapping the name
+//     for a symlink or a hardlink to a file outside changes nothing: the link
+//     itself is chowned, or the hardlink's count (> 1) makes it a skip.
+
+// forceNoOpenat2 makes the walk use its openat fallback (tests).
+var forceNoOpenat2 bool
+
+const direntBufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, direntBufSize); return &b }}
+
+type walker struct {
+	ctx      context.Context
+	root     string
+	opts     Options
+	uid, gid uint32
+	openat2  bool
+	mounts   map[string]bool // mount points from mountinfo, only when statx or openat2 can't tell
+	sem      chan struct{}
+
+	entries, changed, setid, skippedTotal atomic.Int64
+	mu                                    sync.Mutex
+	skipped                               []Skip
+	errOnce                               sync.Once
+	err                                   error
+	failed                                atomic.Bool
+}
+
+func newWalker(ctx context.Context, root string, opts Options) *walker {
+	w := &walker{ctx: ctx, root: root, opts: opts, uid: uint32(opts.UID), gid: uint32(opts.GID), openat2: !forceNoOpenat2}
+	if opts.Workers > 1 {
+		w.sem = make(chan struct{}, opts.Workers-1)
+	}
+	return w
+}
+
+func (w *walker) stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Stats{
+		Entries:      w.entries.Load(),
+		Changed:      w.changed.Load(),
+		SetIDCleared: w.setid.Load(),
+		Skipped:      append([]Skip(nil), w.skipped...),
+		SkippedTotal: w.skippedTotal.Load(),
+	}
+}
+
+func (w *walker) fail(err error) {
+	w.errOnce.Do(func() { w.err = err; w.failed.Store(true) })
+}
+
+func (w *walker) skip(path string, r SkipReason) {
+	w.skippedTotal.Add(1)
+	w.mu.Lock()
+	if len(w.skipped) < w.opts.MaxSkips {
+		w.skipped = append(w.skipped, Skip{Path: path, Reason: r})
+	}
+	w.mu.Unlock()
+}
+
+func (w *walker) run(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if w.openat2 {
+		// Probe once: kernels before 5.6 answer ENOSYS.
+		nfd, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+		if err != nil {
+			w.openat2 = false
+		} else {
+			unix.Close(nfd)
+		}
+	}
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &stx); err != nil || !w.openat2 ||
+		stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		w.mounts = mountPoints(w.root)
+	}
+	w.entries.Add(1)
+	w.subdir(fd, w.root, &st)
+	if w.failed.Load() {
+		return w.err
+	}
+	return w.ctx.Err()
+}
+
+// subdir walks the directory open as fd (fstat st), chowns it when wrong and
+// closes fd.
+func (w *walker) subdir(fd int, path string, st *unix.Stat_t) {
+	defer unix.Close(fd)
+	sealed := st.Uid == 0 && st.Mode&0o022 == 0
+	w.dir(fd, path, st.Dev, sealed)
+	if w.failed.Load() {
+		return
+	}
+	if st.Uid != w.uid || st.Gid != w.gid {
+		w.changed.Add(1)
+		if !w.opts.DryRun {
+			if err := unix.Fchown(fd, int(w.uid), int(w.gid)); err != nil {
+				w.fail(&pathError{op: "chown", path: path, err: err})
+			}
+		}
+	}
+}
+
+type pathError struct {
+	op, path string
+	err      error
+}
+
+func (e *pathError) Error() string { return e.op + " " + e.path + ": " + e.err.Error() }
+func (e *pathError) Unwrap() error { return e.err }
+
+func (w *walker) dir(fd int, path string, dev uint64, sealed bool) {
+	if w.ctx.Err() != nil {
+		w.fail(w.ctx.Err())
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for !w.failed.Load() {
+		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			w.fail(&pathError{op: "reading directory", path: path, err: err})
+			return
+		}
+		if n <= 0 {
+			return
+		}
+		for off := 0; off < n; {
+			reclen := int(*(*uint16)(unsafe.Pointer(&buf[off+16])))
+			typ := buf[off+18]
+			name := buf[off+19 : off+reclen]
+			off += reclen
+			nl := 0
+			for nl < len(name) && name[nl] != 0 {
+				nl++
+			}
+			if nl == 1 && name[0] == '.' || nl == 2 && name[0] == '.' && name[1] == '.' {
+				continue
+			}
+			if nl == len(name) {
+				continue // not NUL-terminated: cannot happen
+			}
+			w.entries.Add(1)
+			w.entry(fd, path, dev, sealed, name[:nl+1], typ, &wg)
+			if w.failed.Load() {
+				return
+			}
+		}
+	}
+}
+
+func childPath(dir string, name []byte) string {
+	return dir + "/" + string(name[:len(name)-1])
+}
+
+// entry handles one directory entry; name is NUL-terminated.
+func (w *walker) entry(dirfd int, path string, dev uint64, sealed bool, name []byte, typ uint8, wg *sync.WaitGroup) {
+	if typ == unix.DT_DIR {
+		w.childDir(dirfd, path, dev, name, wg)
+		return
+	}
+	var stx unix.Statx_t
+	err := statx(dirfd, name, &stx)
+	if errors.Is(err, unix.ENOENT) {
+		return // removed meanwhile: nothing to fix
+	}
+	if err != nil {
+		w.fail(&pathError{op: "examining", path: childPath(path, name), err: err})
+		return
+	}
+	if stx.Mode&unix.S_IFMT == unix.S_IFDIR {
+		w.childDir(dirfd, path, dev, name, wg)
+		return
+	}
+	if stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 ||
+		w.mounts != nil && w.mounts[childPath(path, name)] {
+		w.skip(childPath(path, name), SkipMount)
+		return
+	}
+	if stx.Uid == w.uid && stx.Gid == w.gid {
+		return
+	}
+	if stx.Nlink > 1 {
+		w.skip(childPath(path, name), SkipHardlink)
+		return
+	}
+	if sealed {
+		w.changed.Add(1)
+		if stx.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 && stx.Mode&unix.S_IFMT == unix.S_IFREG {
+			w.setid.Add(1)
+		}
+		if w.opts.DryRun {
+			return
+		}
+		err := fchownat(dirfd, name, w.uid, w.gid, unix.AT_SYMLINK_NOFOLLOW)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			w.fail(&pathError{op: "chown", path: childPath(path, name), err: err})
+		}
+		return
+	}
+	w.pinned(dirfd, path, dev, name)
+}
+
+// pinned chowns a non-directory entry through an O_PATH descriptor of it, after
+// re-checking what that descriptor refers to.
+func (w *walker) pinned(dirfd int, path string, dev uint64, name []byte) {
+	fd, err := w.openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return
+	case errors.Is(err, unix.EXDEV):
+		w.skip(childPath(path, name), SkipMount)
+		return
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EAGAIN):
+		w.skip(childPath(path, name), SkipChanged)
+		return
+	case err != nil:
+		w.fail(&pathError{op: "opening", path: childPath(path, name), err: err})
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		w.fail(&pathError{op: "examining", path: childPath(path, name), err: err})
+		return
+	}
+	switch {
+	case st.Dev != dev:
+		w.skip(childPath(path, name), SkipMount)
+		return
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		w.skip(childPath(path, name), SkipChanged) // became a directory: next run
+		return
+	case st.Uid == w.uid && st.Gid == w.gid:
+		return
+	case st.Nlink > 1:
+		w.skip(childPath(path, name), SkipHardlink)
+		return
+	}
+	w.changed.Add(1)
+	if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		w.setid.Add(1)
+	}
+	if w.opts.DryRun {
+		return
+	}
+	if err := unix.Fchownat(fd, "", int(w.uid), int(w.gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		w.fail(&pathError{op: "chown", path: childPath(path, name), err: err})
+	}
+}
+
+// childDir opens the directory entry name in dirfd without following symlinks
+// or crossing mounts and walks it, in another goroutine when a worker is free.
+func (w *walker) childDir(dirfd int, path string, dev uint64, name []byte, wg *sync.WaitGroup) {
+	cpath := childPath(path, name)
+	fd, err := w.openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return
+	case errors.Is(err, unix.EXDEV):
+		w.skip(cpath, SkipMount)
+		return
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EAGAIN):
+		// Replaced by a symlink or a file since it was listed: leave it to the next run.
+		w.skip(cpath, SkipChanged)
+		return
+	case err != nil:
+		w.fail(&pathError{op: "opening", path: cpath, err: err})
+		return
+	}
+	st := new(unix.Stat_t)
+	if err := unix.Fstat(fd, st); err != nil {
+		unix.Close(fd)
+		w.fail(&pathError{op: "examining", path: cpath, err: err})
+		return
+	}
+	if st.Dev != dev || w.mounts != nil && w.mounts[cpath] {
+		unix.Close(fd)
+		w.skip(cpath, SkipMount)
+		return
+	}
+	if w.sem != nil {
+		select {
+		case w.sem <- struct{}{}:
+			wg.Add(1)
+			go func() {
+				defer func() { <-w.sem; wg.Done() }()
+				w.subdir(fd, cpath, st)
+			}()
+			return
+		default:
+		}
+	}
+	w.subdir(fd, cpath, st)
+}
+
+// openat opens name beneath dirfd: openat2 with RESOLVE_BENEATH,
+// RESOLVE_NO_SYMLINKS and RESOLVE_NO_XDEV (EXDEV for a mount point), else
+// openat with O_NOFOLLOW (the caller compares devices).
+func (w *walker) openat(dirfd int, name []byte, flags int) (int, error) {
+	for {
+		var fd uintptr
+		var errno unix.Errno
+		if w.openat2 {
+			how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_MAGICLINKS}
+			fd, _, errno = unix.Syscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
+		} else {
+			fd, _, errno = unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&name[0])), uintptr(flags), 0, 0, 0)
+		}
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return -1, errno
+		}
+		return int(fd), nil
+	}
+}
+
+const statxMask = unix.STATX_TYPE | unix.STATX_MODE | unix.STATX_NLINK | unix.STATX_UID | unix.STATX_GID
+
+func statx(dirfd int, name []byte, stx *unix.Statx_t) error {
+	_, _, errno := unix.Syscall6(unix.SYS_STATX, uintptr(dirfd), uintptr(unsafe.Pointer(&name[0])),
+		uintptr(unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC), statxMask, uintptr(unsafe.Pointer(stx)), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func fchownat(dirfd int, name []byte, uid, gid uint32, flags int) error {
+	_, _, errno := unix.Syscall6(unix.SYS_FCHOWNAT, uintptr(dirfd), uintptr(unsafe.Pointer(&name[0])), uintptr(uid), uintptr(gid), uintptr(flags), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
