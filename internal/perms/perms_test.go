@@ -340,3 +340,57 @@ func TestUnescapeMountinfo(t *testing.T) {
 		})
 	}
 }
+
+// TestFixSwappedBetweenExamineAndChange swaps each entry, at the worst instant
+// (after it was examined, before it is changed), for a symlink or a hardlink to
+// a file outside, or a directory for a symlink to one outside.
+func TestFixSwappedBetweenExamineAndChange(t *testing.T) {
+	requireRoot(t)
+	each(t, func(t *testing.T) {
+		for _, attack := range []string{"symlink", "hardlink", "dir-symlink"} {
+			t.Run(attack, func(t *testing.T) {
+				base := t.TempDir()
+				root := filepath.Join(base, "state")
+				outside := filepath.Join(base, "outside")
+				write(t, filepath.Join(outside, "shadow"), 0o600)
+				write(t, filepath.Join(outside, "dir", "inner"), 0o600)
+				write(t, filepath.Join(root, "f"), 0o644)
+				os.Mkdir(filepath.Join(root, "d"), 0o755)
+				os.Chmod(root, 0o777) // writable by others: the careful path
+				var swapped []string
+				testHookBeforeChange = func(p string) {
+					var err error
+					switch {
+					case attack == "symlink" && p == filepath.Join(root, "f"):
+						os.Remove(p)
+						err = os.Symlink(filepath.Join(outside, "shadow"), p)
+					case attack == "hardlink" && p == filepath.Join(root, "f"):
+						os.Remove(p)
+						err = os.Link(filepath.Join(outside, "shadow"), p)
+					case attack == "dir-symlink" && p == filepath.Join(root, "d"):
+						os.Remove(p)
+						err = os.Symlink(filepath.Join(outside, "dir"), p)
+					default:
+						return
+					}
+					if err != nil {
+						t.Errorf("swapping %s: %v", p, err)
+					}
+					swapped = append(swapped, p)
+				}
+				t.Cleanup(func() { testHookBeforeChange = nil })
+				if _, err := Fix(context.Background(), root, Options{UID: uid, GID: gid, Workers: 1}); err != nil {
+					t.Fatal(err)
+				}
+				if len(swapped) != 1 {
+					t.Fatalf("swapped: got %v, want one entry", swapped)
+				}
+				for _, p := range []string{"shadow", "dir", "dir/inner"} {
+					if got := owner(t, filepath.Join(outside, p)); got != "0:0" {
+						t.Errorf("owner of outside %s: got %s, want 0:0", p, got)
+					}
+				}
+			})
+		}
+	})
+}

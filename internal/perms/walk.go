@@ -32,6 +32,10 @@ import (
 // forceNoOpenat2 makes the walk use its openat fallback (tests).
 var forceNoOpenat2 bool
 
+// testHookBeforeChange, when set (tests), runs after an entry was examined and
+// before it is opened or changed: where an attacker would swap it.
+var testHookBeforeChange func(path string)
+
 const direntBufSize = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, direntBufSize); return &b }}
@@ -222,6 +226,9 @@ func (w *walker) entry(dirfd int, path string, dev uint64, sealed bool, name []b
 		w.skip(childPath(path, name), SkipHardlink)
 		return
 	}
+	if testHookBeforeChange != nil {
+		testHookBeforeChange(childPath(path, name))
+	}
 	if sealed {
 		w.changed.Add(1)
 		if stx.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 && stx.Mode&unix.S_IFMT == unix.S_IFREG {
@@ -291,6 +298,9 @@ func (w *walker) pinned(dirfd int, path string, dev uint64, name []byte) {
 // or crossing mounts and walks it, in another goroutine when a worker is free.
 func (w *walker) childDir(dirfd int, path string, dev uint64, name []byte, wg *sync.WaitGroup) {
 	cpath := childPath(path, name)
+	if testHookBeforeChange != nil {
+		testHookBeforeChange(cpath)
+	}
 	fd, err := w.openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	switch {
 	case errors.Is(err, unix.ENOENT):
