@@ -60,27 +60,27 @@ func Lock(project string) (unlock func(), err error) {
 
 // Steps of a remount, in order, as recorded in the journal.
 const (
-	stepBegun      = "begun"      // old container inspected, nothing changed yet
-	stepStopped    = "stopped"    // old container stopped
-	stepCommitted  = "committed"  // snapshot image exists
-	stepComposing  = "composing"  // docker compose up --no-start runs (it replaces the old container)
-	stepComposed   = "composed"   // compose's new container exists, its inspect is journaled
+	stepBegun      = "begun"       // old container inspected, nothing changed yet
+	stepStopped    = "stopped"     // old container stopped
+	stepCommitted  = "committed"   // snapshot image exists
+	stepComposing  = "composing"   // docker compose up --no-start runs (it replaces the old container)
+	stepComposed   = "composed"    // compose's new container exists, its inspect is journaled
 	stepNewRemoved = "new-removed" // compose's container removed (its volumes kept)
-	stepCreated    = "created"    // the clone on the snapshot exists under the final name
-	stepStarted    = "started"    // the clone was started
+	stepCreated    = "created"     // the clone on the snapshot exists under the final name
+	stepStarted    = "started"     // the clone was started
 )
 
 // journal is the on-disk record of one remount in progress.
 type journal struct {
-	Version  int       `json:"version"`
-	Project  string    `json:"project"`
-	Service  string    `json:"service"`
-	Step     string    `json:"step"`
-	Started  time.Time `json:"started"`
-	Flatten  bool      `json:"flatten,omitempty"`
-	OldID    string    `json:"old_id"`
-	OldName  string    `json:"old_name"`
-	Running  bool      `json:"running"`
+	Version int       `json:"version"`
+	Project string    `json:"project"`
+	Service string    `json:"service"`
+	Step    string    `json:"step"`
+	Started time.Time `json:"started"`
+	Flatten bool      `json:"flatten,omitempty"`
+	OldID   string    `json:"old_id"`
+	OldName string    `json:"old_name"`
+	Running bool      `json:"running"`
 	// Old is the old container's inspect: enough to recreate it on the snapshot.
 	Old json.RawMessage `json:"old"`
 	// BaseImage is the service's image reference (the snapshot's base).

@@ -1,0 +1,554 @@
+package remount_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/engine"
+	"github.com/moltctl/moltctl/internal/remount"
+)
+
+// TestMain doubles as the child process of the kill -9 tests: with
+// REMOUNT_TEST_CHILD set it runs one remount and exits.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("REMOUNT_TEST_CHILD"); mode != "" {
+		os.Exit(child(mode))
+	}
+	os.Exit(m.Run())
+}
+
+func child(mode string) int {
+	ctx := context.Background()
+	copts := compose.Options{ProjectName: os.Getenv("REMOUNT_TEST_PROJECT"), Files: []string{os.Getenv("REMOUNT_TEST_FILE")}}
+	p, err := compose.Load(ctx, copts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	eng, err := engine.Connect(ctx, engine.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	opts := remount.Options{Project: p, Compose: copts, Service: "web", WaitTimeout: 500 * time.Millisecond}
+	switch mode {
+	case "run":
+		_, err = remount.Run(ctx, eng, opts)
+	case "hold-lock":
+		unlock, lerr := remount.Lock(p.Name)
+		if lerr != nil {
+			fmt.Fprintln(os.Stderr, lerr)
+			return 3
+		}
+		defer unlock()
+		fmt.Println("locked")
+		os.Stdin.Read(make([]byte, 1))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+const baseCompose = `services:
+  web:
+    image: moltctl-test/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+    environment:
+      OLDKEY: "secret-value"
+    volumes:
+      - /anon
+`
+
+// newCompose is baseCompose plus a named volume, an env var and a second network
+// with an alias, and without OLDKEY.
+const newCompose = `services:
+  web:
+    image: moltctl-test/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+    environment:
+      ADDED: "yes"
+    volumes:
+      - /anon
+      - data:/data
+    networks:
+      default: {}
+      extra:
+        aliases: [web-extra]
+networks:
+  extra: {}
+volumes:
+  data: {}
+`
+
+type fixture struct {
+	name, dir string
+	eng       *client.Client
+	copts     compose.Options
+}
+
+// setup starts a compose project from baseCompose, writes a file into the
+// container's writable layer and one into its anonymous volume, and registers the
+// cleanup of everything (containers, volumes, networks, snapshot images).
+func setup(tb testing.TB) *fixture {
+	tb.Helper()
+	eng := dockertest.Engine(tb)
+	dockertest.Busybox(tb)
+	dockertest.Compose(tb)
+	f := &fixture{name: dockertest.Name("rmt"), eng: eng}
+	tb.Cleanup(func() {
+		ids, _ := dockertest.Run("docker", "images", "-q", "--filter", "label="+remount.LabelProject+"="+f.name)
+		for _, id := range strings.Fields(ids) {
+			dockertest.Run("docker", "rmi", "-f", id)
+		}
+	})
+	f.dir = dockertest.Project(tb, f.name, baseCompose)
+	f.copts = compose.Options{ProjectName: f.name, Files: []string{filepath.Join(f.dir, "compose.yaml")}}
+	if tb, ok := tb.(*testing.T); ok {
+		tb.Setenv("MOLTCTL_STATE_DIR", tb.TempDir())
+	}
+	f.compose(tb, "up", "-d")
+	f.compose(tb, "exec", "-T", "web", "sh", "-c", "mkdir -p /opt && echo kept > /opt/kept && echo anon > /anon/a")
+	return f
+}
+
+func (f *fixture) compose(tb testing.TB, args ...string) string {
+	tb.Helper()
+	return dockertest.Docker(tb, append([]string{"compose", "-p", f.name, "-f", filepath.Join(f.dir, "compose.yaml")}, args...)...)
+}
+
+func (f *fixture) write(tb testing.TB, content string) {
+	tb.Helper()
+	if err := os.WriteFile(filepath.Join(f.dir, "compose.yaml"), []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (f *fixture) options(tb testing.TB) remount.Options {
+	tb.Helper()
+	p, err := compose.Load(context.Background(), f.copts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return remount.Options{Project: p, Compose: f.copts, Service: "web", WaitTimeout: 500 * time.Millisecond}
+}
+
+func (f *fixture) project(tb testing.TB) *types.Project { tb.Helper(); return f.options(tb).Project }
+
+func (f *fixture) containerID(tb testing.TB) string {
+	tb.Helper()
+	return f.compose(tb, "ps", "-a", "-q", "web")
+}
+
+// checkLayer checks that the service's container runs and still has the files
+// written before the remount.
+func (f *fixture) checkLayer(tb testing.TB) {
+	tb.Helper()
+	if got := f.compose(tb, "exec", "-T", "web", "cat", "/opt/kept", "/anon/a"); got != "kept\nanon" {
+		tb.Errorf("files after remount: got %q, want %q", got, "kept\nanon")
+	}
+}
+
+func (f *fixture) env(tb testing.TB) string {
+	tb.Helper()
+	return f.compose(tb, "exec", "-T", "web", "env")
+}
+
+func (f *fixture) checkNoJournal(tb testing.TB) {
+	tb.Helper()
+	if _, err := os.Stat(remount.JournalPath(f.name)); !errors.Is(err, os.ErrNotExist) {
+		tb.Errorf("journal %s: got %v, want it removed", remount.JournalPath(f.name), err)
+	}
+}
+
+// checkComposeKeeps checks that a plain docker compose up -d keeps the container.
+func (f *fixture) checkComposeKeeps(tb testing.TB) {
+	tb.Helper()
+	before := f.containerID(tb)
+	f.compose(tb, "up", "-d")
+	if after := f.containerID(tb); after != before {
+		tb.Errorf("docker compose up -d recreated the container: got %s, want %s", after, before)
+	}
+}
+
+func TestRemount(t *testing.T) {
+	f := setup(t)
+	old := f.containerID(t)
+	f.write(t, newCompose)
+	var steps []string
+	opts := f.options(t)
+	opts.Progress = func(step, _ string) { steps = append(steps, step) }
+	res, err := remount.Run(context.Background(), f.eng, opts)
+	if err != nil {
+		t.Fatalf("remount: %v", err)
+	}
+	f.checkLayer(t)
+	env := f.env(t)
+	if !strings.Contains(env, "ADDED=yes") {
+		t.Errorf("env after remount: got %q, want ADDED=yes in it", env)
+	}
+	id := f.containerID(t)
+	if id == old || !strings.HasPrefix(res.NewID, id) {
+		t.Errorf("container ID: got %s (result %s), want a new one (old %s)", id, res.NewID, old)
+	}
+	mounts := dockertest.Docker(t, "inspect", "-f", `{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}`, id)
+	if !strings.Contains(mounts, f.name+"_data:/data") {
+		t.Errorf("mounts: got %q, want %s_data:/data", mounts, f.name)
+	}
+	nets := dockertest.Docker(t, "inspect", "-f", `{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{join $v.Aliases ","}} {{end}}`, id)
+	if !strings.Contains(nets, f.name+"_extra=") || !strings.Contains(nets, "web-extra") {
+		t.Errorf("networks: got %q, want %s_extra with alias web-extra", nets, f.name)
+	}
+	if got, want := res.LeftoverEnv, []string{"OLDKEY"}; !slices.Equal(got, want) {
+		t.Errorf("leftover env keys: got %v, want %v", got, want)
+	}
+	if strings.Contains(fmt.Sprint(res), "secret-value") {
+		t.Errorf("result carries an env value: %+v", res)
+	}
+	if got := f.compose(t, "ps", "-q"); got != id {
+		t.Errorf("docker compose ps -q: got %q, want %q", got, id)
+	}
+	f.checkComposeKeeps(t)
+	f.checkNoJournal(t)
+	if want := []string{"stop", "commit", "compose", "swap", "start", "wait"}; !slices.Equal(steps, want) {
+		t.Errorf("progress steps: got %v, want %v", steps, want)
+	}
+
+	rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if len(rep.Containers) != 1 {
+		t.Fatalf("status containers: got %d, want 1", len(rep.Containers))
+	}
+	st := rep.Containers[0]
+	if !st.Snapshot || st.WouldRecreate || st.BaseImage != dockertest.BusyboxImage || st.Layers != res.Layers || st.WritableBytes != 0 {
+		t.Errorf("status: got %+v, want a snapshot of %s with %d layers, an empty writable layer, not to be recreated", st, dockertest.BusyboxImage, res.Layers)
+	}
+	if !slices.Contains(st.BakedEnv, "OLDKEY") {
+		t.Errorf("status baked env: got %v, want OLDKEY", st.BakedEnv)
+	}
+
+	// A second remount, flattened: the parent is the first snapshot, OLDKEY is gone,
+	// and with --keep 2 the first snapshot stays.
+	f.compose(t, "exec", "-T", "web", "sh", "-c", "echo two > /opt/two")
+	f.write(t, strings.Replace(newCompose, `ADDED: "yes"`, `ADDED: "again"`, 1))
+	rep, err = remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})
+	if err != nil || !rep.Containers[0].WouldRecreate || rep.Containers[0].Remount != "moltctl remount web" {
+		t.Errorf("status after a config change: got %+v, %v, want would_recreate with the remount command", rep, err)
+	}
+	opts = f.options(t)
+	opts.Flatten = true
+	res2, err := remount.Run(context.Background(), f.eng, opts)
+	if err != nil {
+		t.Fatalf("second remount: %v", err)
+	}
+	if res2.Parent != res.Snapshot || res2.Snapshot == res.Snapshot {
+		t.Errorf("second snapshot: got %s with parent %s, want a new tag with parent %s", res2.Snapshot, res2.Parent, res.Snapshot)
+	}
+	if res2.Layers != 1 || len(res2.LeftoverEnv) != 0 {
+		t.Errorf("flattened snapshot: got %d layers, leftover env %v, want 1 layer and none", res2.Layers, res2.LeftoverEnv)
+	}
+	if got := f.compose(t, "exec", "-T", "web", "sh", "-c", "cat /opt/kept /opt/two /anon/a; echo $ADDED"); got != "kept\ntwo\nanon\nagain" {
+		t.Errorf("after the flattened remount: got %q, want kept, two, anon, again", got)
+	}
+	f.checkComposeKeeps(t)
+}
+
+// faulty wraps the real engine and fails the n-th call (1-based) of one method.
+type faulty struct {
+	remount.Engine
+	method string
+	n      int
+	calls  map[string]int
+}
+
+var errInjected = errors.New("injected failure")
+
+func (e *faulty) hit(method string) error {
+	e.calls[method]++
+	if method == e.method && e.calls[method] == e.n {
+		return fmt.Errorf("%s: %w", method, errInjected)
+	}
+	return nil
+}
+
+func (e *faulty) ContainerStop(ctx context.Context, id string, o client.ContainerStopOptions) (client.ContainerStopResult, error) {
+	if err := e.hit("ContainerStop"); err != nil {
+		return client.ContainerStopResult{}, err
+	}
+	return e.Engine.ContainerStop(ctx, id, o)
+}
+
+func (e *faulty) ContainerCommit(ctx context.Context, id string, o client.ContainerCommitOptions) (client.ContainerCommitResult, error) {
+	if err := e.hit("ContainerCommit"); err != nil {
+		return client.ContainerCommitResult{}, err
+	}
+	return e.Engine.ContainerCommit(ctx, id, o)
+}
+
+func (e *faulty) ContainerCreate(ctx context.Context, o client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
+	if err := e.hit("ContainerCreate"); err != nil {
+		return client.ContainerCreateResult{}, err
+	}
+	return e.Engine.ContainerCreate(ctx, o)
+}
+
+func (e *faulty) ContainerStart(ctx context.Context, id string, o client.ContainerStartOptions) (client.ContainerStartResult, error) {
+	if err := e.hit("ContainerStart"); err != nil {
+		return client.ContainerStartResult{}, err
+	}
+	return e.Engine.ContainerStart(ctx, id, o)
+}
+
+func (e *faulty) ContainerRemove(ctx context.Context, id string, o client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
+	if err := e.hit("ContainerRemove"); err != nil {
+		return client.ContainerRemoveResult{}, err
+	}
+	return e.Engine.ContainerRemove(ctx, id, o)
+}
+
+func (e *faulty) NetworkConnect(ctx context.Context, n string, o client.NetworkConnectOptions) (client.NetworkConnectResult, error) {
+	if err := e.hit("NetworkConnect"); err != nil {
+		return client.NetworkConnectResult{}, err
+	}
+	return e.Engine.NetworkConnect(ctx, n, o)
+}
+
+func (e *faulty) ContainerInspect(ctx context.Context, id string, o client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	if err := e.hit("ContainerInspect"); err != nil {
+		return client.ContainerInspectResult{}, err
+	}
+	return e.Engine.ContainerInspect(ctx, id, o)
+}
+
+// checkRestored checks the service runs its previous config with its layer.
+func (f *fixture) checkRestored(tb testing.TB) {
+	tb.Helper()
+	f.checkLayer(tb)
+	env := f.env(tb)
+	if strings.Contains(env, "ADDED=") || !strings.Contains(env, "OLDKEY=") {
+		tb.Errorf("env after rollback: want OLDKEY and no ADDED, got keys %v", envKeys(env))
+	}
+	if got := f.compose(tb, "ps", "-q"); got == "" {
+		tb.Errorf("docker compose ps -q: got nothing, want the restored container")
+	}
+	f.checkNoJournal(tb)
+}
+
+func envKeys(env string) []string {
+	var keys []string
+	for _, l := range strings.Split(env, "\n") {
+		k, _, _ := strings.Cut(l, "=")
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func TestRemountRollsBack(t *testing.T) {
+	for _, tc := range []struct {
+		method     string
+		n          int
+		rolledBack bool // past the commit: rolled back; before it: left as it was
+		sameID     bool // the old container itself is running again
+	}{
+		{"ContainerStop", 1, false, true},
+		{"ContainerCommit", 1, false, true},
+		{"ContainerInspect", 2, true, false}, // inspecting compose's container
+		{"ContainerRemove", 1, true, false},  // removing compose's container
+		{"ContainerCreate", 1, true, false},  // the clone on the snapshot
+		{"NetworkConnect", 1, true, false},   // a second network below API 1.44
+		{"ContainerStart", 1, true, false},   // starting the clone
+	} {
+		t.Run(fmt.Sprintf("%s#%d", tc.method, tc.n), func(t *testing.T) {
+			f := setup(t)
+			old := f.containerID(t)
+			f.write(t, newCompose)
+			eng := &faulty{Engine: f.eng, method: tc.method, n: tc.n, calls: map[string]int{}}
+			_, err := remount.Run(context.Background(), eng, f.options(t))
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("remount: got %v, want the injected failure", err)
+			}
+			if got := errors.Is(err, remount.ErrRolledBack); got != tc.rolledBack {
+				t.Errorf("errors.Is(err, ErrRolledBack): got %v, want %v (%v)", got, tc.rolledBack, err)
+			}
+			var se *remount.StepError
+			if !errors.As(err, &se) || se.Restored == "" {
+				t.Errorf("error: got %v, want a StepError saying what was restored", err)
+			}
+			f.checkRestored(t)
+			f.write(t, baseCompose)
+			f.checkComposeKeeps(t)
+			if got := f.containerID(t); (got == old) != tc.sameID {
+				t.Errorf("container after rollback: got %s, old %s, want same=%v", got, old, tc.sameID)
+			}
+			if tc.sameID {
+				if imgs := dockertest.Docker(t, "images", "-q", "--filter", "label="+remount.LabelProject+"="+f.name); imgs != "" {
+					t.Errorf("snapshot images after an early failure: got %q, want none", imgs)
+				}
+			}
+		})
+	}
+}
+
+func TestRemountRollsBackWhenThePortIsTaken(t *testing.T) {
+	f := setup(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	f.write(t, strings.Replace(newCompose, "    networks:\n      default", fmt.Sprintf("    ports: [\"127.0.0.1:%d:80\"]\n    networks:\n      default", port), 1))
+	_, err = remount.Run(context.Background(), f.eng, f.options(t))
+	if !errors.Is(err, remount.ErrRolledBack) {
+		t.Fatalf("remount with a taken port: got %v, want a rollback", err)
+	}
+	f.checkRestored(t)
+}
+
+func TestRemountRefuses(t *testing.T) {
+	f := setup(t)
+	old := f.containerID(t)
+	unlock, err := remount.Lock(f.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = remount.Run(context.Background(), f.eng, f.options(t))
+	unlock()
+	if !errors.Is(err, remount.ErrLocked) {
+		t.Errorf("remount while locked: got %v, want ErrLocked", err)
+	}
+	// The lock held by another process refuses too.
+	hold := exec.Command(os.Args[0])
+	hold.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=hold-lock", "REMOUNT_TEST_PROJECT="+f.name, "REMOUNT_TEST_FILE="+f.copts.Files[0])
+	stdin, _ := hold.StdinPipe()
+	out, _ := hold.StdoutPipe()
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := out.Read(buf); err != nil || string(buf) != "locked\n"[:7] {
+		t.Fatalf("lock holder: got %q, %v", buf, err)
+	}
+	_, err = remount.Run(context.Background(), f.eng, f.options(t))
+	stdin.Close()
+	hold.Wait()
+	if !errors.Is(err, remount.ErrLocked) {
+		t.Errorf("remount while another process holds the lock: got %v, want ErrLocked", err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		compose string
+		mod     func(*remount.Options)
+		want    error
+	}{
+		{"too deep", baseCompose, func(o *remount.Options) { o.MaxLayers = 3 }, remount.ErrTooDeep},
+		{"shared network namespace", baseCompose + `  side:
+    image: moltctl-test/busybox:1
+    network_mode: service:web
+`, nil, remount.ErrUnsupported},
+		{"restart dependent", baseCompose + `  side:
+    image: moltctl-test/busybox:1
+    depends_on:
+      web: {condition: service_started, restart: true}
+`, nil, remount.ErrUnsupported},
+		{"no container", baseCompose + `  other:
+    image: moltctl-test/busybox:1
+`, func(o *remount.Options) { o.Service = "other" }, remount.ErrNoContainer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.write(t, tc.compose)
+			opts := f.options(t)
+			if tc.mod != nil {
+				tc.mod(&opts)
+			}
+			if _, err := remount.Run(context.Background(), f.eng, opts); !errors.Is(err, tc.want) {
+				t.Errorf("remount: got %v, want %v", err, tc.want)
+			}
+			if got := f.containerID(t); got != old {
+				t.Errorf("container: got %s, want %s unchanged", got, old)
+			}
+		})
+	}
+	f.write(t, baseCompose)
+	f.checkLayer(t)
+}
+
+// TestRemountKilled kills the remount (SIGKILL, from a child process) right after
+// a journal step, then resumes or rolls it back.
+func TestRemountKilled(t *testing.T) {
+	for _, tc := range []struct {
+		step     string
+		rollback bool
+	}{
+		{"stopped", true},
+		{"committed", false},
+		{"composing", true},
+		{"composed", false},
+		{"new-removed", true},
+		{"new-removed", false},
+		{"created", false},
+		{"started", true},
+	} {
+		name := "resume"
+		if tc.rollback {
+			name = "rollback"
+		}
+		t.Run(tc.step+"/"+name, func(t *testing.T) {
+			f := setup(t)
+			f.write(t, newCompose)
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name,
+				"REMOUNT_TEST_FILE="+f.copts.Files[0], "MOLTCTL_REMOUNT_CRASH_AFTER="+tc.step)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() != true {
+				t.Fatalf("child: got %v (%s), want it killed", err, out)
+			}
+			if _, err := os.Stat(remount.JournalPath(f.name)); err != nil {
+				t.Fatalf("journal after the kill: %v", err)
+			}
+			// A new remount is refused until the journal is dealt with.
+			if _, err := remount.Run(context.Background(), f.eng, f.options(t)); !errors.Is(err, remount.ErrInterrupted) {
+				t.Errorf("remount over a journal: got %v, want ErrInterrupted", err)
+			}
+			if tc.rollback {
+				if _, err := remount.Rollback(context.Background(), f.eng, f.options(t)); err != nil {
+					t.Fatalf("rollback: %v", err)
+				}
+				f.checkRestored(t)
+				f.write(t, baseCompose) // the previous config: compose must keep the restored container
+			} else {
+				if _, err := remount.Resume(context.Background(), f.eng, f.options(t)); err != nil {
+					t.Fatalf("resume: %v", err)
+				}
+				f.checkLayer(t)
+				if env := f.env(t); !strings.Contains(env, "ADDED=yes") {
+					t.Errorf("env after resume: got keys %v, want ADDED", envKeys(env))
+				}
+				f.checkNoJournal(t)
+			}
+			f.checkComposeKeeps(t)
+			if _, err := remount.Resume(context.Background(), f.eng, f.options(t)); !errors.Is(err, remount.ErrNoJournal) {
+				t.Errorf("second resume: got %v, want ErrNoJournal", err)
+			}
+		})
+	}
+}
