@@ -1,0 +1,717 @@
+package compose
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/compose-spec/compose-go/v2/template"
+	"go.yaml.in/yaml/v4"
+)
+
+// ErrCannotEdit is wrapped by every error of Rewrite that refuses a construct it
+// can't edit safely (anchors used elsewhere, aliases, interpolated or multi-line
+// mount strings, flow-style mappings that need lines added or removed, ...).
+var ErrCannotEdit = errors.New("can't edit safely")
+
+// MountRef names one mount of the merged project: a service and the container path.
+type MountRef struct {
+	Service string
+	Target  string
+}
+
+// Conversion is one host directory that becomes a named volume, as Rewrite needs it.
+type Conversion struct {
+	// Key is the new entry under the top-level volumes: (it must not exist yet).
+	Key string
+	// NoCopy adds nocopy to every mount, so the image's content at the target is
+	// not copied into the new, empty volume.
+	NoCopy bool
+	// Mounts are the bind mounts that become mounts of the volume Key; File is the
+	// compose file that declares each one (see Locate).
+	Mounts []Mount
+}
+
+// Mount is one bind mount to convert, in the file that declares it.
+type Mount struct {
+	MountRef
+	// File is the absolute path of the compose file to edit.
+	File string
+}
+
+// Edit is the change of one compose file: its path, its content before and after.
+type Edit struct {
+	Path string
+	Old  []byte
+	New  []byte
+}
+
+// Diff renders the edit as a unified diff with three lines of context, headed
+// "--- PATH" and "+++ PATH" (so `patch -p0` applies it). It is empty when Old
+// and New are equal.
+func (e Edit) Diff() string {
+	return unifiedDiff(e.Path, e.Path, e.Old, e.New)
+}
+
+// Locate parses the compose files (in -f order) and returns, for every mount of
+// every service, the last file that declares it, which is the file whose entry
+// compose's merge keeps. env interpolates targets written with variables. Mounts
+// only reachable through YAML aliases or merge keys are missing from the result.
+func Locate(files []string, env map[string]string) (map[MountRef]string, error) {
+	out := map[MountRef]string{}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading compose file: %w", err)
+		}
+		doc, err := parse(src)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", f, err)
+		}
+		for _, sm := range serviceMounts(doc, env) {
+			out[sm.ref] = f
+		}
+	}
+	return out, nil
+}
+
+// Rewrite computes the edits that turn the bind mounts of conversions into mounts
+// of named volumes, in the files that declare them, and add each volume under the
+// top-level volumes: of the first of those files (in the order of files). Only the
+// bytes of the converted mounts change: comments, quoting, key order, indentation
+// and blank lines stay. env interpolates targets written with variables.
+// Files without changes get no Edit. It returns an error wrapping ErrCannotEdit
+// for any mount it can't edit safely, and then no edits at all.
+func Rewrite(files []string, env map[string]string, conversions []Conversion) ([]Edit, error) {
+	type fileState struct {
+		src   []byte
+		doc   *yaml.Node
+		edits []textEdit
+		keys  []string
+	}
+	state := map[string]*fileState{}
+	load := func(f string) (*fileState, error) {
+		if st, ok := state[f]; ok {
+			return st, nil
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading compose file: %w", err)
+		}
+		doc, err := parse(src)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", f, err)
+		}
+		st := &fileState{src: src, doc: doc}
+		state[f] = st
+		return st, nil
+	}
+	order := func(f string) int {
+		if i := slices.Index(files, f); i >= 0 {
+			return i
+		}
+		return len(files)
+	}
+	for _, c := range conversions {
+		if !validKey(c.Key) {
+			return nil, fmt.Errorf("rewriting the compose files: invalid volume key %q", c.Key)
+		}
+		if len(c.Mounts) == 0 {
+			continue
+		}
+		home := c.Mounts[0].File
+		for _, m := range c.Mounts {
+			st, err := load(m.File)
+			if err != nil {
+				return nil, err
+			}
+			item, err := findMount(st.doc, m.MountRef, env)
+			if err != nil {
+				return nil, fmt.Errorf("rewriting %s: %w", m.File, err)
+			}
+			edits, err := mountEdits(st.src, st.doc, item, c.Key, c.NoCopy)
+			if err != nil {
+				return nil, fmt.Errorf("rewriting %s, service %s, mount %s: %w", m.File, m.Service, m.Target, err)
+			}
+			st.edits = append(st.edits, edits...)
+			if order(m.File) < order(home) {
+				home = m.File
+			}
+		}
+		st := state[home]
+		st.keys = append(st.keys, c.Key)
+	}
+	var out []Edit
+	paths := make([]string, 0, len(state))
+	for f := range state {
+		paths = append(paths, f)
+	}
+	slices.SortFunc(paths, func(a, b string) int {
+		if d := order(a) - order(b); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	for _, f := range paths {
+		st := state[f]
+		if len(st.keys) > 0 {
+			e, err := volumesEdits(st.src, st.doc, st.keys)
+			if err != nil {
+				return nil, fmt.Errorf("rewriting %s: %w", f, err)
+			}
+			st.edits = append(st.edits, e...)
+		}
+		nb, err := applyText(st.src, st.edits)
+		if err != nil {
+			return nil, fmt.Errorf("rewriting %s: %w", f, err)
+		}
+		if err := verify(nb, conversions, f, env); err != nil {
+			return nil, fmt.Errorf("rewriting %s: %w", f, err)
+		}
+		if !bytes.Equal(nb, st.src) {
+			out = append(out, Edit{Path: f, Old: st.src, New: nb})
+		}
+	}
+	return out, nil
+}
+
+// verify re-parses the rewritten file and checks that every converted mount it
+// declares is now a mount of its volume.
+func verify(src []byte, conversions []Conversion, file string, env map[string]string) error {
+	doc, err := parse(src)
+	if err != nil {
+		return fmt.Errorf("the rewritten file does not parse (%v): %w", err, ErrCannotEdit)
+	}
+	mounts := map[MountRef]serviceMount{}
+	for _, sm := range serviceMounts(doc, env) {
+		mounts[sm.ref] = sm
+	}
+	for _, c := range conversions {
+		for _, m := range c.Mounts {
+			if m.File != file {
+				continue
+			}
+			sm, ok := mounts[m.MountRef]
+			if !ok || sm.source != c.Key || sm.typ != "volume" {
+				return fmt.Errorf("service %s, mount %s did not become volume %s: %w", m.Service, m.Target, c.Key, ErrCannotEdit)
+			}
+		}
+	}
+	return nil
+}
+
+func parse(src []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("more than one YAML document: %w", ErrCannotEdit)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, fmt.Errorf("not a YAML document: %w", ErrCannotEdit)
+	}
+	return &doc, nil
+}
+
+// mapGet returns the key and value nodes of key in mapping m, or nils.
+func mapGet(m *yaml.Node, key string) (*yaml.Node, *yaml.Node) {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Kind == yaml.ScalarNode && m.Content[i].Value == key {
+			return m.Content[i], m.Content[i+1]
+		}
+	}
+	return nil, nil
+}
+
+// serviceMount is one entry of a service's volumes: in one file.
+type serviceMount struct {
+	ref    MountRef
+	typ    string // "bind", "volume", ... ("" when unknown)
+	source string // raw source, uninterpolated
+	path   []*yaml.Node
+	item   *yaml.Node
+}
+
+func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
+	root := doc.Content[0]
+	_, services := mapGet(root, "services")
+	if services == nil || services.Kind != yaml.MappingNode {
+		return nil
+	}
+	var out []serviceMount
+	for i := 0; i+1 < len(services.Content); i += 2 {
+		name, svc := services.Content[i].Value, services.Content[i+1]
+		if svc.Kind != yaml.MappingNode {
+			continue
+		}
+		_, vols := mapGet(svc, "volumes")
+		if vols == nil || vols.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, item := range vols.Content {
+			sm := serviceMount{item: item, path: []*yaml.Node{root, services, svc, vols, item}}
+			n := item
+			if n.Kind == yaml.AliasNode {
+				n = n.Alias
+			}
+			var target string
+			switch n.Kind {
+			case yaml.ScalarNode:
+				src, tgt, _, ok := splitShort(n.Value)
+				if !ok {
+					continue
+				}
+				sm.source, target = src, tgt
+				sm.typ = "bind"
+				if isVolumeName(src) {
+					sm.typ = "volume"
+				}
+			case yaml.MappingNode:
+				_, t := mapGet(n, "target")
+				if t == nil {
+					continue
+				}
+				target = t.Value
+				if _, ty := mapGet(n, "type"); ty != nil {
+					sm.typ = ty.Value
+				}
+				if _, s := mapGet(n, "source"); s != nil {
+					sm.source = s.Value
+				}
+			default:
+				continue
+			}
+			if env != nil {
+				if t, err := template.Substitute(target, template.Mapping(func(k string) (string, bool) {
+					v, ok := env[k]
+					return v, ok
+				})); err == nil {
+					target = t
+				}
+			}
+			sm.ref = MountRef{Service: name, Target: cleanTarget(target)}
+			out = append(out, sm)
+		}
+	}
+	return out
+}
+
+func cleanTarget(t string) string {
+	if t == "" {
+		return t
+	}
+	return path.Clean(t)
+}
+
+// isVolumeName reports whether the source of a short-syntax mount names a volume
+// rather than a host path, by compose's rule.
+func isVolumeName(src string) bool {
+	if src == "" {
+		return false
+	}
+	switch src[0] {
+	case '.', '/', '~', '$':
+		return false
+	}
+	return !strings.ContainsAny(src, "/\\")
+}
+
+// splitShort splits a short-syntax mount SRC:DST[:MODE] at the colons outside
+// ${...}. ok is false when there is no source part.
+func splitShort(s string) (src, dst, mode string, ok bool) {
+	var parts []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '$' && i+1 < len(s) && s[i+1] == '{':
+			depth++
+			i++
+		case s[i] == '}' && depth > 0:
+			depth--
+		case s[i] == ':' && depth == 0:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	parts = append(parts, s[start:])
+	switch len(parts) {
+	case 2:
+		return parts[0], parts[1], "", parts[0] != ""
+	case 3:
+		return parts[0], parts[1], parts[2], parts[0] != ""
+	}
+	return "", "", "", false
+}
+
+func findMount(doc *yaml.Node, ref MountRef, env map[string]string) (serviceMount, error) {
+	for _, sm := range serviceMounts(doc, env) {
+		if sm.ref == ref {
+			return sm, nil
+		}
+	}
+	return serviceMount{}, fmt.Errorf("service %s, mount %s is not declared in this file (a YAML alias, merge key or extends?): %w", ref.Service, ref.Target, ErrCannotEdit)
+}
+
+// mountEdits returns the text edits that turn one bind mount into a mount of key.
+func mountEdits(src []byte, doc *yaml.Node, sm serviceMount, key string, nocopy bool) ([]textEdit, error) {
+	aliased := aliasedAnchors(doc)
+	for _, n := range sm.path {
+		if n.Kind == yaml.AliasNode {
+			return nil, fmt.Errorf("declared through a YAML alias: %w", ErrCannotEdit)
+		}
+		if n.Anchor != "" && aliased[n.Anchor] {
+			return nil, fmt.Errorf("inside YAML anchor &%s that is used elsewhere: %w", n.Anchor, ErrCannotEdit)
+		}
+	}
+	item := sm.item
+	if hasAnchoredAlias(item, aliased) {
+		return nil, fmt.Errorf("contains a YAML anchor that is used elsewhere: %w", ErrCannotEdit)
+	}
+	switch item.Kind {
+	case yaml.ScalarNode:
+		s, dst, mode, _ := splitShort(item.Value)
+		if strings.Contains(s, "$") && !strings.HasPrefix(s, "${") {
+			return nil, fmt.Errorf("source %q mixes interpolation with text: %w", s, ErrCannotEdit)
+		}
+		if strings.HasPrefix(s, "${") && !strings.HasSuffix(s, "}") {
+			return nil, fmt.Errorf("source %q mixes interpolation with text: %w", s, ErrCannotEdit)
+		}
+		v := key + ":" + dst
+		if mode != "" {
+			v += ":" + mode
+		}
+		if nocopy && !slices.Contains(strings.Split(mode, ","), "nocopy") {
+			if mode == "" {
+				v += ":nocopy"
+			} else {
+				v += ",nocopy"
+			}
+		}
+		e, err := replaceScalar(src, item, v)
+		if err != nil {
+			return nil, err
+		}
+		return []textEdit{e}, nil
+	case yaml.MappingNode:
+		var out []textEdit
+		_, ty := mapGet(item, "type")
+		_, so := mapGet(item, "source")
+		if ty == nil || so == nil || ty.Kind != yaml.ScalarNode || so.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("long syntax without scalar type and source: %w", ErrCannotEdit)
+		}
+		if strings.Contains(so.Value, "$") && !(strings.HasPrefix(so.Value, "${") && strings.HasSuffix(so.Value, "}") && strings.Count(so.Value, "${") == 1) {
+			return nil, fmt.Errorf("source %q mixes interpolation with text: %w", so.Value, ErrCannotEdit)
+		}
+		e, err := replaceScalar(src, ty, "volume")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+		if e, err = replaceScalar(src, so, key); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+		bk, bv := mapGet(item, "bind")
+		_, vv := mapGet(item, "volume")
+		needLines := bk != nil || (nocopy && vv == nil)
+		if needLines && item.Style&yaml.FlowStyle != 0 {
+			return nil, fmt.Errorf("flow-style mapping would need lines added or removed: %w", ErrCannotEdit)
+		}
+		if nocopy && vv != nil {
+			return nil, fmt.Errorf("long syntax with volume: options on a bind mount: %w", ErrCannotEdit)
+		}
+		lines := lineStarts(src)
+		if bk != nil {
+			if item.Content[0] == bk {
+				return nil, fmt.Errorf("bind: is the first key of the mount: %w", ErrCannotEdit)
+			}
+			last := lastLine(bv)
+			if !ownsLines(item, bk, bk.Line, last) {
+				return nil, fmt.Errorf("bind: options share lines with other keys: %w", ErrCannotEdit)
+			}
+			out = append(out, textEdit{start: lines.start(bk.Line), end: lines.start(last + 1)})
+		}
+		if nocopy {
+			last := 0
+			for i := 0; i+1 < len(item.Content); i += 2 {
+				if item.Content[i] == bk {
+					continue
+				}
+				last = max(last, lastLine(item.Content[i+1]), item.Content[i].Line)
+			}
+			indent := strings.Repeat(" ", item.Column-1)
+			nl := newline(src)
+			text := indent + "volume:" + nl + indent + indentUnit(doc) + "nocopy: true" + nl
+			at := lines.start(last + 1)
+			if at == len(src) && len(src) > 0 && src[len(src)-1] != '\n' {
+				text = nl + text
+			}
+			out = append(out, textEdit{start: at, end: at, text: text})
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unexpected mount syntax: %w", ErrCannotEdit)
+}
+
+// ownsLines reports whether no key of m other than k starts on lines from..to.
+func ownsLines(m, k *yaml.Node, from, to int) bool {
+	for i := 0; i < len(m.Content); i += 2 {
+		if c := m.Content[i]; c != k && c.Line >= from && c.Line <= to {
+			return false
+		}
+	}
+	return true
+}
+
+// volumesEdits adds keys under the top-level volumes: of the file.
+func volumesEdits(src []byte, doc *yaml.Node, keys []string) ([]textEdit, error) {
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode || root.Style&yaml.FlowStyle != 0 {
+		return nil, fmt.Errorf("the top level is not a block mapping: %w", ErrCannotEdit)
+	}
+	nl := newline(src)
+	unit := indentUnit(doc)
+	lines := lineStarts(src)
+	entries := func(indent string) string {
+		var b strings.Builder
+		for _, k := range keys {
+			b.WriteString(indent + k + ": {}" + nl)
+		}
+		return b.String()
+	}
+	vk, vv := mapGet(root, "volumes")
+	if vk == nil {
+		text := nl + "volumes:" + nl + entries(strings.Repeat(" ", root.Column-1)+unit)
+		if len(src) > 0 && src[len(src)-1] != '\n' {
+			text = nl + text
+		}
+		if len(src) == 0 {
+			text = strings.TrimPrefix(text, nl)
+		}
+		return []textEdit{{start: len(src), end: len(src), text: text}}, nil
+	}
+	switch {
+	case vv.Kind == yaml.ScalarNode && vv.Tag == "!!null" && vv.Value == "":
+		at := lines.start(vk.Line + 1)
+		text := entries(strings.Repeat(" ", vk.Column-1) + unit)
+		if at == len(src) && len(src) > 0 && src[len(src)-1] != '\n' {
+			text = nl + text
+		}
+		return []textEdit{{start: at, end: at, text: text}}, nil
+	case vv.Kind == yaml.MappingNode && vv.Style&yaml.FlowStyle != 0 && len(vv.Content) == 0 && vv.Line == vk.Line:
+		off := lines.offset(src, vv.Line, vv.Column)
+		if !bytes.HasPrefix(src[off:], []byte("{}")) {
+			return nil, fmt.Errorf("top-level volumes: written as an unusual empty mapping: %w", ErrCannotEdit)
+		}
+		at := lines.start(vk.Line + 1)
+		text := entries(strings.Repeat(" ", vk.Column-1) + unit)
+		if at == len(src) && len(src) > 0 && src[len(src)-1] != '\n' {
+			text = nl + text
+		}
+		// Drop "{}" and the blanks before it.
+		start := off
+		for start > 0 && (src[start-1] == ' ' || src[start-1] == '\t') {
+			start--
+		}
+		return []textEdit{{start: start, end: off + 2}, {start: at, end: at, text: text}}, nil
+	case vv.Kind == yaml.MappingNode && vv.Style&yaml.FlowStyle == 0 && len(vv.Content) > 0:
+		if vv.Anchor != "" {
+			return nil, fmt.Errorf("top-level volumes: carries a YAML anchor: %w", ErrCannotEdit)
+		}
+		at := lines.start(lastLine(vv) + 1)
+		text := entries(strings.Repeat(" ", vv.Column-1))
+		if at == len(src) && len(src) > 0 && src[len(src)-1] != '\n' {
+			text = nl + text
+		}
+		return []textEdit{{start: at, end: at, text: text}}, nil
+	}
+	return nil, fmt.Errorf("top-level volumes: is not a block mapping: %w", ErrCannotEdit)
+}
+
+// replaceScalar replaces the text of a single-line scalar, keeping its quoting.
+func replaceScalar(src []byte, n *yaml.Node, value string) (textEdit, error) {
+	if n.Tag != "" && n.Style&yaml.TaggedStyle != 0 {
+		return textEdit{}, fmt.Errorf("tagged scalar %q: %w", n.Value, ErrCannotEdit)
+	}
+	lines := lineStarts(src)
+	off := lines.offset(src, n.Line, n.Column)
+	if off < 0 || off > len(src) {
+		return textEdit{}, fmt.Errorf("scalar %q not found in the text: %w", n.Value, ErrCannotEdit)
+	}
+	rest := src[off:]
+	var raw, text string
+	switch n.Style &^ yaml.TaggedStyle {
+	case 0, yaml.FlowStyle:
+		raw, text = n.Value, value
+	case yaml.DoubleQuotedStyle:
+		if strings.ContainsAny(n.Value, "\\\"\n") {
+			return textEdit{}, fmt.Errorf("double-quoted scalar %q with escapes: %w", n.Value, ErrCannotEdit)
+		}
+		raw, text = `"`+n.Value+`"`, `"`+value+`"`
+	case yaml.SingleQuotedStyle:
+		if strings.ContainsAny(n.Value, "'\n") {
+			return textEdit{}, fmt.Errorf("single-quoted scalar %q with escapes: %w", n.Value, ErrCannotEdit)
+		}
+		raw, text = "'"+n.Value+"'", "'"+value+"'"
+	default:
+		return textEdit{}, fmt.Errorf("block scalar %q: %w", n.Value, ErrCannotEdit)
+	}
+	if raw == "" || !bytes.HasPrefix(rest, []byte(raw)) || strings.Contains(raw, "\n") {
+		return textEdit{}, fmt.Errorf("scalar %q is not written on one line as parsed: %w", n.Value, ErrCannotEdit)
+	}
+	if len(rest) > len(raw) {
+		// A plain scalar must end where its text ends.
+		if c := rest[len(raw)]; n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) == 0 && !strings.ContainsRune(" \t\r\n,]}#", rune(c)) {
+			return textEdit{}, fmt.Errorf("scalar %q is not written on one line as parsed: %w", n.Value, ErrCannotEdit)
+		}
+	}
+	return textEdit{start: off, end: off + len(raw), text: text}, nil
+}
+
+func aliasedAnchors(doc *yaml.Node) map[string]bool {
+	out := map[string]bool{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			out[n.Alias.Anchor] = true
+			return
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(doc)
+	return out
+}
+
+func hasAnchoredAlias(n *yaml.Node, aliased map[string]bool) bool {
+	if n.Kind == yaml.AliasNode || (n.Anchor != "" && aliased[n.Anchor]) {
+		return true
+	}
+	for _, c := range n.Content {
+		if hasAnchoredAlias(c, aliased) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastLine is the last line on which n or a descendant starts.
+func lastLine(n *yaml.Node) int {
+	l := n.Line
+	for _, c := range n.Content {
+		l = max(l, lastLine(c))
+	}
+	return l
+}
+
+// indentUnit is the file's indentation step, read from services: (default two spaces).
+func indentUnit(doc *yaml.Node) string {
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		v := root.Content[i+1]
+		if v.Kind == yaml.MappingNode && v.Style&yaml.FlowStyle == 0 && len(v.Content) > 0 && v.Line > root.Content[i].Line {
+			if d := v.Column - root.Content[i].Column; d > 0 && d <= 8 {
+				return strings.Repeat(" ", d)
+			}
+		}
+	}
+	return "  "
+}
+
+func newline(src []byte) string {
+	if i := bytes.IndexByte(src, '\n'); i > 0 && src[i-1] == '\r' {
+		return "\r\n"
+	}
+	return "\n"
+}
+
+// textEdit replaces src[start:end] with text.
+type textEdit struct {
+	start, end int
+	text       string
+}
+
+func applyText(src []byte, edits []textEdit) ([]byte, error) {
+	es := slices.Clone(edits)
+	slices.SortStableFunc(es, func(a, b textEdit) int {
+		if a.start != b.start {
+			return a.start - b.start
+		}
+		return (a.end - a.start) - (b.end - b.start) // insertions first
+	})
+	var out []byte
+	pos := 0
+	for _, e := range es {
+		if e.start < pos || e.end < e.start || e.end > len(src) {
+			return nil, fmt.Errorf("overlapping edits: %w", ErrCannotEdit)
+		}
+		out = append(out, src[pos:e.start]...)
+		out = append(out, e.text...)
+		pos = e.end
+	}
+	return append(out, src[pos:]...), nil
+}
+
+// lineIndex holds the byte offset of each line's start (line 1 at index 0).
+type lineIndex []int
+
+func lineStarts(src []byte) lineIndex {
+	idx := lineIndex{0}
+	for i, c := range src {
+		if c == '\n' {
+			idx = append(idx, i+1)
+		}
+	}
+	if idx[len(idx)-1] != len(src) {
+		idx = append(idx, len(src)) // so that "the line after the last" starts at the end
+	}
+	return idx
+}
+
+// start is the offset where 1-based line l starts, or len(src) past the end.
+func (li lineIndex) start(l int) int {
+	if l-1 < len(li) {
+		return li[l-1]
+	}
+	return li[len(li)-1]
+}
+
+// offset converts a 1-based line and rune column to a byte offset, or -1.
+func (li lineIndex) offset(src []byte, line, col int) int {
+	if line < 1 || line > len(li) {
+		return -1
+	}
+	off := li[line-1]
+	for c := 1; c < col; c++ {
+		if off >= len(src) || src[off] == '\n' {
+			return -1
+		}
+		_, size := utf8.DecodeRune(src[off:])
+		off += size
+	}
+	return off
+}
+
+func validKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
