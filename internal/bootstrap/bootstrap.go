@@ -1,0 +1,297 @@
+// Package bootstrap is the image entrypoint's logic: it makes the state
+// directories exist and belong to the app's user, drops root completely,
+// migrates legacy state and replaces itself with the app (exec), so the app
+// keeps moltctl's PID, gets the signals and decides the exit code.
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/perms"
+)
+
+// Defaults.
+const (
+	DefaultUser   = "node"
+	DefaultLegacy = "moltbot"
+	DefaultEtcDir = "/etc"
+	// DefaultPath is CMD's PATH when the environment has none (docker's default).
+	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// DefaultDirs are the state directories of the moltbot gateway image.
+var DefaultDirs = []string{"/var/lib/moltbot", "/home/node/clawd"}
+
+// Errors Run returns (wrapped); see also perms.ErrNotWritable and ErrUnknownUser.
+var (
+	// ErrSetID: moltctl's own binary is setuid or setgid, or runs with real and
+	// effective ids that differ; bootstrap refuses to run (as gosu does).
+	ErrSetID = errors.New("moltctl must not be setuid or setgid")
+	// ErrRootUser: the configured user is root; bootstrap never runs CMD as root.
+	ErrRootUser = errors.New("refusing to run the command as root")
+	// ErrNotFound: CMD is not an executable file on PATH.
+	ErrNotFound = errors.New("command not found")
+	// ErrNotExecutable: CMD exists but may not be executed by the user.
+	ErrNotExecutable = errors.New("command not executable")
+)
+
+// Options configure Run. The zero value of each field means its default.
+type Options struct {
+	User    string   // "name", "uid", "name:group" or "uid:gid"; default DefaultUser
+	Dirs    []string // absolute state directories; default DefaultDirs
+	Legacy  string   // statemigrate preset name, or "off"; default DefaultLegacy
+	Home    string   // home the legacy rules live under; default the user's (HOME when not root)
+	EtcDir  string   // where passwd and group are read; default DefaultEtcDir
+	NoChown bool     // as root, create the directories but leave ownership alone
+	Command []string // CMD and its arguments; required
+	Env     []string // CMD's environment before HOME, USER and LOGNAME; default os.Environ()
+	// Progress, when set, receives what happened before the exec: one event
+	// per directory fixed and per warning.
+	Progress func(Event)
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// EventOwnership: Dir's ownership was checked (and fixed); Stats says how.
+	EventOwnership EventKind = iota + 1
+	// EventWarning: Message is a warning (the legacy migration's, for one).
+	EventWarning
+)
+
+// Event is one step's result, for the command to print.
+type Event struct {
+	Kind    EventKind
+	Dir     string
+	Stats   perms.Stats
+	Message string
+}
+
+// Run prepares the state directories and execs opts.Command; it returns only
+// on failure, before CMD started.
+//
+// Started as root: each directory is created (missing parents root-owned, mode
+// 0755) and its ownership fixed with perms.Fix; privileges are dropped
+// (bounding set cleared where permitted, setgroups to the user's groups from the
+// image's /etc/group, setgid, setuid, no-new-privs), HOME/USER/LOGNAME set from
+// /etc/passwd. Started as another user: nothing is chowned; each directory is
+// created if possible and must be writable (*perms.NotWritableError otherwise).
+// Either way the legacy migration then runs with the user's credentials, never
+// root's, and CMD is looked up on the user's PATH and exec'd.
+func Run(ctx context.Context, opts Options) error {
+	if err := opts.defaults(); err != nil {
+		return err
+	}
+	if err := checkNotSetID(); err != nil {
+		return err
+	}
+	env := opts.Env
+	if os.Geteuid() == 0 {
+		u, err := LookupUser(opts.User, opts.EtcDir)
+		if err != nil {
+			return fmt.Errorf("looking up the user: %w", err)
+		}
+		if u.UID == 0 {
+			return fmt.Errorf("user %q: %w", opts.User, ErrRootUser)
+		}
+		for _, dir := range opts.Dirs {
+			if err := perms.MkdirAll(dir); err != nil {
+				return fmt.Errorf("preparing state directory: %w", err)
+			}
+			if opts.NoChown {
+				continue
+			}
+			st, err := perms.Fix(ctx, dir, perms.Options{UID: u.UID, GID: u.GID})
+			if err != nil {
+				return err
+			}
+			opts.progress(Event{Kind: EventOwnership, Dir: dir, Stats: st})
+		}
+		if err := drop(u); err != nil {
+			return fmt.Errorf("dropping privileges to %d:%d: %w", u.UID, u.GID, err)
+		}
+		env = setEnv(env, "HOME", u.Home)
+		name := u.Name
+		if name == "" {
+			name = fmt.Sprint(u.UID)
+		}
+		env = setEnv(env, "USER", name)
+		env = setEnv(env, "LOGNAME", name)
+		if opts.Home == "" {
+			opts.Home = u.Home
+		}
+	} else {
+		for _, dir := range opts.Dirs {
+			if err := checkDir(dir); err != nil {
+				return fmt.Errorf("checking state directory: %w", err)
+			}
+		}
+		if opts.Home == "" {
+			opts.Home = getEnv(env, "HOME")
+		}
+	}
+	if opts.Legacy != "off" {
+		warnings, err := migrateLegacy(ctx, opts.Legacy, opts.Home)
+		if err != nil {
+			return fmt.Errorf("migrating legacy state: %w", err)
+		}
+		for _, w := range warnings {
+			opts.progress(Event{Kind: EventWarning, Message: w})
+		}
+	}
+	if getEnv(env, "PATH") == "" {
+		env = setEnv(env, "PATH", DefaultPath)
+	}
+	path, err := lookPath(opts.Command[0], getEnv(env, "PATH"))
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err = unix.Exec(path, opts.Command, env)
+	return fmt.Errorf("executing %s: %w", path, err)
+}
+
+func (o *Options) defaults() error {
+	if len(o.Command) == 0 {
+		return errors.New("no command given: usage: moltctl bootstrap [flags] -- CMD [ARG...]")
+	}
+	if o.User == "" {
+		o.User = DefaultUser
+	}
+	if o.Dirs == nil {
+		o.Dirs = DefaultDirs
+	}
+	for _, d := range o.Dirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("state directory %q is not an absolute path", d)
+		}
+	}
+	if o.Legacy == "" {
+		o.Legacy = DefaultLegacy
+	}
+	if o.EtcDir == "" {
+		o.EtcDir = DefaultEtcDir
+	}
+	if o.Env == nil {
+		o.Env = os.Environ()
+	}
+	return nil
+}
+
+func (o *Options) progress(e Event) {
+	if o.Progress != nil {
+		o.Progress(e)
+	}
+}
+
+// checkNotSetID refuses a setuid/setgid moltctl binary (or one started with
+// differing real and effective ids).
+func checkNotSetID() error {
+	if os.Getuid() != os.Geteuid() || os.Getgid() != os.Getegid() {
+		return fmt.Errorf("real and effective ids differ: %w", ErrSetID)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding moltctl's own binary: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		return fmt.Errorf("examining moltctl's own binary: %w", err)
+	}
+	if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+		return fmt.Errorf("%s has mode %04o: %w", exe, st.Mode&0o7777, ErrSetID)
+	}
+	return nil
+}
+
+// checkDir creates dir when it is missing and the caller may, then checks it is
+// writable. A missing dir that cannot be made reports its nearest existing
+// ancestor as not writable.
+func checkDir(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := perms.MkdirAll(dir); err != nil {
+			anc := filepath.Dir(dir)
+			for {
+				if _, err := os.Stat(anc); err == nil || anc == "/" {
+					break
+				}
+				anc = filepath.Dir(anc)
+			}
+			if werr := perms.CheckWritable(anc); werr != nil {
+				return werr
+			}
+			return err
+		}
+	}
+	return perms.CheckWritable(dir)
+}
+
+func getEnv(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// setEnv replaces every key= entry of env with key=value (a copy).
+func setEnv(env []string, key, value string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k != key {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}
+
+// lookPath finds name as the current (already dropped) credentials see it: a
+// name with a slash is used as is; else the first regular file on pathEnv that
+// the effective ids may execute.
+func lookPath(name, pathEnv string) (string, error) {
+	check := func(p string) error {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return ErrNotFound
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return ErrNotExecutable
+		}
+		if err := unix.Faccessat(unix.AT_FDCWD, p, unix.X_OK, unix.AT_EACCESS); err != nil {
+			return ErrNotExecutable
+		}
+		return nil
+	}
+	if strings.Contains(name, "/") {
+		if err := check(name); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return name, nil
+	}
+	found := ErrNotFound
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			continue // an empty entry would mean the working directory: not for an entrypoint
+		}
+		p := filepath.Join(dir, name)
+		err := check(p)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, ErrNotExecutable) {
+			found = err
+		}
+	}
+	return "", fmt.Errorf("%s (looked up on PATH): %w", name, found)
+}
