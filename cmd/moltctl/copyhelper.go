@@ -1,18 +1,20 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/spf13/cobra"
+
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
-// newCopyHelperCmd is the hidden command that runs inside moltctl's helper container.
+// newCopyHelperCmd is the hidden command that runs inside moltctl's helper
+// container: `moltctl copy-helper REQUEST` (see volumes.Helper).
 func newCopyHelperCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:    "copy-helper",
+		Use:    "copy-helper REQUEST",
 		Hidden: true,
+		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("copy-helper: not yet implemented")
+			return volumes.Helper(cmd.Context(), args, cmd.OutOrStdout())
 		},
 	}
 }

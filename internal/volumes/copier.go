@@ -1,0 +1,661 @@
+package volumes
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// StateDir is the hidden directory at the root of a volume being filled that
+// keeps the first pass's manifest for the delta pass and the list of what the
+// delta touched for verification. Finish removes it.
+const StateDir = ".moltctl-migrate"
+
+// treeOptions drive one copy of a source tree into a destination tree, both
+// local paths (inside the helper container: /from and /to).
+type treeOptions struct {
+	Src, Dst  string
+	UID, GID  int  // the planned owner
+	KeepOwner bool // keep numeric ids instead
+	Delta     bool
+	Progress  func(Progress)
+}
+
+type copier struct {
+	ctx       context.Context
+	o         treeOptions
+	dstRoot   int
+	rootDev   uint64
+	old       map[string]*entry   // first pass's manifest (delta)
+	oldKids   map[string][]string // directory → children in old
+	man       map[string]*entry   // this pass's source manifest
+	links     map[devIno]string   // source inode → destination path in this pass
+	res       CopyResult
+	buf       []byte
+	cfrBroken bool
+	last      time.Time
+	total     Progress
+}
+
+// copyTree copies o.Src into o.Dst. The full pass empties o.Dst (except the
+// state directory) first; the delta pass compares the source with the manifest
+// the previous pass stored and copies only what changed. The new manifest is
+// stored in o.Dst/StateDir before copyTree returns.
+func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
+	start := time.Now()
+	src, err := openRoot(o.Src)
+	if err != nil {
+		return nil, fmt.Errorf("opening the source: %w", err)
+	}
+	defer src.Close()
+	dst, err := openRoot(o.Dst)
+	if err != nil {
+		return nil, fmt.Errorf("opening the volume: %w", err)
+	}
+	defer dst.Close()
+	var rootSt unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &rootSt); err != nil {
+		return nil, fmt.Errorf("reading the source: %w", err)
+	}
+	c := &copier{ctx: ctx, o: o, dstRoot: int(dst.Fd()), rootDev: uint64(rootSt.Dev),
+		man: map[string]*entry{}, links: map[devIno]string{}, buf: make([]byte, 1<<20)}
+	c.res.Pass = PassFull
+	st, err := openState(c.dstRoot)
+	if err != nil {
+		return nil, err
+	}
+	if o.Delta {
+		c.res.Pass = PassDelta
+		if st.Manifest == nil {
+			return nil, fmt.Errorf("delta pass: %w", ErrNoFirstPass)
+		}
+		c.old = st.Manifest
+		c.oldKids = children(c.old)
+	} else {
+		if err := c.clear(); err != nil {
+			return nil, err
+		}
+		st.Touched = nil
+		// space: the volume's file system must hold what the source allocates
+		need, files, err := scanSize(int(src.Fd()), c.rootDev)
+		if err != nil {
+			return nil, fmt.Errorf("measuring the source: %w", err)
+		}
+		c.total = Progress{TotalBytes: need, TotalFiles: files}
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(c.dstRoot, &fs); err == nil {
+			avail := int64(fs.Bavail) * int64(fs.Bsize)
+			if need > avail {
+				return nil, fmt.Errorf("%w: the source needs %d bytes, the volume's file system has %d free", ErrNoSpace, need, avail)
+			}
+		}
+	}
+	root := entryOf(&rootSt)
+	c.man["."] = root
+	if _, err := c.copyDir(src, dst, ".", root); err != nil {
+		return nil, err
+	}
+	if err := c.setMeta(c.dstRoot, -1, "", root, int(src.Fd())); err != nil {
+		return nil, fmt.Errorf("setting the owner of the volume root: %w", err)
+	}
+	if o.Delta {
+		st.Touched = mergeTouched(st.Touched, c.res.Changed, c.res.Added)
+	}
+	st.Manifest = c.man
+	if err := saveState(c.dstRoot, st, root.Mtime); err != nil {
+		return nil, err
+	}
+	c.res.Duration = time.Since(start)
+	c.report(true)
+	return &c.res, nil
+}
+
+func children(m map[string]*entry) map[string][]string {
+	out := map[string][]string{}
+	for p := range m {
+		if p == "." {
+			continue
+		}
+		d := parentRel(p)
+		out[d] = append(out[d], p[len(p)-len(baseRel(p)):])
+	}
+	return out
+}
+
+func baseRel(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
+
+func mergeTouched(old []string, lists ...[]string) []string {
+	set := map[string]bool{}
+	for _, p := range old {
+		set[p] = true
+	}
+	for _, l := range lists {
+		for _, p := range l {
+			set[p] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// clear empties the destination, keeping the state directory.
+func (c *copier) clear() error {
+	d, err := openDir(c.dstRoot, ".", nil)
+	if err != nil {
+		return fmt.Errorf("emptying the volume: %w", err)
+	}
+	defer d.Close()
+	names, err := readNames(d)
+	if err != nil {
+		return fmt.Errorf("emptying the volume: %w", err)
+	}
+	for _, n := range names {
+		if n == StateDir {
+			continue
+		}
+		if err := removeAt(c.dstRoot, n); err != nil {
+			return fmt.Errorf("emptying the volume: removing %q: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// scanSize sums the bytes the source's regular files allocate (sparse holes
+// excluded) plus a block per other entry, staying on the root's file system.
+func scanSize(fd int, rootDev uint64) (int64, int64, error) {
+	d, err := openDir(fd, ".", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer d.Close()
+	names, err := readNames(d)
+	if err != nil {
+		return 0, 0, err
+	}
+	var bytes, files int64
+	for _, n := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(int(d.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			continue
+		}
+		files++
+		bytes += st.Blocks * 512
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && uint64(st.Dev) == rootDev {
+			sub, err := openDir(int(d.Fd()), n, &st)
+			if err != nil {
+				continue
+			}
+			b, f, _ := scanSize(int(sub.Fd()), rootDev)
+			sub.Close()
+			bytes += b
+			files += f
+		}
+	}
+	return bytes, files, nil
+}
+
+func (c *copier) warn(format string, args ...any) {
+	c.res.Warnings = append(c.res.Warnings, fmt.Sprintf(format, args...))
+}
+
+func (c *copier) report(force bool) {
+	if c.o.Progress == nil {
+		return
+	}
+	now := time.Now()
+	if !force && now.Sub(c.last) < 200*time.Millisecond {
+		return
+	}
+	c.last = now
+	p := c.total
+	p.Pass = c.res.Pass
+	p.Bytes, p.Files = c.res.Bytes, c.res.Files
+	c.o.Progress(p)
+}
+
+func (c *copier) owner(e *entry) (int, int) {
+	if c.o.KeepOwner {
+		return int(e.UID), int(e.GID)
+	}
+	return c.o.UID, c.o.GID
+}
+
+// changed reports whether a source entry differs from the previous pass's.
+func changed(old, e *entry) bool {
+	return old.Type != e.Type || old.Size != e.Size || old.Mtime != e.Mtime ||
+		old.Ctime != e.Ctime || old.Ino != e.Ino || old.Dev != e.Dev
+}
+
+// copyDir copies the children of the source directory src (the tree's rel)
+// into dst. It returns whether anything below was written.
+func (c *copier) copyDir(src, dst *os.File, rel string, dirEntry *entry) (bool, error) {
+	if err := c.ctx.Err(); err != nil {
+		return false, err
+	}
+	names, err := readNames(src)
+	if err != nil {
+		return false, fmt.Errorf("listing %q: %w", rel, err)
+	}
+	srcfd, dstfd := int(src.Fd()), int(dst.Fd())
+	touched := false
+	if c.old != nil {
+		present := map[string]bool{}
+		for _, n := range names {
+			present[n] = true
+		}
+		for _, n := range c.oldKids[rel] {
+			if !present[n] {
+				if err := c.remove(dstfd, rel, n); err != nil {
+					return false, err
+				}
+				touched = true
+			}
+		}
+	}
+	for _, name := range names {
+		if rel == "." && name == StateDir {
+			return false, fmt.Errorf("the source holds %q, the name moltctl keeps its copy state under", name)
+		}
+		t, err := c.copyEntry(srcfd, dstfd, rel, name)
+		if err != nil {
+			return false, err
+		}
+		touched = touched || t
+	}
+	return touched, nil
+}
+
+func (c *copier) remove(dstfd int, rel, name string) error {
+	p := joinRel(rel, name)
+	if err := removeAt(dstfd, name); err != nil {
+		return fmt.Errorf("removing %q from the volume: %w", p, err)
+	}
+	c.res.Removed = append(c.res.Removed, p)
+	return nil
+}
+
+func (c *copier) copyEntry(srcfd, dstfd int, rel, name string) (bool, error) {
+	p := joinRel(rel, name)
+	var st unix.Stat_t
+	if err := unix.Fstatat(srcfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if isNotExist(err) {
+			c.warn("%s: vanished during the copy", p)
+			if c.old != nil && c.old[p] != nil {
+				return true, c.remove(dstfd, rel, name)
+			}
+			return false, nil
+		}
+		return false, fmt.Errorf("reading %q: %w", p, err)
+	}
+	e := entryOf(&st)
+	var old *entry
+	if c.old != nil {
+		old = c.old[p]
+	}
+	if e.Type == unix.S_IFDIR {
+		if isMountRoot(srcfd, name, &st, c.rootDev) {
+			c.warn("%s: another mount, not copied", p)
+			if old != nil {
+				return true, c.remove(dstfd, rel, name)
+			}
+			return false, nil
+		}
+		return c.copyDirEntry(srcfd, dstfd, rel, name, &st, e, old)
+	}
+	if old != nil && !changed(old, e) {
+		c.man[p] = old
+		if e.Type == unix.S_IFREG && e.Nlink > 1 {
+			if _, ok := c.links[devIno{e.Dev, e.Ino}]; !ok {
+				c.links[devIno{e.Dev, e.Ino}] = p
+			}
+		}
+		return false, nil
+	}
+	if c.old != nil {
+		// new, changed or of another type: whatever the volume holds there goes
+		if err := removeAt(dstfd, name); err != nil {
+			return false, fmt.Errorf("replacing %q in the volume: %w", p, err)
+		}
+	}
+	done, err := c.create(srcfd, dstfd, p, name, e)
+	if err != nil || !done {
+		return false, err
+	}
+	c.man[p] = e
+	if c.old == nil {
+		// the full pass lists nothing: everything is new
+	} else if old == nil {
+		c.res.Added = append(c.res.Added, p)
+	} else {
+		c.res.Changed = append(c.res.Changed, p)
+	}
+	c.res.Files++
+	c.report(false)
+	return true, nil
+}
+
+func (c *copier) copyDirEntry(srcfd, dstfd int, rel, name string, st *unix.Stat_t, e, old *entry) (bool, error) {
+	p := joinRel(rel, name)
+	sd, err := openDir(srcfd, name, st)
+	if err != nil {
+		if isNotExist(err) {
+			c.warn("%s: vanished during the copy", p)
+			return false, nil
+		}
+		return false, fmt.Errorf("opening %q: %w", p, err)
+	}
+	defer sd.Close()
+	if old != nil && old.Type != unix.S_IFDIR {
+		if err := removeAt(dstfd, name); err != nil {
+			return false, fmt.Errorf("replacing %q in the volume: %w", p, err)
+		}
+	}
+	isNew := old == nil || old.Type != unix.S_IFDIR
+	if err := unix.Mkdirat(dstfd, name, 0o700); err != nil && !(err == unix.EEXIST && !isNew) {
+		if err == unix.EEXIST && c.old != nil { // left over from an interrupted delta
+			if err = removeAt(dstfd, name); err == nil {
+				err = unix.Mkdirat(dstfd, name, 0o700)
+			}
+		}
+		if err != nil {
+			return false, c.writeErr("creating directory", p, err)
+		}
+	}
+	dd, err := openDir(dstfd, name, nil)
+	if err != nil {
+		if isNotExist(err) || err == unix.ELOOP {
+			// the volume has something else there (an interrupted delta): replace it
+			if err = removeAt(dstfd, name); err == nil {
+				if err = unix.Mkdirat(dstfd, name, 0o700); err == nil {
+					dd, err = openDir(dstfd, name, nil)
+				}
+			}
+		}
+		if err != nil {
+			return false, c.writeErr("opening directory", p, err)
+		}
+	}
+	defer dd.Close()
+	c.man[p] = e
+	touched, err := c.copyDir(sd, dd, p, e)
+	if err != nil {
+		return false, err
+	}
+	if isNew {
+		c.res.Files++
+		if old == nil && c.old != nil {
+			c.res.Added = append(c.res.Added, p)
+		} else if old != nil {
+			c.res.Changed = append(c.res.Changed, p)
+		}
+		touched = true
+	} else if old.Mode != e.Mode || old.UID != e.UID || old.GID != e.GID || old.Mtime != e.Mtime || old.Ctime != e.Ctime {
+		c.res.Changed = append(c.res.Changed, p)
+		touched = true
+	}
+	if isNew || touched || c.old == nil {
+		if err := c.setMeta(int(dd.Fd()), -1, "", e, int(sd.Fd())); err != nil {
+			return false, c.writeErr("setting owner and mode of", p, err)
+		}
+	}
+	return touched, nil
+}
+
+// create makes the entry p (name under dstfd) like the source entry e.
+func (c *copier) create(srcfd, dstfd int, p, name string, e *entry) (bool, error) {
+	uid, gid := c.owner(e)
+	switch e.Type {
+	case unix.S_IFREG:
+		return c.copyFile(srcfd, dstfd, p, name, e)
+	case unix.S_IFLNK:
+		target, err := readlinkAt(srcfd, name)
+		if err != nil {
+			if isNotExist(err) || err == unix.EINVAL {
+				c.warn("%s: vanished during the copy", p)
+				return false, nil
+			}
+			return false, fmt.Errorf("reading symlink %q: %w", p, err)
+		}
+		e.Link = target
+		if err := unix.Symlinkat(target, dstfd, name); err != nil {
+			return false, c.writeErr("creating symlink", p, err)
+		}
+		if err := unix.Fchownat(dstfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return false, c.writeErr("setting the owner of", p, err)
+		}
+		if err := setTimes(dstfd, name, e.Mtime); err != nil {
+			return false, c.writeErr("setting the mtime of", p, err)
+		}
+		return true, nil
+	case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK:
+		if err := unix.Mknodat(dstfd, name, e.Type|0o600, int(e.Rdev)); err != nil {
+			if e.Type != unix.S_IFIFO && (err == unix.EPERM || err == unix.EACCES) {
+				c.warn("%s: %s not created: %v", p, typeName(e.Type), err)
+				return false, nil
+			}
+			return false, c.writeErr("creating "+typeName(e.Type), p, err)
+		}
+		if err := unix.Fchownat(dstfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return false, c.writeErr("setting the owner of", p, err)
+		}
+		if err := unix.Fchmodat(dstfd, name, e.Mode, 0); err != nil {
+			return false, c.writeErr("setting the mode of", p, err)
+		}
+		if err := setTimes(dstfd, name, e.Mtime); err != nil {
+			return false, c.writeErr("setting the mtime of", p, err)
+		}
+		return true, nil
+	default:
+		c.warn("%s: %s not copied", p, typeName(e.Type))
+		return false, nil
+	}
+}
+
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+func (c *copier) writeErr(what, p string, err error) error {
+	if err == unix.ENOSPC || err == unix.EDQUOT {
+		return fmt.Errorf("%w: %s %q", ErrNoSpace, what, p)
+	}
+	return fmt.Errorf("%s %q in the volume: %w", what, p, err)
+}
+
+func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry) (bool, error) {
+	key := devIno{e.Dev, e.Ino}
+	if e.Nlink > 1 {
+		if first, ok := c.links[key]; ok {
+			dir, err := openBeneath(c.dstRoot, parentRel(first))
+			if err == nil {
+				err = unix.Linkat(dir, baseRel(first), dstfd, name, 0)
+				unix.Close(dir)
+			}
+			if err == nil {
+				return true, nil
+			}
+			if err != unix.ENOENT {
+				return false, c.writeErr("linking", p, err)
+			}
+			// the first link vanished: copy this one on its own
+		}
+	}
+	sfd, err := openFileNoFollow(srcfd, name)
+	if err != nil {
+		if isNotExist(err) || err == unix.ELOOP {
+			c.warn("%s: vanished during the copy", p)
+			return false, nil
+		}
+		return false, fmt.Errorf("opening %q: %w", p, err)
+	}
+	defer unix.Close(sfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(sfd, &st); err != nil {
+		return false, fmt.Errorf("reading %q: %w", p, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		c.warn("%s: replaced during the copy", p)
+		return false, nil
+	}
+	*e = *entryOf(&st) // what is copied is what the next pass compares with
+	dfd, err := unix.Openat(dstfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return false, c.writeErr("creating", p, err)
+	}
+	defer unix.Close(dfd)
+	if err := c.copyData(sfd, dfd, e.Size); err != nil {
+		return false, c.writeErr("copying", p, err)
+	}
+	if err := c.setMeta(dfd, dstfd, name, e, sfd); err != nil {
+		return false, c.writeErr("setting owner and mode of", p, err)
+	}
+	if e.Nlink > 1 {
+		c.links[key] = p
+	}
+	return true, nil
+}
+
+// copyData copies the data regions of src into dst, leaving holes as holes.
+func (c *copier) copyData(src, dst int, size int64) error {
+	var off int64
+	for off < size {
+		data, err := unix.Seek(src, off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break // only a hole is left
+		}
+		if err != nil { // no SEEK_DATA on this file system: all data
+			return c.copyRange(src, dst, off, size-off)
+		}
+		hole, err := unix.Seek(src, data, unix.SEEK_HOLE)
+		if err != nil {
+			hole = size
+		}
+		if hole > size {
+			hole = size
+		}
+		if err := c.copyRange(src, dst, data, hole-data); err != nil {
+			return err
+		}
+		off = hole
+	}
+	if err := unix.Ftruncate(dst, size); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *copier) copyRange(src, dst int, off, n int64) error {
+	for n > 0 {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		chunk := n
+		if chunk > 1<<30 {
+			chunk = 1 << 30
+		}
+		var w int
+		var err error
+		if !c.cfrBroken {
+			roff, woff := off, off
+			w, err = unix.CopyFileRange(src, &roff, dst, &woff, int(chunk), 0)
+			if err == unix.EXDEV || err == unix.ENOSYS || err == unix.EINVAL || err == unix.EOPNOTSUPP || err == unix.EPERM {
+				c.cfrBroken = true
+				continue
+			}
+		} else {
+			if chunk > int64(len(c.buf)) {
+				chunk = int64(len(c.buf))
+			}
+			var r int
+			r, err = unix.Pread(src, c.buf[:chunk], off)
+			if err == nil && r > 0 {
+				w, err = writeFull(dst, c.buf[:r], off)
+			}
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if w == 0 {
+			return nil // the file shrank while copying: the delta pass settles it
+		}
+		off += int64(w)
+		n -= int64(w)
+		c.res.Bytes += int64(w)
+		c.report(false)
+	}
+	return nil
+}
+
+func writeFull(fd int, b []byte, off int64) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, err := unix.Pwrite(fd, b[done:], off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// setMeta gives an open destination file or directory (fd) its owner,
+// xattrs, mode and mtime, in that order: chown clears setuid/setgid and file
+// capabilities, so the mode and security.capability come after it. The xattrs
+// are read from the open source sfd. For a file, dirfd/name set the times.
+func (c *copier) setMeta(fd, dirfd int, name string, e *entry, sfd int) error {
+	uid, gid := c.owner(e)
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return err
+	}
+	xs, err := fdXattrs(sfd)
+	if err != nil {
+		return fmt.Errorf("reading xattrs: %w", err)
+	}
+	// ACLs before the mode (chmod rewrites the ACL mask from the mode's group bits, as the source has it)
+	for _, k := range sortedKeys(xs) {
+		if err := unix.Fsetxattr(fd, k, xs[k], 0); err != nil {
+			if err == unix.ENOTSUP || err == unix.EOPNOTSUPP {
+				c.warn("%s: xattr %s not supported by the volume's file system", name, k)
+				continue
+			}
+			return fmt.Errorf("setting xattr %s: %w", k, err)
+		}
+	}
+	if err := unix.Fchmod(fd, e.Mode); err != nil {
+		return err
+	}
+	if dirfd >= 0 {
+		return setTimes(dirfd, name, e.Mtime)
+	}
+	return setFdTimes(fd, e.Mtime)
+}

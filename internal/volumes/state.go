@@ -1,0 +1,119 @@
+package volumes
+
+import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+const stateFile = "state.gob"
+
+// state is what persists in the volume's StateDir between passes (and across
+// a kill -9 of moltctl): the source manifest of the last completed pass and
+// every path a delta pass copied since the full pass.
+type state struct {
+	Version  int
+	Manifest map[string]*entry
+	Touched  []string
+}
+
+// openState creates the state directory when missing and reads the state.
+// A missing state file gives an empty state.
+func openState(dstRoot int) (*state, error) {
+	if err := unix.Mkdirat(dstRoot, StateDir, 0o700); err != nil && err != unix.EEXIST {
+		return nil, fmt.Errorf("creating the copy state in the volume: %w", err)
+	}
+	return readState(dstRoot)
+}
+
+func readState(dstRoot int) (*state, error) {
+	d, err := openDir(dstRoot, StateDir, nil)
+	if isNotExist(err) {
+		return &state{Version: 1}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening the copy state in the volume: %w", err)
+	}
+	defer d.Close()
+	fd, err := unix.Openat(int(d.Fd()), stateFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return &state{Version: 1}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the copy state in the volume: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), stateFile)
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading the copy state in the volume: %w", err)
+	}
+	var st state
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("reading the copy state in the volume: %w", err)
+	}
+	return &st, nil
+}
+
+// saveState writes the state atomically (temporary file, fsync, rename) and
+// puts back the root directory's mtime.
+func saveState(dstRoot int, st *state, rootMtime int64) error {
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(st); err != nil {
+		return fmt.Errorf("encoding the copy state: %w", err)
+	}
+	d, err := openDir(dstRoot, StateDir, nil)
+	if err != nil {
+		return fmt.Errorf("writing the copy state in the volume: %w", err)
+	}
+	defer d.Close()
+	dfd := int(d.Fd())
+	tmp := stateFile + ".tmp"
+	unix.Unlinkat(dfd, tmp, 0)
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing the copy state in the volume: %w", noSpace(err))
+	}
+	_, err = writeFull(fd, b.Bytes(), 0)
+	if err == nil {
+		err = unix.Fsync(fd)
+	}
+	unix.Close(fd)
+	if err == nil {
+		err = unix.Renameat(dfd, tmp, dfd, stateFile)
+	}
+	if err == nil {
+		err = unix.Fsync(dfd)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the copy state in the volume: %w", noSpace(err))
+	}
+	return setFdTimes(dstRoot, rootMtime)
+}
+
+// removeState deletes the state directory, keeping the root's mtime.
+func removeState(dstRoot int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(dstRoot, &st); err != nil {
+		return fmt.Errorf("reading the volume root: %w", err)
+	}
+	var sst unix.Stat_t
+	if err := unix.Fstatat(dstRoot, StateDir, &sst, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT {
+		return nil
+	}
+	if err := removeAt(dstRoot, StateDir); err != nil {
+		return fmt.Errorf("removing the copy state from the volume: %w", err)
+	}
+	return setFdTimes(dstRoot, st.Mtim.Nano())
+}
+
+func noSpace(err error) error {
+	if err == unix.ENOSPC || err == unix.EDQUOT {
+		return fmt.Errorf("%w: %v", ErrNoSpace, err)
+	}
+	return err
+}

@@ -1,0 +1,104 @@
+// Package volumes creates the named volumes a migration fills, copies a bind
+// mount's source directory into one (a full pass while the services run, then a
+// delta pass), and verifies the copy. All file system work runs in a helper
+// container made from moltctl's own static binary, so it works with any engine
+// the client reaches and never touches the source or /var/lib/docker through
+// the client's file system. See docs/volumes.md.
+package volumes
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/moby/moby/client"
+)
+
+// Labels moltctl puts on what it creates.
+const (
+	// LabelMigration marks a volume created by a migration; its value is the migration's ID.
+	LabelMigration = "io.moltctl.migration"
+	// LabelHelper marks helper containers and the helper image.
+	LabelHelper = "io.moltctl.helper"
+)
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrVolumeTaken: a volume with the planned name exists, holds data and is not this migration's.
+	ErrVolumeTaken = errors.New("volume exists and is not empty")
+	// ErrMismatch: verification found the volume different from the source.
+	ErrMismatch = errors.New("the volume differs from the source")
+	// ErrNoSpace: the volume's file system cannot hold the source.
+	ErrNoSpace = errors.New("not enough space in the volume")
+	// ErrNoFirstPass: a delta pass was asked for a volume without a completed full pass.
+	ErrNoFirstPass = errors.New("no completed full pass in the volume")
+	// ErrNotStatic: the helper binary is dynamically linked.
+	ErrNotStatic = errors.New("the helper binary is not statically linked")
+)
+
+// Engine is the part of the Docker Engine API this package uses.
+// *client.Client implements it.
+type Engine interface {
+	VolumeCreate(ctx context.Context, options client.VolumeCreateOptions) (client.VolumeCreateResult, error)
+	VolumeInspect(ctx context.Context, volumeID string, options client.VolumeInspectOptions) (client.VolumeInspectResult, error)
+	VolumeRemove(ctx context.Context, volumeID string, options client.VolumeRemoveOptions) (client.VolumeRemoveResult, error)
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	ImageImport(ctx context.Context, source client.ImageImportSource, ref string, options client.ImageImportOptions) (client.ImageImportResult, error)
+	ImageRemove(ctx context.Context, imageID string, options client.ImageRemoveOptions) (client.ImageRemoveResult, error)
+	ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error)
+	ContainerAttach(ctx context.Context, containerID string, options client.ContainerAttachOptions) (client.ContainerAttachResult, error)
+	ContainerStart(ctx context.Context, containerID string, options client.ContainerStartOptions) (client.ContainerStartResult, error)
+	ContainerWait(ctx context.Context, containerID string, options client.ContainerWaitOptions) client.ContainerWaitResult
+	ContainerRemove(ctx context.Context, containerID string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+}
+
+// Pass is a copy pass.
+type Pass string
+
+const (
+	// PassFull empties the volume (but for StateDir) and copies everything.
+	PassFull Pass = "full"
+	// PassDelta copies what changed since the previous pass's manifest.
+	PassDelta Pass = "delta"
+)
+
+// Progress reports a running copy. Totals are known for the full pass only (0 otherwise).
+type Progress struct {
+	Pass       Pass  `json:"pass"`
+	Bytes      int64 `json:"bytes"`
+	TotalBytes int64 `json:"total_bytes,omitempty"`
+	Files      int64 `json:"files"`
+	TotalFiles int64 `json:"total_files,omitempty"`
+}
+
+// CopyResult is what a pass did.
+type CopyResult struct {
+	Pass     Pass          `json:"pass"`
+	Bytes    int64         `json:"bytes"`    // data bytes copied (holes excluded)
+	Files    int64         `json:"files"`    // entries created
+	Duration time.Duration `json:"duration"` // inside the helper
+	// Delta pass only: source paths added, changed (content, metadata or type) and removed.
+	Added   []string `json:"added,omitempty"`
+	Changed []string `json:"changed,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	// Warnings: entries not copied (other mounts, device nodes where mknod is refused,
+	// sockets) and entries that vanished during the copy.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// VerifyReport is what Verify compared.
+type VerifyReport struct {
+	Entries     int           `json:"entries"`               // source entries compared
+	Hashed      int           `json:"hashed"`                // regular files whose content hashes were compared
+	Differences []string      `json:"differences,omitempty"` // empty when the volume matches
+	Warnings    []string      `json:"warnings,omitempty"`
+	Duration    time.Duration `json:"duration"`
+}
+
+// HelperOptions choose the helper binary. The zero value uses the running
+// executable, which must be statically linked (CGO_ENABLED=0).
+type HelperOptions struct {
+	// Binary is the path of a static linux moltctl binary for the engine's
+	// architecture (default: os.Executable()).
+	Binary string
+}
