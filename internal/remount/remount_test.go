@@ -98,6 +98,7 @@ volumes:
 
 type fixture struct {
 	name, dir string
+	anon      map[string]bool // anonymous volumes seen, removed at cleanup
 	eng       *client.Client
 	copts     compose.Options
 }
@@ -110,14 +111,37 @@ func setup(tb testing.TB) *fixture {
 	eng := dockertest.Engine(tb)
 	dockertest.Busybox(tb)
 	dockertest.Compose(tb)
-	f := &fixture{name: dockertest.Name("rmt"), eng: eng}
+	f := &fixture{name: dockertest.Name("rmt"), eng: eng, anon: map[string]bool{}}
 	tb.Cleanup(func() {
+		for v := range f.anon {
+			dockertest.Run("docker", "volume", "rm", v)
+		}
 		ids, _ := dockertest.Run("docker", "images", "-q", "--filter", "label="+remount.LabelProject+"="+f.name)
 		for _, id := range strings.Fields(ids) {
 			dockertest.Run("docker", "rmi", "-f", id)
 		}
+		// down -v knows only the volumes and networks of the file as it is at the end.
+		for _, kind := range []string{"volume", "network"} {
+			names, _ := dockertest.Run("docker", kind, "ls", "-q", "--filter", "label=com.docker.compose.project="+f.name)
+			for _, n := range strings.Fields(names) {
+				dockertest.Run("docker", kind, "rm", n)
+			}
+		}
 	})
 	f.dir = dockertest.Project(tb, f.name, baseCompose)
+	// Runs before Project's down -v: carried-over anonymous volumes are mounted by
+	// name (as compose's own recreate does), so down -v leaves them.
+	tb.Cleanup(func() {
+		ids, _ := dockertest.Run("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+f.name)
+		for _, id := range strings.Fields(ids) {
+			names, _ := dockertest.Run("docker", "inspect", "-f", `{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}`, id)
+			for _, n := range strings.Fields(names) {
+				if len(n) == 64 && !strings.Contains(n, "_") {
+					f.anon[n] = true
+				}
+			}
+		}
+	})
 	f.copts = compose.Options{ProjectName: f.name, Files: []string{filepath.Join(f.dir, "compose.yaml")}}
 	if tb, ok := tb.(*testing.T); ok {
 		tb.Setenv("MOLTCTL_STATE_DIR", tb.TempDir())
