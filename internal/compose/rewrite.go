@@ -375,6 +375,12 @@ func mountEdits(src []byte, doc *yaml.Node, sm serviceMount, key string, nocopy 
 		}
 	}
 	item := sm.item
+	if sm.typ == "volume" && sm.source == key {
+		return nil, nil // already converted: rewriting twice changes nothing
+	}
+	if sm.typ != "bind" && !(sm.typ == "" && item.Kind == yaml.ScalarNode) {
+		return nil, fmt.Errorf("a %q mount, not a bind mount: %w", sm.typ, ErrCannotEdit)
+	}
 	if hasAnchoredAlias(item, aliased) {
 		return nil, fmt.Errorf("contains a YAML anchor that is used elsewhere: %w", ErrCannotEdit)
 	}
@@ -483,6 +489,14 @@ func volumesEdits(src []byte, doc *yaml.Node, keys []string) ([]textEdit, error)
 	nl := newline(src)
 	unit := indentUnit(doc)
 	lines := lineStarts(src)
+	vk, vv := mapGet(root, "volumes")
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool {
+		ek, _ := mapGet(vv, k)
+		return ek != nil // already declared: rewriting twice changes nothing
+	})
+	if len(keys) == 0 {
+		return nil, nil
+	}
 	entries := func(indent string) string {
 		var b strings.Builder
 		for _, k := range keys {
@@ -490,7 +504,6 @@ func volumesEdits(src []byte, doc *yaml.Node, keys []string) ([]textEdit, error)
 		}
 		return b.String()
 	}
-	vk, vv := mapGet(root, "volumes")
 	if vk == nil {
 		text := nl + "volumes:" + nl + entries(strings.Repeat(" ", root.Column-1)+unit)
 		if len(src) > 0 && src[len(src)-1] != '\n' {
@@ -568,12 +581,12 @@ func replaceScalar(src []byte, n *yaml.Node, value string) (textEdit, error) {
 		return textEdit{}, fmt.Errorf("block scalar %q: %w", n.Value, ErrCannotEdit)
 	}
 	if raw == "" || !bytes.HasPrefix(rest, []byte(raw)) || strings.Contains(raw, "\n") {
-		return textEdit{}, fmt.Errorf("scalar %q is not written on one line as parsed: %w", n.Value, ErrCannotEdit)
+		return textEdit{}, fmt.Errorf("scalar %q is not written as parsed (escapes or line breaks): %w", n.Value, ErrCannotEdit)
 	}
 	if len(rest) > len(raw) {
 		// A plain scalar must end where its text ends.
 		if c := rest[len(raw)]; n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) == 0 && !strings.ContainsRune(" \t\r\n,]}#", rune(c)) {
-			return textEdit{}, fmt.Errorf("scalar %q is not written on one line as parsed: %w", n.Value, ErrCannotEdit)
+			return textEdit{}, fmt.Errorf("scalar %q is not written as parsed (escapes or line breaks): %w", n.Value, ErrCannotEdit)
 		}
 	}
 	return textEdit{start: off, end: off + len(raw), text: text}, nil
