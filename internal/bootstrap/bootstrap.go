@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -115,6 +116,9 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			opts.progress(Event{Kind: EventOwnership, Dir: dir, Stats: st})
 		}
+		// The bounding set and no-new-privs are per thread: do them on the
+		// thread that will exec, and never let this goroutine leave it.
+		runtime.LockOSThread()
 		if err := drop(u); err != nil {
 			return fmt.Errorf("dropping privileges to %d:%d: %w", u.UID, u.GID, err)
 		}
@@ -218,7 +222,21 @@ func checkNotSetID() error {
 // writable. A missing dir that cannot be made reports its nearest existing
 // ancestor as not writable.
 func checkDir(dir string) error {
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+	_, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrPermission) {
+		// An ancestor may not be searched: name the first such one.
+		for anc := filepath.Dir(dir); anc != "/"; anc = filepath.Dir(anc) {
+			if _, err := os.Stat(anc); err == nil {
+				if aerr := unix.Faccessat(unix.AT_FDCWD, anc, unix.X_OK, unix.AT_EACCESS); aerr != nil {
+					var st unix.Stat_t
+					unix.Stat(anc, &st)
+					return &perms.NotWritableError{Dir: anc, UID: st.Uid, GID: st.Gid, Mode: st.Mode & 0o7777, Err: aerr}
+				}
+				break
+			}
+		}
+	}
+	if errors.Is(err, os.ErrNotExist) {
 		if err := perms.MkdirAll(dir); err != nil {
 			anc := filepath.Dir(dir)
 			for {

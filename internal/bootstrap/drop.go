@@ -15,7 +15,8 @@ import (
 // PR_SET_NO_NEW_PRIVS so no setuid binary or file capability can raise them
 // again. Going from uid 0 to a non-zero uid clears the permitted, effective and
 // ambient capability sets. It verifies the result, including that setuid(0)
-// now fails.
+// now fails. The caller must hold the OS thread (runtime.LockOSThread) until it
+// execs: the bounding set and no-new-privs belong to the calling thread.
 func drop(u *User) error {
 	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
