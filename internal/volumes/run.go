@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -65,16 +66,10 @@ func helperBinary(o HelperOptions) (string, error) {
 // Copy, Verify, Create and Finish call it; the image is kept for the next call
 // and removed by RemoveHelper.
 func EnsureHelper(ctx context.Context, eng Engine, o HelperOptions) (string, error) {
-	p, err := helperBinary(o)
+	ref, data, err := helperRef(o)
 	if err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return "", fmt.Errorf("reading the helper binary: %w", err)
-	}
-	sum := sha256.Sum256(data)
-	ref := HelperImageRepo + ":" + hex.EncodeToString(sum[:8])
 	if _, err := eng.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	} else if !isNotFound(err) {
@@ -115,27 +110,33 @@ func EnsureHelper(ctx context.Context, eng Engine, o HelperOptions) (string, err
 // RemoveHelper removes the helper image of the binary, if present. Call it
 // when a migration is done; Copy and Verify import it again when needed.
 func RemoveHelper(ctx context.Context, eng Engine, o HelperOptions) error {
-	p, err := helperBinary(o)
+	ref, _, err := helperRef(o)
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return fmt.Errorf("reading the helper binary: %w", err)
-	}
-	sum := sha256.Sum256(data)
-	ref := HelperImageRepo + ":" + hex.EncodeToString(sum[:8])
 	if _, err := eng.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) {
 		return fmt.Errorf("removing the helper image %s: %w", ref, err)
 	}
 	return nil
 }
 
-// isNotFound reports an engine "not found" answer (errdefs' NotFound interface).
-func isNotFound(err error) bool {
-	var nf interface{ NotFound() }
-	return errors.As(err, &nf)
+// helperRef checks the helper binary and returns the image reference for it
+// and its content.
+func helperRef(o HelperOptions) (string, []byte, error) {
+	p, err := helperBinary(o)
+	if err != nil {
+		return "", nil, err
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the helper binary: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return HelperImageRepo + ":" + hex.EncodeToString(sum[:8]), data, nil
 }
+
+// isNotFound reports an engine "not found" answer.
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
 
 // helperRun is one run of the helper container.
 type helperRun struct {
