@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -133,6 +131,3 @@ func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {
 	}
 	return nil
 }
-
-var _ = errors.Is
-var _ = os.Stdout

@@ -3,7 +3,6 @@ package remount
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -109,5 +108,3 @@ func (c *composeCLI) wouldRecreate(ctx context.Context, services ...string) (map
 	}
 	return res, nil
 }
-
-var _ = errors.New

@@ -11,12 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -61,7 +61,7 @@ var (
 	// ErrNoJournal: Resume or Rollback found no interrupted remount.
 	ErrNoJournal = errors.New("no interrupted remount")
 	// ErrRolledBack: a step failed and the service was restored (see StepError).
-	ErrRolledBack = errors.New("rolled back")
+	ErrRolledBack = errors.New("remount rolled back")
 )
 
 // Labels remount puts on its snapshot images.
@@ -138,10 +138,12 @@ type Result struct {
 }
 
 // StepError is a remount step's failure; Restored says what was restored.
+// It wraps Err, and ErrRolledBack when RolledBack.
 type StepError struct {
-	Step     string
-	Err      error
-	Restored string
+	Step       string
+	Err        error
+	Restored   string
+	RolledBack bool
 }
 
 func (e *StepError) Error() string {
@@ -151,7 +153,12 @@ func (e *StepError) Error() string {
 	return fmt.Sprintf("%s: %v; %s", e.Step, e.Err, e.Restored)
 }
 
-func (e *StepError) Unwrap() error { return e.Err }
+func (e *StepError) Unwrap() []error {
+	if e.RolledBack {
+		return []error{e.Err, ErrRolledBack}
+	}
+	return []error{e.Err}
+}
 
 type run struct {
 	eng  Engine
@@ -565,7 +572,7 @@ func (r *run) fail(ctx context.Context, step string, cause error) error {
 	if err != nil {
 		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)", err, r.j.Service, JournalPath(r.j.Project))}
 	}
-	return &StepError{Step: step, Err: fmt.Errorf("%w: %w", ErrRolledBack, cause), Restored: restored}
+	return &StepError{Step: step, Err: cause, Restored: restored, RolledBack: true}
 }
 
 func (r *run) existing(ctx context.Context, name string) string {
@@ -584,9 +591,7 @@ func (r *run) removeContainer(ctx context.Context, id string) error {
 	return err
 }
 
-func isNotFound(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "No such container") || strings.Contains(strings.ToLower(err.Error()), "not found"))
-}
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
 
 // rollback puts the service back on its previous container: the old container
 // itself while it exists, else a container with the old config on the snapshot
@@ -805,5 +810,3 @@ func apiAtLeast(v string, major, minor int) bool {
 	}
 	return a > major || (a == major && b >= minor)
 }
-
-var _ = io.EOF
