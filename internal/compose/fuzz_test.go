@@ -41,6 +41,7 @@ func FuzzRewrite(f *testing.F) {
 			seen[sm.ref] = true
 			convs = append(convs, Conversion{
 				Key:    fmt.Sprintf("k%d", i),
+				Source: fmt.Sprintf("/srv/k%d", i),
 				NoCopy: nocopy && i%2 == 0,
 				Mounts: []Mount{{MountRef: sm.ref, File: file}},
 			})

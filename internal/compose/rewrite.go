@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -19,6 +20,10 @@ import (
 // mount strings, flow-style mappings that need lines added or removed, ...).
 var ErrCannotEdit = errors.New("can't edit safely")
 
+// SourceExtension is the extension of a top-level volume that Rewrite adds to
+// record the host directory the volume was converted from.
+const SourceExtension = "x-moltctl-source"
+
 // MountRef names one mount of the merged project: a service and the container path.
 type MountRef struct {
 	Service string
@@ -29,6 +34,9 @@ type MountRef struct {
 type Conversion struct {
 	// Key is the new entry under the top-level volumes: (it must not exist yet).
 	Key string
+	// Source is the absolute host directory. The new volumes: entry records it as
+	// the extension x-moltctl-source, so later plans know what was converted.
+	Source string
 	// NoCopy adds nocopy to every mount, so the image's content at the target is
 	// not copied into the new, empty volume.
 	NoCopy bool
@@ -92,7 +100,7 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 		src   []byte
 		doc   *yaml.Node
 		edits []textEdit
-		keys  []string
+		convs []Conversion
 	}
 	state := map[string]*fileState{}
 	load := func(f string) (*fileState, error) {
@@ -121,6 +129,9 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 		if !validKey(c.Key) {
 			return nil, fmt.Errorf("rewriting the compose files: invalid volume key %q", c.Key)
 		}
+		if !strings.HasPrefix(c.Source, "/") || !utf8.ValidString(c.Source) {
+			return nil, fmt.Errorf("rewriting the compose files: volume %s: source %q is not an absolute path", c.Key, c.Source)
+		}
 		if len(c.Mounts) == 0 {
 			continue
 		}
@@ -144,7 +155,7 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 			}
 		}
 		st := state[home]
-		st.keys = append(st.keys, c.Key)
+		st.convs = append(st.convs, c)
 	}
 	var out []Edit
 	paths := make([]string, 0, len(state))
@@ -159,8 +170,8 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 	})
 	for _, f := range paths {
 		st := state[f]
-		if len(st.keys) > 0 {
-			e, err := volumesEdits(st.src, st.doc, st.keys)
+		if len(st.convs) > 0 {
+			e, err := volumesEdits(st.src, st.doc, st.convs)
 			if err != nil {
 				return nil, fmt.Errorf("rewriting %s: %w", f, err)
 			}
@@ -481,7 +492,7 @@ func ownsLines(m, k *yaml.Node, from, to int) bool {
 }
 
 // volumesEdits adds keys under the top-level volumes: of the file.
-func volumesEdits(src []byte, doc *yaml.Node, keys []string) ([]textEdit, error) {
+func volumesEdits(src []byte, doc *yaml.Node, convs []Conversion) ([]textEdit, error) {
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode || root.Style&yaml.FlowStyle != 0 {
 		return nil, fmt.Errorf("the top level is not a block mapping: %w", ErrCannotEdit)
@@ -490,17 +501,17 @@ func volumesEdits(src []byte, doc *yaml.Node, keys []string) ([]textEdit, error)
 	unit := indentUnit(doc)
 	lines := lineStarts(src)
 	vk, vv := mapGet(root, "volumes")
-	keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool {
-		ek, _ := mapGet(vv, k)
+	convs = slices.DeleteFunc(slices.Clone(convs), func(c Conversion) bool {
+		ek, _ := mapGet(vv, c.Key)
 		return ek != nil // already declared: rewriting twice changes nothing
 	})
-	if len(keys) == 0 {
+	if len(convs) == 0 {
 		return nil, nil
 	}
 	entries := func(indent string) string {
 		var b strings.Builder
-		for _, k := range keys {
-			b.WriteString(indent + k + ": {}" + nl)
+		for _, c := range convs {
+			b.WriteString(indent + c.Key + ": {" + SourceExtension + ": " + strconv.Quote(c.Source) + "}" + nl)
 		}
 		return b.String()
 	}

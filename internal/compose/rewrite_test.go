@@ -50,7 +50,7 @@ func loadGolden(tb testing.TB, main string) goldenCase {
 			k, v, _ := strings.Cut(f[2], "=")
 			gc.env[k] = v
 		case "convert":
-			c := Conversion{Key: f[2]}
+			c := Conversion{Key: f[2], Source: "/srv/" + f[2]}
 			for _, m := range f[3:] {
 				if m == "nocopy" {
 					c.NoCopy = true
@@ -172,7 +172,7 @@ func TestRewriteGolden(t *testing.T) {
 func remapFiles(convs []Conversion, remap map[string]string) []Conversion {
 	var out []Conversion
 	for _, c := range convs {
-		c2 := Conversion{Key: c.Key, NoCopy: c.NoCopy}
+		c2 := Conversion{Key: c.Key, Source: c.Source, NoCopy: c.NoCopy}
 		for _, m := range c.Mounts {
 			m.File = remap[m.File]
 			c2.Mounts = append(c2.Mounts, m)

@@ -141,7 +141,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			return nil, fmt.Errorf("planning the migration: no service %q in project %s: %w", s, project.Name, ErrInvalid)
 		}
 	}
-	names, err := volumeNames(project, opts.VolumeNames)
+	names, flagged, err := volumeNames(project, opts.VolumeNames)
 	if err != nil {
 		return nil, err
 	}
@@ -197,14 +197,16 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			delete(convert, src)
 		}
 	}
-	// Nested binds: the outermost converted directory wins.
+	// Nested binds: the outermost converted directory wins, including the
+	// directories of earlier migrations (recorded in the volumes' x-moltctl-source).
 	sort.Strings(dirs)
+	previous := convertedBefore(project)
 	for _, d := range dirs {
 		if !convert[d] {
 			continue
 		}
-		for _, o := range dirs {
-			if o != d && convert[o] && strings.HasPrefix(d, o+"/") {
+		for _, o := range append(slices.Clone(dirs), previous...) {
+			if o != d && (convert[o] || slices.Contains(previous, o)) && strings.HasPrefix(d, o+"/") {
 				delete(convert, d)
 				reasons[d] = ReasonNested + " " + o
 				break
@@ -268,7 +270,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		}
 	}
 	for src, key := range names {
-		if _, ok := bySource[src]; !ok {
+		if _, ok := bySource[src]; !ok && flagged[src] {
 			return nil, fmt.Errorf("planning the migration: volume name %s=%s: %s is not a directory bind mount this plan converts: %w", src, key, src, ErrInvalid)
 		}
 	}
@@ -279,7 +281,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 
 	var convs []compose.Conversion
 	for _, c := range plan.Conversions {
-		cc := compose.Conversion{Key: c.Volume, NoCopy: c.Empty}
+		cc := compose.Conversion{Key: c.Volume, Source: c.Source, NoCopy: c.Empty}
 		for _, m := range c.Mounts {
 			cc.Mounts = append(cc.Mounts, compose.Mount{MountRef: compose.MountRef{Service: m.Service, Target: m.Target}, File: m.File})
 		}
@@ -352,10 +354,22 @@ func isEmpty(dir string) (bool, error) {
 	return true, nil
 }
 
+// convertedBefore lists the sources recorded by earlier rewrites.
+func convertedBefore(project *types.Project) []string {
+	var out []string
+	for _, v := range project.Volumes {
+		if s, ok := v.Extensions[compose.SourceExtension].(string); ok && filepath.IsAbs(s) {
+			out = append(out, filepath.Clean(s))
+		}
+	}
+	return out
+}
+
 // volumeNames merges x-moltctl.volume_names with --volume-name (which wins),
-// keyed by absolute source.
-func volumeNames(project *types.Project, flags map[string]string) (map[string]string, error) {
+// keyed by absolute source; flagged marks the sources named by flags.
+func volumeNames(project *types.Project, flags map[string]string) (_ map[string]string, flagged map[string]bool, _ error) {
 	out := map[string]string{}
+	flagged = map[string]bool{}
 	abs := func(p string) string {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(project.WorkingDir, p)
@@ -365,17 +379,17 @@ func volumeNames(project *types.Project, flags map[string]string) (map[string]st
 	if ext, ok := project.Extensions[extensionKey]; ok {
 		m, ok := ext.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("planning the migration: %s must be a mapping: %w", extensionKey, ErrInvalid)
+			return nil, nil, fmt.Errorf("planning the migration: %s must be a mapping: %w", extensionKey, ErrInvalid)
 		}
 		if raw, ok := m[extensionNamesKey]; ok {
 			names, ok := raw.(map[string]any)
 			if !ok {
-				return nil, fmt.Errorf("planning the migration: %s.%s must map source directories to keys: %w", extensionKey, extensionNamesKey, ErrInvalid)
+				return nil, nil, fmt.Errorf("planning the migration: %s.%s must map source directories to keys: %w", extensionKey, extensionNamesKey, ErrInvalid)
 			}
 			for src, k := range names {
 				key, ok := k.(string)
 				if !ok || !validKey(key) {
-					return nil, fmt.Errorf("planning the migration: %s.%s: invalid volume key %v for %s: %w", extensionKey, extensionNamesKey, k, src, ErrInvalid)
+					return nil, nil, fmt.Errorf("planning the migration: %s.%s: invalid volume key %v for %s: %w", extensionKey, extensionNamesKey, k, src, ErrInvalid)
 				}
 				out[abs(src)] = key
 			}
@@ -383,21 +397,22 @@ func volumeNames(project *types.Project, flags map[string]string) (map[string]st
 	}
 	for src, key := range flags {
 		if !validKey(key) {
-			return nil, fmt.Errorf("planning the migration: --volume-name %s=%s: invalid volume key (letters, digits, '.', '_', '-'): %w", src, key, ErrInvalid)
+			return nil, nil, fmt.Errorf("planning the migration: --volume-name %s=%s: invalid volume key (letters, digits, '.', '_', '-'): %w", src, key, ErrInvalid)
 		}
 		out[abs(src)] = key
+		flagged[abs(src)] = true
 	}
 	seen := map[string]string{}
 	for src, key := range out {
 		if other, dup := seen[key]; dup {
-			return nil, fmt.Errorf("planning the migration: volume key %s given to both %s and %s: %w", key, other, src, ErrInvalid)
+			return nil, nil, fmt.Errorf("planning the migration: volume key %s given to both %s and %s: %w", key, other, src, ErrInvalid)
 		}
 		if _, exists := project.Volumes[key]; exists {
-			return nil, fmt.Errorf("planning the migration: volume key %s for %s is already a top-level volume: %w", key, src, ErrInvalid)
+			return nil, nil, fmt.Errorf("planning the migration: volume key %s for %s is already a top-level volume: %w", key, src, ErrInvalid)
 		}
 		seen[key] = src
 	}
-	return out, nil
+	return out, flagged, nil
 }
 
 func validKey(k string) bool {
