@@ -715,7 +715,9 @@ func (r *run) wait(ctx context.Context, id string) error {
 func (r *run) clone(ctx context.Context, t container.InspectResponse, image string) (string, error) {
 	cfg := *t.Config
 	cfg.Image = image
-	cfg.Hostname = t.Config.Hostname
+	if len(t.ID) >= 12 && cfg.Hostname == t.ID[:12] {
+		cfg.Hostname = "" // the engine's default (the container's short ID), not a setting
+	}
 	hc := *t.HostConfig
 	hc.Mounts = append([]mountT(nil), t.HostConfig.Mounts...)
 	named := map[string]string{}
@@ -756,7 +758,10 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 			if ep == nil {
 				continue
 			}
-			e := &network.EndpointSettings{IPAMConfig: ep.IPAMConfig, Links: ep.Links, DriverOpts: ep.DriverOpts}
+			e := &network.EndpointSettings{IPAMConfig: ep.IPAMConfig, Links: ep.Links, DriverOpts: ep.DriverOpts, GwPriority: ep.GwPriority}
+			if apiAtLeast(r.eng.ClientVersion(), 1, 44) {
+				e.MacAddress = ep.MacAddress // per endpoint from API 1.44; below, Config.MacAddress carries it
+			}
 			for _, a := range ep.Aliases {
 				if len(t.ID) >= 12 && a == t.ID[:12] {
 					continue // the engine's own short-ID alias

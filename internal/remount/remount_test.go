@@ -249,6 +249,9 @@ func TestRemount(t *testing.T) {
 	}
 	f.checkComposeKeeps(t)
 	f.checkNoJournal(t)
+	if got := f.compose(t, "exec", "-T", "web", "hostname"); got != id[:12] {
+		t.Errorf("hostname: got %q, want the container's short ID %q", got, id[:12])
+	}
 	if want := []string{"stop", "commit", "compose", "swap", "start", "wait"}; !slices.Equal(steps, want) {
 		t.Errorf("progress steps: got %v, want %v", steps, want)
 	}
@@ -292,6 +295,20 @@ func TestRemount(t *testing.T) {
 		t.Errorf("after the flattened remount: got %q, want kept, two, anon, again", got)
 	}
 	f.checkComposeKeeps(t)
+
+	// A third remount: with --keep 2 the first snapshot goes, the second (parent) stays.
+	res3, err := remount.Run(context.Background(), f.eng, f.options(t))
+	if err != nil {
+		t.Fatalf("third remount: %v", err)
+	}
+	if !slices.Equal(res3.Pruned, []string{res.Snapshot}) {
+		t.Errorf("pruned: got %v, want [%s]", res3.Pruned, res.Snapshot)
+	}
+	tags := dockertest.Docker(t, "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "label="+remount.LabelProject+"="+f.name)
+	if got, want := strings.Fields(tags), []string{res3.Snapshot, res2.Snapshot}; !slices.Equal(got, want) {
+		t.Errorf("snapshots kept: got %v, want %v", got, want)
+	}
+	f.checkLayer(t)
 }
 
 // faulty wraps the real engine and fails the n-th call (1-based) of one method.
@@ -430,20 +447,34 @@ func TestRemountRollsBack(t *testing.T) {
 	}
 }
 
-func TestRemountRollsBackWhenThePortIsTaken(t *testing.T) {
-	f := setup(t)
+func TestRemountRollsBackOnRealFailures(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	f.write(t, strings.Replace(newCompose, "    networks:\n      default", fmt.Sprintf("    ports: [\"127.0.0.1:%d:80\"]\n    networks:\n      default", port), 1))
-	_, err = remount.Run(context.Background(), f.eng, f.options(t))
-	if !errors.Is(err, remount.ErrRolledBack) {
-		t.Fatalf("remount with a taken port: got %v, want a rollback", err)
+	for _, tc := range []struct {
+		name, old, new string
+	}{
+		{"host port taken", "    networks:\n      default", fmt.Sprintf("    ports: [\"127.0.0.1:%d:80\"]\n    networks:\n      default", port)},
+		{"container exits", "while :; do sleep 0.2; done", "exit 3"},
+		{"unhealthy", "    networks:\n      default", "    healthcheck: {test: [\"CMD\", \"false\"], interval: 100ms, retries: 1}\n    networks:\n      default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t)
+			f.write(t, strings.Replace(newCompose, tc.old, tc.new, 1))
+			opts := f.options(t)
+			opts.WaitTimeout = 5 * time.Second
+			_, err := remount.Run(context.Background(), f.eng, opts)
+			if !errors.Is(err, remount.ErrRolledBack) {
+				t.Fatalf("remount: got %v, want a rollback", err)
+			}
+			f.checkRestored(t)
+			f.write(t, baseCompose)
+			f.checkComposeKeeps(t)
+		})
 	}
-	f.checkRestored(t)
 }
 
 func TestRemountRefuses(t *testing.T) {
@@ -477,25 +508,34 @@ func TestRemountRefuses(t *testing.T) {
 		t.Errorf("remount while another process holds the lock: got %v, want ErrLocked", err)
 	}
 
+	fakeV1 := t.TempDir()
+	for _, n := range []string{"docker", "docker-compose"} {
+		if err := os.WriteFile(filepath.Join(fakeV1, n), []byte("#!/bin/sh\necho 1.29.2\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		name    string
 		compose string
 		mod     func(*remount.Options)
 		want    error
+		path    string
 	}{
-		{"too deep", baseCompose, func(o *remount.Options) { o.MaxLayers = 3 }, remount.ErrTooDeep},
+		{"compose v1 only", baseCompose, nil, remount.ErrCompose, fakeV1},
+		{"no compose", baseCompose, nil, remount.ErrCompose, t.TempDir()},
+		{"too deep", baseCompose, func(o *remount.Options) { o.MaxLayers = 3 }, remount.ErrTooDeep, ""},
 		{"shared network namespace", baseCompose + `  side:
     image: moltctl-test/busybox:1
     network_mode: service:web
-`, nil, remount.ErrUnsupported},
+`, nil, remount.ErrUnsupported, ""},
 		{"restart dependent", baseCompose + `  side:
     image: moltctl-test/busybox:1
     depends_on:
       web: {condition: service_started, restart: true}
-`, nil, remount.ErrUnsupported},
+`, nil, remount.ErrUnsupported, ""},
 		{"no container", baseCompose + `  other:
     image: moltctl-test/busybox:1
-`, func(o *remount.Options) { o.Service = "other" }, remount.ErrNoContainer},
+`, func(o *remount.Options) { o.Service = "other" }, remount.ErrNoContainer, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.write(t, tc.compose)
@@ -503,7 +543,13 @@ func TestRemountRefuses(t *testing.T) {
 			if tc.mod != nil {
 				tc.mod(&opts)
 			}
-			if _, err := remount.Run(context.Background(), f.eng, opts); !errors.Is(err, tc.want) {
+			path := os.Getenv("PATH")
+			if tc.path != "" {
+				t.Setenv("PATH", tc.path)
+			}
+			_, err := remount.Run(context.Background(), f.eng, opts)
+			os.Setenv("PATH", path)
+			if !errors.Is(err, tc.want) {
 				t.Errorf("remount: got %v, want %v", err, tc.want)
 			}
 			if got := f.containerID(t); got != old {
