@@ -527,7 +527,7 @@ func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry) (bool, err
 		return false, c.writeErr("creating", p, err)
 	}
 	defer unix.Close(dfd)
-	if err := c.copyData(sfd, dfd, e.Size); err != nil {
+	if err := c.copyData(sfd, dfd, e.Size, e.Blocks*512 >= e.Size); err != nil {
 		return false, c.writeErr("copying", p, err)
 	}
 	if err := c.setMeta(dfd, dstfd, name, e, sfd); err != nil {
@@ -540,7 +540,11 @@ func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry) (bool, err
 }
 
 // copyData copies the data regions of src into dst, leaving holes as holes.
-func (c *copier) copyData(src, dst int, size int64) error {
+// A fully allocated file (dense) has no holes to look for.
+func (c *copier) copyData(src, dst int, size int64, dense bool) error {
+	if dense {
+		return c.copyRange(src, dst, 0, size)
+	}
 	var off int64
 	for off < size {
 		data, err := unix.Seek(src, off, unix.SEEK_DATA)
