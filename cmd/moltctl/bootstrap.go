@@ -70,7 +70,7 @@ func runBootstrap(cmd *cobra.Command, o *bootstrapOptions, args []string) error 
 		}
 		if v, set := os.LookupEnv(key); set {
 			if err := fl.Value.Set(v); err != nil {
-				return fmt.Errorf("bootstrap: %s=%q: %w", key, v, err)
+				return fmt.Errorf("bootstrap: invalid %s: %w", key, err)
 			}
 		}
 	}

@@ -86,7 +86,9 @@ type Event struct {
 // /etc/passwd. Started as another user: nothing is chowned; each directory is
 // created if possible and must be writable (*perms.NotWritableError otherwise).
 // Either way the legacy migration then runs with the user's credentials, never
-// root's, and CMD is looked up on the user's PATH and exec'd.
+// root's, and CMD is looked up on the user's PATH (default DefaultPath) and
+// exec'd. Bad input (unknown user or preset, CMD not on PATH, a relative
+// directory) is refused before anything changes.
 func Run(ctx context.Context, opts Options) error {
 	if err := opts.defaults(); err != nil {
 		return err
@@ -94,15 +96,42 @@ func Run(ctx context.Context, opts Options) error {
 	if err := checkNotSetID(); err != nil {
 		return err
 	}
+	// Everything that can be checked is checked before anything changes.
 	env := opts.Env
-	if os.Geteuid() == 0 {
-		u, err := LookupUser(opts.User, opts.EtcDir)
-		if err != nil {
+	if getEnv(env, "PATH") == "" {
+		env = setEnv(env, "PATH", DefaultPath)
+	}
+	if _, err := lookPath(opts.Command[0], getEnv(env, "PATH")); err != nil {
+		return err
+	}
+	asRoot := os.Geteuid() == 0
+	var u *User
+	if asRoot {
+		var err error
+		if u, err = LookupUser(opts.User, opts.EtcDir); err != nil {
 			return fmt.Errorf("looking up the user: %w", err)
 		}
 		if u.UID == 0 {
 			return fmt.Errorf("user %q: %w", opts.User, ErrRootUser)
 		}
+		if opts.Home == "" {
+			opts.Home = u.Home
+		}
+	} else if opts.Home == "" {
+		opts.Home = getEnv(env, "HOME")
+	}
+	var legacy *legacyPlan
+	if opts.Legacy != "off" {
+		if opts.Home == "" {
+			return errors.New("no home directory for the legacy state migration: set MOLTCTL_HOME, or MOLTCTL_LEGACY=off")
+		}
+		var err error
+		if legacy, err = planLegacy(opts.Legacy, opts.Home); err != nil {
+			return fmt.Errorf("legacy state migration: %w", err)
+		}
+	}
+
+	if asRoot {
 		for _, dir := range opts.Dirs {
 			if err := perms.MkdirAll(dir); err != nil {
 				return fmt.Errorf("preparing state directory: %w", err)
@@ -122,28 +151,24 @@ func Run(ctx context.Context, opts Options) error {
 		if err := drop(u); err != nil {
 			return fmt.Errorf("dropping privileges to %d:%d: %w", u.UID, u.GID, err)
 		}
-		env = setEnv(env, "HOME", u.Home)
 		name := u.Name
 		if name == "" {
 			name = fmt.Sprint(u.UID)
 		}
+		env = setEnv(env, "HOME", u.Home)
 		env = setEnv(env, "USER", name)
 		env = setEnv(env, "LOGNAME", name)
-		if opts.Home == "" {
-			opts.Home = u.Home
-		}
 	} else {
 		for _, dir := range opts.Dirs {
 			if err := checkDir(dir); err != nil {
 				return fmt.Errorf("checking state directory: %w", err)
 			}
 		}
-		if opts.Home == "" {
-			opts.Home = getEnv(env, "HOME")
-		}
 	}
-	if opts.Legacy != "off" {
-		warnings, err := migrateLegacy(ctx, opts.Legacy, opts.Home)
+	// The migration runs with the user's credentials: no path operation as
+	// root in a directory the user controls, and what it creates is theirs.
+	if legacy != nil {
+		warnings, err := legacy.run(ctx)
 		if err != nil {
 			return fmt.Errorf("migrating legacy state: %w", err)
 		}
@@ -151,10 +176,7 @@ func Run(ctx context.Context, opts Options) error {
 			opts.progress(Event{Kind: EventWarning, Message: w})
 		}
 	}
-	if getEnv(env, "PATH") == "" {
-		env = setEnv(env, "PATH", DefaultPath)
-	}
-	path, err := lookPath(opts.Command[0], getEnv(env, "PATH"))
+	path, err := lookPath(opts.Command[0], getEnv(env, "PATH")) // as the user now
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 		err := Run(context.Background(), o)
-		for _, s := range []error{ErrSetID, ErrRootUser, ErrNotFound, ErrNotExecutable, ErrUnknownUser, perms.ErrNotWritable} {
+		for _, s := range []error{errUnknownPreset, ErrSetID, ErrRootUser, ErrNotFound, ErrNotExecutable, ErrUnknownUser, perms.ErrNotWritable} {
 			if errors.Is(err, s) {
 				fmt.Fprintf(os.Stderr, "sentinel: %v\n", s)
 			}
@@ -337,12 +337,17 @@ func TestRefusals(t *testing.T) {
 		{"unknown user", "0755", Options{User: "nobody-here"}, ErrUnknownUser},
 		{"command not found", "0755", Options{User: "node", Command: []string{"no-such-command-here"}}, ErrNotFound},
 		{"command not executable", "0755", Options{User: "node", Command: []string{"/etc/passwd"}}, ErrNotExecutable},
+		{"unknown preset", "0755", Options{User: "node", Legacy: "clawdbot"}, errUnknownPreset},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mode, _ := strconv.ParseUint(tc.binMode, 8, 32)
 			bin := testBinary(t, "bootstrap-"+tc.binMode+".test", uint32(mode))
 			o := tc.o
-			o.Dirs, o.Legacy, o.EtcDir = []string{filepath.Join(dir, "state")}, "off", etcDir(t)
+			state := filepath.Join(dir, "state")
+			o.Dirs, o.EtcDir = []string{state}, etcDir(t)
+			if o.Legacy == "" {
+				o.Legacy = "off"
+			}
 			if o.Command == nil {
 				o.Command = []string{"sh", "-c", "echo ran"}
 			}
@@ -352,6 +357,9 @@ func TestRefusals(t *testing.T) {
 			}
 			if want := "sentinel: " + tc.want.Error(); !strings.Contains(errOut, want) {
 				t.Errorf("stderr: got %q, want %q", errOut, want)
+			}
+			if _, err := os.Stat(state); err == nil {
+				t.Errorf("%s was created: a refusal must change nothing", state)
 			}
 		})
 	}
