@@ -21,6 +21,7 @@ type bootstrapOptions struct {
 	home    string
 	etc     string
 	noChown bool
+	dryRun  bool
 }
 
 // bootstrapEnv maps flags to their environment variables.
@@ -57,6 +58,7 @@ MOLTCTL_HOME, MOLTCTL_NO_CHOWN); a flag given on the command line wins.`,
 	f.StringVar(&o.legacy, "legacy", bootstrap.DefaultLegacy, `legacy state migration preset: moltbot, openclaw, or "off" (env MOLTCTL_LEGACY)`)
 	f.StringVar(&o.home, "home", "", "home directory the legacy presets work in (env MOLTCTL_HOME; default the user's home)")
 	f.BoolVar(&o.noChown, "no-chown", false, "as root, create the directories but leave ownership alone (env MOLTCTL_NO_CHOWN=1)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check and print the ownership changes that would be made; change nothing, do not run CMD")
 	f.StringVar(&o.etc, "etc", bootstrap.DefaultEtcDir, "directory holding the passwd and group files")
 	f.MarkHidden("etc")
 	return cmd
@@ -85,15 +87,19 @@ func runBootstrap(cmd *cobra.Command, o *bootstrapOptions, args []string) error 
 	}
 	stderr := cmd.ErrOrStderr()
 	err := bootstrap.Run(cmd.Context(), bootstrap.Options{
-		User: o.user, Dirs: dirs, Legacy: o.legacy, Home: o.home, EtcDir: o.etc, NoChown: o.noChown,
+		User: o.user, Dirs: dirs, Legacy: o.legacy, Home: o.home, EtcDir: o.etc, NoChown: o.noChown, DryRun: o.dryRun,
 		Command: args,
 		Progress: func(e bootstrap.Event) {
 			switch e.Kind {
 			case bootstrap.EventWarning:
 				fmt.Fprintf(stderr, "moltctl bootstrap: %s\n", e.Message)
 			case bootstrap.EventOwnership:
-				if e.Stats.Changed > 0 {
-					fmt.Fprintf(stderr, "moltctl bootstrap: %s: changed the owner of %d of %d entries\n", e.Dir, e.Stats.Changed, e.Stats.Entries)
+				verb := "changed"
+				if o.dryRun {
+					verb = "would change"
+				}
+				if e.Stats.Changed > 0 || o.dryRun {
+					fmt.Fprintf(stderr, "moltctl bootstrap: %s: %s the owner of %d of %d entries\n", e.Dir, verb, e.Stats.Changed, e.Stats.Entries)
 				}
 				if e.Stats.SkippedTotal > 0 {
 					s := e.Stats.Skipped[0]

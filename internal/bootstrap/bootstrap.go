@@ -51,6 +51,10 @@ type Options struct {
 	Home    string   // home the legacy rules live under; default the user's (HOME when not root)
 	EtcDir  string   // where passwd and group are read; default DefaultEtcDir
 	NoChown bool     // as root, create the directories but leave ownership alone
+	// DryRun checks everything and reports (Progress) the ownership changes
+	// that would be made, then returns nil: nothing is created or changed, no
+	// privilege dropped, no migration run, CMD not started.
+	DryRun  bool
 	Command []string // CMD and its arguments; required
 	Env     []string // CMD's environment before HOME, USER and LOGNAME; default os.Environ()
 	// Progress, when set, receives what happened before the exec: one event
@@ -131,6 +135,9 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
+	if opts.DryRun {
+		return dryRun(ctx, opts, u)
+	}
 	if asRoot {
 		for _, dir := range opts.Dirs {
 			if err := perms.MkdirAll(dir); err != nil {
@@ -185,6 +192,31 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	err = unix.Exec(path, opts.Command, env)
 	return fmt.Errorf("executing %s: %w", path, err)
+}
+
+// dryRun reports what Run would change in each existing directory.
+func dryRun(ctx context.Context, opts Options, u *User) error {
+	for _, dir := range opts.Dirs {
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			opts.progress(Event{Kind: EventWarning, Message: dir + ": missing, would be created"})
+			continue
+		}
+		if u == nil {
+			if err := perms.CheckWritable(dir); err != nil {
+				return fmt.Errorf("checking state directory: %w", err)
+			}
+			continue
+		}
+		if opts.NoChown {
+			continue
+		}
+		st, err := perms.Fix(ctx, dir, perms.Options{UID: u.UID, GID: u.GID, DryRun: true})
+		if err != nil {
+			return err
+		}
+		opts.progress(Event{Kind: EventOwnership, Dir: dir, Stats: st})
+	}
+	return nil
 }
 
 func (o *Options) defaults() error {

@@ -401,3 +401,29 @@ func TestTwoBootstrapsAtOnce(t *testing.T) {
 		return nil
 	})
 }
+
+func TestDryRunChangesNothing(t *testing.T) {
+	requireRoot(t)
+	base := t.TempDir()
+	dir := filepath.Join(base, "state")
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	missing := filepath.Join(base, "missing")
+	var events []Event
+	err := Run(context.Background(), Options{User: "node", Dirs: []string{dir, missing}, EtcDir: etcDir(t),
+		Command: []string{"true"}, DryRun: true, Progress: func(e Event) { events = append(events, e) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := owner(t, dir); got != "0:0" {
+		t.Errorf("owner after a dry run: got %s, want 0:0", got)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("%s created by a dry run", missing)
+	}
+	if len(events) != 2 || events[0].Stats.Changed != 2 || events[1].Kind != EventWarning {
+		t.Errorf("events: got %+v, want 2 changes in %s and a warning for %s", events, dir, missing)
+	}
+	if os.Geteuid() != 0 {
+		t.Errorf("a dry run dropped privileges")
+	}
+}
