@@ -300,7 +300,7 @@ func checkDir(dir string) error {
 				anc = filepath.Dir(anc)
 			}
 			if werr := perms.CheckWritable(anc); werr != nil {
-				return werr
+				return fmt.Errorf("%s is missing and cannot be created: %w", dir, werr)
 			}
 			return err
 		}

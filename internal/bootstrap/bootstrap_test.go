@@ -306,7 +306,7 @@ func TestRunAsNonRoot(t *testing.T) {
 	t.Run("missing under a root-owned dir", func(t *testing.T) {
 		o := Options{Dirs: []string{filepath.Join(rootOwned, "x", "y")}, Legacy: "off", EtcDir: etcDir(t), Command: []string{"true"}}
 		_, errOut, code := runChild(t, child(t, bin, o, cred))
-		if want := rootOwned + " (owner 0:0"; code == 0 || !strings.Contains(errOut, want) {
+		if want := filepath.Join(rootOwned, "x", "y") + " is missing and cannot be created: " + rootOwned + " (owner 0:0"; code == 0 || !strings.Contains(errOut, want) {
 			t.Errorf("got exit code %d, stderr %q; want a failure naming %q", code, errOut, want)
 		}
 	})
