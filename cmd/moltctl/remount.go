@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/engine"
@@ -52,7 +53,7 @@ remount is finished with --resume or undone with --rollback.`,
 	return cmd
 }
 
-func composeEnv(g *globalOptions) []string {
+func remountComposeEnv(g *globalOptions) []string {
 	var env []string
 	if g.engine.Host != "" {
 		env = append(env, "DOCKER_HOST="+g.engine.Host)
@@ -75,11 +76,12 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	}
 	defer eng.Close()
 	stderr := cmd.ErrOrStderr()
+	tty := remountIsTerminal(stderr)
 	opts := remount.Options{
-		Project: project, Compose: g.compose, ComposeEnv: composeEnv(g), Service: o.service,
+		Project: project, Compose: g.compose, ComposeEnv: remountComposeEnv(g), Service: o.service,
 		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
 		Progress: func(step, detail string) {
-			if !o.json {
+			if tty && !o.json {
 				fmt.Fprintf(stderr, "%s: %s %s\n", o.service, step, detail)
 			}
 		},
@@ -96,6 +98,16 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 		return fmt.Errorf("remount %s: %w", o.service, err)
 	}
 	return printRemount(cmd.OutOrStdout(), o, res)
+}
+
+// remountIsTerminal reports whether w is a terminal: progress is shown only there.
+func remountIsTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {

@@ -44,7 +44,7 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	}
 	defer eng.Close()
 	rep, err := remount.Status(ctx, eng, remount.StatusOptions{
-		Project: project, Compose: g.compose, ComposeEnv: composeEnv(g), Services: o.services,
+		Project: project, Compose: g.compose, ComposeEnv: remountComposeEnv(g), Services: o.services,
 	})
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
@@ -69,13 +69,13 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 		if c.ID == "" {
 			up = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Service, c.Container, c.State, c.Image, age, c.Layers, size(c.WritableBytes), up)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Service, c.Container, c.State, c.Image, age, c.Layers, statusSize(c.WritableBytes), up)
 	}
 	tw.Flush()
 	for _, c := range rep.Containers {
 		if len(c.BakedEnv)+len(c.BakedLabels) > 0 {
 			fmt.Fprintf(w, "%s: baked into its snapshot, no longer in the compose config (remount --flatten drops them): env %s; labels %s\n",
-				c.Container, orNone(c.BakedEnv), orNone(c.BakedLabels))
+				c.Container, statusKeys(c.BakedEnv), statusKeys(c.BakedLabels))
 		}
 	}
 	if rep.Interrupted != "" {
@@ -85,14 +85,14 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	return nil
 }
 
-func orNone(s []string) string {
+func statusKeys(s []string) string {
 	if len(s) == 0 {
 		return "none"
 	}
 	return strings.Join(s, ", ")
 }
 
-func size(n int64) string {
+func statusSize(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))

@@ -559,6 +559,20 @@ func TestRemountRefuses(t *testing.T) {
 			}
 		})
 	}
+	f.write(t, newCompose)
+	opts := f.options(t)
+	opts.DryRun = true
+	res, err := remount.Run(context.Background(), f.eng, opts)
+	if err != nil || !res.DryRun || len(res.Plan) == 0 {
+		t.Errorf("dry run: got %+v, %v, want a plan", res, err)
+	}
+	if got := f.containerID(t); got != old {
+		t.Errorf("container after a dry run: got %s, want %s unchanged", got, old)
+	}
+	if imgs := dockertest.Docker(t, "images", "-q", "--filter", "label="+remount.LabelProject+"="+f.name); imgs != "" {
+		t.Errorf("snapshots after a dry run: got %q, want none", imgs)
+	}
+	f.checkNoJournal(t)
 	f.write(t, baseCompose)
 	f.checkLayer(t)
 }
