@@ -229,6 +229,10 @@ func parse(src []byte) (*yaml.Node, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, fmt.Errorf("not a YAML document: %w", ErrCannotEdit)
 	}
+	var v any // duplicate keys and the like only show when decoding
+	if err := doc.Decode(&v); err != nil {
+		return nil, err
+	}
 	return &doc, nil
 }
 

@@ -2,6 +2,7 @@ package compose
 
 import (
 	"errors"
+	"fmt"
 	"flag"
 	"os"
 	"path/filepath"
@@ -239,6 +240,7 @@ func checkOnlyMountsChanged(tb testing.TB, old, new []byte, convs []Conversion, 
 	if err := yaml.Unmarshal(new, &b); err != nil {
 		tb.Fatalf("rewritten file does not parse: %v\n%s", err, new)
 	}
+	a, b = normalize(a), normalize(b)
 	blank := func(doc any, isNew bool) {
 		m, _ := doc.(map[string]any)
 		for _, c := range convs {
@@ -254,8 +256,7 @@ func checkOnlyMountsChanged(tb testing.TB, old, new []byte, convs []Conversion, 
 				if mt.File != file {
 					continue
 				}
-				svc, _ := m["services"].(map[string]any)[mt.Service].(map[string]any)
-				vols, _ := svc["volumes"].([]any)
+				vols, _ := lookup(lookup(m["services"], mt.Service), "volumes").([]any)
 				for i, v := range vols {
 					var target string
 					switch v := v.(type) {
@@ -264,7 +265,7 @@ func checkOnlyMountsChanged(tb testing.TB, old, new []byte, convs []Conversion, 
 					case map[string]any:
 						target, _ = v["target"].(string)
 					}
-					if subst(target, env) == mt.Target {
+					if cleanTarget(subst(target, env)) == mt.Target {
 						vols[i] = "converted"
 					}
 				}
@@ -273,11 +274,13 @@ func checkOnlyMountsChanged(tb testing.TB, old, new []byte, convs []Conversion, 
 	}
 	blank(a, false)
 	blank(b, true)
-	if va, ok := a.(map[string]any)["volumes"]; ok && va == nil {
-		delete(a.(map[string]any), "volumes") // volumes: (null) that got entries
-	}
-	if va, ok := a.(map[string]any)["volumes"].(map[string]any); ok && len(va) == 0 {
-		delete(a.(map[string]any), "volumes")
+	if am, ok := a.(map[string]any); ok {
+		if va, ok := am["volumes"]; ok && va == nil {
+			delete(am, "volumes") // volumes: (null) that got entries
+		}
+		if va, ok := am["volumes"].(map[string]any); ok && len(va) == 0 {
+			delete(am, "volumes")
+		}
 	}
 	ya, _ := yaml.Marshal(a)
 	yb, _ := yaml.Marshal(b)
@@ -291,4 +294,47 @@ func subst(s string, env map[string]string) string {
 		s = strings.ReplaceAll(s, "${"+k+"}", v)
 	}
 	return s
+}
+
+// lookup returns v[key] for maps decoded with string or any keys (a null key
+// decodes as nil).
+func lookup(v any, key string) any {
+	switch m := v.(type) {
+	case map[string]any:
+		return m[key]
+	case map[any]any:
+		for k, x := range m {
+			if fmt.Sprint(k) == key || (k == nil && key == "") {
+				return x
+			}
+		}
+	}
+	return nil
+}
+
+// normalize turns maps with non-string keys into maps keyed by their text, so
+// the comparison can index every mapping the same way.
+func normalize(v any) any {
+	switch m := v.(type) {
+	case map[string]any:
+		for k, x := range m {
+			m[k] = normalize(x)
+		}
+		return m
+	case map[any]any:
+		out := map[string]any{}
+		for k, x := range m {
+			key := fmt.Sprint(k)
+			if k == nil {
+				key = ""
+			}
+			out[key] = normalize(x)
+		}
+		return out
+	case []any:
+		for i, x := range m {
+			m[i] = normalize(x)
+		}
+	}
+	return v
 }
