@@ -177,16 +177,16 @@ func (r *run) progress(step, detail string) {
 
 func (o *Options) defaults() error {
 	if o.Project == nil {
-		return errors.New("remount: no compose project")
+		return errors.New("no compose project")
 	}
 	if o.Service == "" {
-		return errors.New("remount: no service given")
+		return errors.New("no service given")
 	}
 	if o.Keep == 0 {
 		o.Keep = 2
 	}
 	if o.Keep < 2 {
-		return fmt.Errorf("remount: --keep %d: must be at least 2 (the running snapshot and the previous one)", o.Keep)
+		return fmt.Errorf("--keep %d: must be at least 2 (the running snapshot and the previous one)", o.Keep)
 	}
 	if o.MaxLayers == 0 {
 		o.MaxLayers = DefaultMaxLayers
