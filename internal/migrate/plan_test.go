@@ -204,10 +204,14 @@ func TestPrepare(t *testing.T) {
 }
 
 // composeConfig runs the real `docker compose config --format json`.
-func composeConfig(tb testing.TB, f fixture, project string) map[string]any {
+func composeConfig(tb testing.TB, f fixture, project string, more ...string) map[string]any {
 	tb.Helper()
 	dockertest.Compose(tb)
-	out := dockertest.Docker(tb, "compose", "-p", project, "-f", f.file, "config", "--format", "json")
+	args := []string{"compose", "-p", project, "-f", f.file}
+	for _, m := range more {
+		args = append(args, "-f", m)
+	}
+	out := dockertest.Docker(tb, append(args, "config", "--format", "json")...)
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		tb.Fatalf("docker compose config: %v", err)
@@ -230,6 +234,9 @@ func compareConfigs(tb testing.TB, before, after map[string]any, plan *Plan) {
 			tb.Errorf("got top-level volume %s = %v, want name %s", c.Volume, vols[c.Volume], c.Name)
 		}
 		delete(vols, c.Volume)
+		if len(vols) == 0 {
+			delete(after, "volumes")
+		}
 	}
 	for _, cfg := range []map[string]any{before, after} {
 		for name, s := range cfg["services"].(map[string]any) {
@@ -407,5 +414,79 @@ func TestClassify(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestPrepareOverrideAndInterpolation plans a project of a base file and an
+// override file whose sources come from .env, applies the edits and compares the
+// real `docker compose config` of both versions.
+func TestPrepareOverrideAndInterpolation(t *testing.T) {
+	eng := dockertest.Engine(t)
+	image := userImage(t, "node")
+	f := newFixture(t, strings.ReplaceAll(`services:
+  gateway:
+    image: IMAGE
+    volumes:
+      - ${STATE_DIR}:/home/node/.openclaw
+`, "IMAGE", image))
+	override := filepath.Join(f.dir, "compose.override.yaml")
+	if err := os.WriteFile(override, []byte(`# local additions
+services:
+  gateway:
+    volumes:
+      - type: bind
+        source: ${WORKSPACE_DIR:-./workspace}
+        target: /home/node/workspace
+        read_only: true
+  cli:
+    image: `+image+`
+    volumes:
+      - ${STATE_DIR}:/home/node/.openclaw
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, ".env"), []byte("STATE_DIR=./state\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	project := dockertest.Name("mig")
+	opts := compose.Options{Files: []string{f.file, override}, ProjectName: project}
+	p, err := compose.Load(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Prepare(context.Background(), eng, p, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Conversions) != 2 || len(plan.Edits) != 2 {
+		t.Fatalf("got %d conversions and %d edits, want 2 and 2", len(plan.Conversions), len(plan.Edits))
+	}
+	for _, c := range plan.Conversions {
+		for _, m := range c.Mounts {
+			want := override
+			if m.Service == "gateway" && m.Target == "/home/node/.openclaw" {
+				want = f.file
+			}
+			if m.File != want {
+				t.Errorf("got file %s for %s:%s, want %s", m.File, m.Service, m.Target, want)
+			}
+		}
+	}
+	before := composeConfig(t, f, project, override)
+	if err := compose.Apply(plan.Edits); err != nil {
+		t.Fatal(err)
+	}
+	after := composeConfig(t, f, project, override)
+	compareConfigs(t, before, after, plan)
+	p2, err := compose.Load(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Prepare(context.Background(), eng, p2, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Conversions) != 0 {
+		t.Errorf("planning again: got %+v, want nothing to convert", again.Conversions)
 	}
 }
