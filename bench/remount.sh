@@ -58,7 +58,7 @@ for s in $sizes; do
 	out=$("$work/moltctl" -p $p -f "$work/compose.yaml" remount web --json --wait-timeout 1ms)
 	b=$(now); t1=$(date +%s.%N)
 	r_ms=$(((b - a) / 1000000)); r_down=$(downtime "$t0" "$t1")
-	commit_ms=$(echo "$out" | sed -n 's/.*"Commit": \([0-9]*\).*/\1/p' | awk '{print int($1/1e6)}')
+	commit_ms=$(echo "$out" | sed -n 's/.*"commit_ns": \([0-9]*\).*/\1/p' | awk '{print int($1/1e6)}')
 	awk -v s="$s" -v c="$c_ms" -v cd="$c_down" -v r="$r_ms" -v rd="$r_down" -v cm="$commit_ms" 'BEGIN {
 		printf "%-8s %10d %10d %10d %10d %10d %10.2f %8.2f %10.2f\n", s, c, cd, r, rd, cm, r/c, rd/(cd>0?cd:1), r/(c+cm) }'
 done

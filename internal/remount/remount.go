@@ -111,30 +111,32 @@ type Options struct {
 	Progress func(step, detail string)
 }
 
-// Result describes a finished remount.
+// Result describes a finished remount (or, for Rollback, what was restored in Plan).
 type Result struct {
-	Service    string
-	Container  string // container name
-	OldID      string
-	NewID      string
-	Snapshot   string // snapshot tag
-	SnapshotID string
-	Parent     string // previous snapshot tag, if any
-	BaseImage  string
-	Layers     int // layers of the snapshot
+	Service    string `json:"service"`
+	Container  string `json:"container"` // container name
+	OldID      string `json:"old_id"`
+	NewID      string `json:"new_id,omitempty"`
+	Snapshot   string `json:"snapshot"` // snapshot tag
+	SnapshotID string `json:"snapshot_id,omitempty"`
+	Parent     string `json:"parent,omitempty"` // previous snapshot tag, if any
+	BaseImage  string `json:"base_image"`
+	Layers     int    `json:"layers,omitempty"` // layers of the snapshot
 	// Pruned lists snapshot tags removed by Keep.
-	Pruned []string
+	Pruned []string `json:"pruned,omitempty"`
 	// LeftoverEnv and LeftoverLabels are the env keys and labels (keys only) the
 	// snapshot carries that the compose config no longer sets: they persist in the
 	// container until a Flatten.
-	LeftoverEnv    []string
-	LeftoverLabels []string
-	// Timings: Commit is the commit (or flatten), Downtime from stop to running
-	// again, Total end to end.
-	Commit, Downtime, Total time.Duration
-	// Plan lists the steps (DryRun).
-	Plan   []string
-	DryRun bool
+	LeftoverEnv    []string `json:"leftover_env,omitempty"`
+	LeftoverLabels []string `json:"leftover_labels,omitempty"`
+	// Timings in nanoseconds in JSON: Commit is the commit (or flatten), Downtime
+	// from stop to running again, Total end to end.
+	Commit   time.Duration `json:"commit_ns"`
+	Downtime time.Duration `json:"downtime_ns"`
+	Total    time.Duration `json:"total_ns"`
+	// Plan lists the steps (DryRun), or what a Rollback restored.
+	Plan   []string `json:"plan,omitempty"`
+	DryRun bool     `json:"dry_run,omitempty"`
 }
 
 // StepError is a remount step's failure; Restored says what was restored.
