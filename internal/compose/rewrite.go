@@ -99,6 +99,7 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 	type fileState struct {
 		src   []byte
 		doc   *yaml.Node
+		ctx   *editContext
 		edits []textEdit
 		convs []Conversion
 	}
@@ -115,7 +116,7 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 		if err != nil {
 			return nil, fmt.Errorf("parsing %s: %w", f, err)
 		}
-		st := &fileState{src: src, doc: doc}
+		st := &fileState{src: src, doc: doc, ctx: newEditContext(src, doc, env)}
 		state[f] = st
 		return st, nil
 	}
@@ -141,11 +142,12 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 			if err != nil {
 				return nil, err
 			}
-			item, err := findMount(st.doc, m.MountRef, env)
-			if err != nil {
-				return nil, fmt.Errorf("rewriting %s: %w", m.File, err)
+			item, ok := st.ctx.mounts[m.MountRef]
+			if !ok {
+				return nil, fmt.Errorf("rewriting %s: service %s, mount %s is not declared in this file (a YAML alias, merge key or extends?): %w",
+					m.File, m.Service, m.Target, ErrCannotEdit)
 			}
-			edits, err := mountEdits(st.src, st.doc, item, c.Key, c.NoCopy)
+			edits, err := mountEdits(st.ctx, item, c.Key, c.NoCopy)
 			if err != nil {
 				return nil, fmt.Errorf("rewriting %s, service %s, mount %s: %w", m.File, m.Service, m.Target, err)
 			}
@@ -369,18 +371,28 @@ func splitShort(s string) (src, dst, mode string, ok bool) {
 	return "", "", "", false
 }
 
-func findMount(doc *yaml.Node, ref MountRef, env map[string]string) (serviceMount, error) {
+// editContext is what the edits of one file share, computed once.
+type editContext struct {
+	src     []byte
+	doc     *yaml.Node
+	lines   lineIndex
+	aliased map[string]bool
+	mounts  map[MountRef]serviceMount
+}
+
+func newEditContext(src []byte, doc *yaml.Node, env map[string]string) *editContext {
+	c := &editContext{src: src, doc: doc, lines: lineStarts(src), aliased: aliasedAnchors(doc), mounts: map[MountRef]serviceMount{}}
 	for _, sm := range serviceMounts(doc, env) {
-		if sm.ref == ref {
-			return sm, nil
+		if _, dup := c.mounts[sm.ref]; !dup {
+			c.mounts[sm.ref] = sm
 		}
 	}
-	return serviceMount{}, fmt.Errorf("service %s, mount %s is not declared in this file (a YAML alias, merge key or extends?): %w", ref.Service, ref.Target, ErrCannotEdit)
+	return c
 }
 
 // mountEdits returns the text edits that turn one bind mount into a mount of key.
-func mountEdits(src []byte, doc *yaml.Node, sm serviceMount, key string, nocopy bool) ([]textEdit, error) {
-	aliased := aliasedAnchors(doc)
+func mountEdits(ec *editContext, sm serviceMount, key string, nocopy bool) ([]textEdit, error) {
+	src, doc, aliased, lines := ec.src, ec.doc, ec.aliased, ec.lines
 	for _, n := range sm.path {
 		if n.Kind == yaml.AliasNode {
 			return nil, fmt.Errorf("declared through a YAML alias: %w", ErrCannotEdit)
@@ -419,7 +431,7 @@ func mountEdits(src []byte, doc *yaml.Node, sm serviceMount, key string, nocopy 
 				v += ",nocopy"
 			}
 		}
-		e, err := replaceScalar(src, item, v)
+		e, err := replaceScalar(src, lines, item, v)
 		if err != nil {
 			return nil, err
 		}
@@ -434,12 +446,12 @@ func mountEdits(src []byte, doc *yaml.Node, sm serviceMount, key string, nocopy 
 		if strings.Contains(so.Value, "$") && !(strings.HasPrefix(so.Value, "${") && strings.HasSuffix(so.Value, "}") && strings.Count(so.Value, "${") == 1) {
 			return nil, fmt.Errorf("source %q mixes interpolation with text: %w", so.Value, ErrCannotEdit)
 		}
-		e, err := replaceScalar(src, ty, "volume")
+		e, err := replaceScalar(src, lines, ty, "volume")
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)
-		if e, err = replaceScalar(src, so, key); err != nil {
+		if e, err = replaceScalar(src, lines, so, key); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -452,7 +464,6 @@ func mountEdits(src []byte, doc *yaml.Node, sm serviceMount, key string, nocopy 
 		if nocopy && vv != nil {
 			return nil, fmt.Errorf("long syntax with volume: options on a bind mount: %w", ErrCannotEdit)
 		}
-		lines := lineStarts(src)
 		if bk != nil {
 			if item.Content[0] == bk {
 				return nil, fmt.Errorf("bind: is the first key of the mount: %w", ErrCannotEdit)
@@ -568,11 +579,10 @@ func volumesEdits(src []byte, doc *yaml.Node, convs []Conversion) ([]textEdit, e
 }
 
 // replaceScalar replaces the text of a single-line scalar, keeping its quoting.
-func replaceScalar(src []byte, n *yaml.Node, value string) (textEdit, error) {
+func replaceScalar(src []byte, lines lineIndex, n *yaml.Node, value string) (textEdit, error) {
 	if n.Tag != "" && n.Style&yaml.TaggedStyle != 0 {
 		return textEdit{}, fmt.Errorf("tagged scalar %q: %w", n.Value, ErrCannotEdit)
 	}
-	lines := lineStarts(src)
 	off := lines.offset(src, n.Line, n.Column)
 	if off < 0 || off > len(src) {
 		return textEdit{}, fmt.Errorf("scalar %q not found in the text: %w", n.Value, ErrCannotEdit)
