@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/perms"
+	"github.com/moltctl/moltctl/internal/statemigrate"
 )
 
 // wireOptions carries Options to the child process.
@@ -59,12 +60,15 @@ func TestMain(m *testing.M) {
 			}
 		}
 		o.Progress = func(e Event) {
-			if e.Kind == EventOwnership {
+			switch e.Kind {
+			case EventOwnership:
 				fmt.Fprintf(os.Stderr, "fixed %s changed=%d\n", e.Dir, e.Stats.Changed)
+			case EventWarning:
+				fmt.Fprintf(os.Stderr, "warning: %s\n", e.Message)
 			}
 		}
 		err := Run(context.Background(), o)
-		for _, s := range []error{errUnknownPreset, ErrSetID, ErrRootUser, ErrNotFound, ErrNotExecutable, ErrUnknownUser, perms.ErrNotWritable} {
+		for _, s := range []error{statemigrate.ErrUnknownPreset, ErrSetID, ErrRootUser, ErrNotFound, ErrNotExecutable, ErrUnknownUser, perms.ErrNotWritable} {
 			if errors.Is(err, s) {
 				fmt.Fprintf(os.Stderr, "sentinel: %v\n", s)
 			}
@@ -337,7 +341,7 @@ func TestRefusals(t *testing.T) {
 		{"unknown user", "0755", Options{User: "nobody-here"}, ErrUnknownUser},
 		{"command not found", "0755", Options{User: "node", Command: []string{"no-such-command-here"}}, ErrNotFound},
 		{"command not executable", "0755", Options{User: "node", Command: []string{"/etc/passwd"}}, ErrNotExecutable},
-		{"unknown preset", "0755", Options{User: "node", Legacy: "clawdbot"}, errUnknownPreset},
+		{"unknown preset", "0755", Options{User: "node", Legacy: "clawdbot"}, statemigrate.ErrUnknownPreset},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mode, _ := strconv.ParseUint(tc.binMode, 8, 32)

@@ -2,30 +2,35 @@ package bootstrap
 
 import (
 	"context"
-	"errors"
-	"fmt"
-)
 
-// errUnknownPreset: MOLTCTL_LEGACY names no preset.
-var errUnknownPreset = errors.New("unknown legacy preset")
+	"github.com/moltctl/moltctl/internal/statemigrate"
+)
 
 // legacyPlan is the legacy state migration to run after the drop.
 type legacyPlan struct {
-	preset, home string
+	rules []statemigrate.Rule
 }
 
-// planLegacy validates the preset before anything changes.
-// Placeholder until internal/statemigrate lands: it knows the preset names and
-// migrates nothing.
+// planLegacy builds the preset's rules under home before anything changes; an
+// unknown name is statemigrate.ErrUnknownPreset.
 func planLegacy(preset, home string) (*legacyPlan, error) {
-	switch preset {
-	case "moltbot", "openclaw":
-		return &legacyPlan{preset: preset, home: home}, nil
+	rules, err := statemigrate.Preset(preset, home)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%q (want moltbot, openclaw or off): %w", preset, errUnknownPreset)
+	return &legacyPlan{rules: rules}, nil
 }
 
-// run migrates and returns the warnings, one per line.
+// run migrates (statemigrate locks beside each target, so bootstraps starting
+// at the same moment take turns) and returns the outcomes' warnings, one line
+// each. An error is one statemigrate could not turn into a warning.
 func (p *legacyPlan) run(ctx context.Context) ([]string, error) {
-	return nil, nil
+	outcomes, err := statemigrate.Migrate(ctx, statemigrate.Options{Rules: p.rules})
+	var warnings []string
+	for _, o := range outcomes {
+		if o.Warning != "" {
+			warnings = append(warnings, o.Warning)
+		}
+	}
+	return warnings, err
 }
