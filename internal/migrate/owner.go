@@ -30,9 +30,8 @@ type userDB struct {
 }
 
 type dbEntry struct {
-	name     string
-	id, gid  int
-	hasEntry bool
+	name    string
+	id, gid int
 }
 
 type ownerResolver struct {
@@ -270,7 +269,7 @@ func parseDB(data []byte, passwd bool) []dbEntry {
 		if err != nil {
 			continue
 		}
-		e := dbEntry{name: f[0], id: id, hasEntry: true}
+		e := dbEntry{name: f[0], id: id}
 		if passwd {
 			if e.gid, err = strconv.Atoi(f[3]); err != nil {
 				continue
