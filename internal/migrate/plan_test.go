@@ -490,3 +490,35 @@ services:
 		t.Errorf("planning again: got %+v, want nothing to convert", again.Conversions)
 	}
 }
+
+// TestPrepareOwnerConflict: services that share a directory but run as different
+// (non-root) users need --owner.
+func TestPrepareOwnerConflict(t *testing.T) {
+	eng := dockertest.Engine(t)
+	image := userImage(t, "node")
+	f := newFixture(t, strings.ReplaceAll(`services:
+  a:
+    image: IMAGE
+    volumes: ["./state:/state"]
+  b:
+    image: IMAGE
+    user: nobody
+    volumes: ["./state:/state"]
+  c:
+    image: IMAGE
+    user: "0"
+    volumes: ["./state:/state"]
+`, "IMAGE", image))
+	p := load(t, f, dockertest.Name("mig"))
+	_, err := Prepare(context.Background(), eng, p, PlanOptions{})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "1000:1000, 65534:65534") {
+		t.Fatalf("got %v, want ErrInvalid naming both owners", err)
+	}
+	plan, err := Prepare(context.Background(), eng, p, PlanOptions{Owner: "node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Conversions[0].Owner; got != "1000:1000" {
+		t.Errorf("got owner %s, want 1000:1000", got)
+	}
+}
