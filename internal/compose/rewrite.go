@@ -268,16 +268,39 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 	}
 	var out []serviceMount
 	for i := 0; i+1 < len(services.Content); i += 2 {
-		name, svc := services.Content[i].Value, services.Content[i+1]
+		name, svcNode := services.Content[i].Value, services.Content[i+1]
+		svc := deref(svcNode)
 		if svc.Kind != yaml.MappingNode {
 			continue
 		}
-		_, vols := mapGet(svc, "volumes")
-		if vols == nil || vols.Kind != yaml.SequenceNode {
+		// volumes: of the service itself, else of a merge key (<<: *base). The
+		// alias nodes stay on the path, so that edits through them are refused.
+		_, volsNode := mapGet(svc, "volumes")
+		via := []*yaml.Node{}
+		if volsNode == nil {
+			if _, merge := mapGet(svc, "<<"); merge != nil {
+				bases := []*yaml.Node{merge}
+				if merge.Kind == yaml.SequenceNode {
+					bases = merge.Content
+				}
+				for _, b := range bases {
+					if _, v := mapGet(deref(b), "volumes"); v != nil {
+						volsNode, via = v, []*yaml.Node{merge, b}
+						break
+					}
+				}
+			}
+		}
+		if volsNode == nil {
+			continue
+		}
+		vols := deref(volsNode)
+		if vols.Kind != yaml.SequenceNode {
 			continue
 		}
 		for _, item := range vols.Content {
-			sm := serviceMount{item: item, path: []*yaml.Node{root, services, svc, vols, item}}
+			path := append([]*yaml.Node{root, services, svcNode, svc}, via...)
+			sm := serviceMount{item: item, path: append(path, volsNode, vols, item)}
 			n := item
 			if n.Kind == yaml.AliasNode {
 				n = n.Alias
@@ -322,6 +345,14 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 		}
 	}
 	return out
+}
+
+// deref follows an alias to its anchored node.
+func deref(n *yaml.Node) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
 }
 
 func cleanTarget(t string) string {
