@@ -65,10 +65,13 @@ func child(mode string) int {
 	return 0
 }
 
+// baseCompose's service stops on SIGUSR1 only (PID 1 ignores SIGTERM), and says so
+// in its anonymous volume.
 const baseCompose = `services:
   web:
     image: moltctl-test/busybox:1
-    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+    command: ["sh", "-c", "trap 'echo usr1 > /anon/stopped; exit 0' USR1; while :; do sleep 0.2; done"]
+    stop_signal: SIGUSR1
     environment:
       OLDKEY: "secret-value"
     volumes:
@@ -249,6 +252,9 @@ func TestRemount(t *testing.T) {
 	}
 	f.checkComposeKeeps(t)
 	f.checkNoJournal(t)
+	if got := f.compose(t, "exec", "-T", "web", "cat", "/anon/stopped"); got != "usr1" {
+		t.Errorf("stop signal: got %q in /anon/stopped, want usr1 (stop_signal honoured)", got)
+	}
 	if got := f.compose(t, "exec", "-T", "web", "hostname"); got != id[:12] {
 		t.Errorf("hostname: got %q, want the container's short ID %q", got, id[:12])
 	}
