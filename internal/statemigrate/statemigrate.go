@@ -8,7 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // FileRule renames one file inside the target directory; both are base names.
@@ -62,19 +66,435 @@ type Options struct {
 	LockDir string // where lock files live; "" puts a lock file beside each target
 }
 
+// Actions reported in Outcome.Action.
+const (
+	ActionRenamed      = "renamed"       // legacy renamed to target; legacy is now a link to target
+	ActionLinked       = "linked"        // legacy is a symlink not pointing at target: left alone
+	ActionCopied       = "copied"        // legacy on another filesystem: copied to target, kept
+	ActionSkippedMount = "skipped-mount" // legacy is a mount point: not renamed; target links to it
+	ActionConflict     = "conflict"      // both exist (or legacy is not a directory): nothing changed
+	ActionDone         = "done"          // migrated before: nothing to do
+	ActionAbsent       = "absent"        // no legacy directory: nothing to do
+)
+
 // Outcome reports what Migrate did for one rule. Warning, when set, is one
-// line meant for the user.
+// line meant for the user (it never holds file contents).
 type Outcome struct {
 	Rule    Rule
-	Action  string
+	Action  string // one of the Action constants
 	Warning string
 }
 
-// Migrate applies opts.Rules in order.
+// Names Migrate uses beside the target (in its parent directory) and inside it.
+const (
+	copiedMarker = ".moltctl-copied-from" // inside a copied target: the legacy path
+)
+
+func intentPath(target string) string {
+	return filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".moltctl-moving")
+}
+
+func stagingPath(target string) string {
+	return filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".moltctl-staging")
+}
+
+// stepHook is called at every step boundary with the step's name; tests use
+// it to simulate a crash there.
+var stepHook = func(string) {}
+
+// ErrInvalidRule is returned by Migrate for a rule whose paths are not
+// absolute, are equal, or whose file names are not plain base names.
+var ErrInvalidRule = errors.New("invalid migration rule")
+
+func validate(r Rule) error {
+	if !filepath.IsAbs(r.Legacy) || !filepath.IsAbs(r.Target) {
+		return fmt.Errorf("%s → %s: paths must be absolute: %w", r.Legacy, r.Target, ErrInvalidRule)
+	}
+	if filepath.Clean(r.Legacy) == filepath.Clean(r.Target) || filepath.Clean(r.Target) == "/" || filepath.Clean(r.Legacy) == "/" {
+		return fmt.Errorf("%s → %s: %w", r.Legacy, r.Target, ErrInvalidRule)
+	}
+	for _, f := range r.Files {
+		for _, n := range []string{f.Legacy, f.Target} {
+			if n == "" || n == "." || n == ".." || strings.ContainsRune(n, '/') {
+				return fmt.Errorf("file name %q in %s → %s: %w", n, r.Legacy, r.Target, ErrInvalidRule)
+			}
+		}
+	}
+	return nil
+}
+
+// Migrate applies opts.Rules in order and returns one Outcome per rule. Each
+// rule runs under an exclusive flock (see Options.LockDir), so of several
+// processes migrating the same directories at once exactly one does the work
+// and the others report ActionDone. Every step is crash safe: after a crash at
+// any point the app finds either the complete old state or the complete new
+// one, and the next Migrate finishes the job. Migrate fails with
+// ErrInvalidRule (before changing anything) for a bad rule, and with a wrapped
+// system error when a step fails; outcomes of the rules done so far are
+// returned with the error.
 func Migrate(ctx context.Context, opts Options) ([]Outcome, error) {
+	for _, r := range opts.Rules {
+		if err := validate(r); err != nil {
+			return nil, err
+		}
+	}
 	var out []Outcome
 	for _, r := range opts.Rules {
-		out = append(out, Outcome{Rule: r, Action: "absent"})
+		r.Legacy, r.Target = filepath.Clean(r.Legacy), filepath.Clean(r.Target)
+		o, err := migrateRule(ctx, r, opts.LockDir)
+		if err != nil {
+			return out, fmt.Errorf("migrating %s to %s: %w", r.Legacy, r.Target, err)
+		}
+		out = append(out, o)
 	}
 	return out, nil
+}
+
+func exists(path string) (os.FileInfo, bool, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return fi, true, nil
+}
+
+func migrateRule(ctx context.Context, r Rule, lockDir string) (Outcome, error) {
+	// Nothing to do and nothing half done: no lock (and no lock file).
+	_, legacyOK, err := exists(r.Legacy)
+	if err != nil {
+		return Outcome{}, err
+	}
+	_, intentOK, err := exists(intentPath(r.Target))
+	if err != nil {
+		return Outcome{}, err
+	}
+	if !legacyOK && !intentOK {
+		return Outcome{Rule: r, Action: ActionAbsent}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return Outcome{}, err
+	}
+	l, err := acquire(ctx, lockPath(r.Target, lockDir))
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer l.release()
+	stepHook("locked")
+	m := &migration{r: r, o: Outcome{Rule: r}}
+	if err := m.run(); err != nil {
+		return Outcome{}, err
+	}
+	m.o.Warning = strings.Join(m.warnings, "; ")
+	return m.o, nil
+}
+
+type migration struct {
+	r        Rule
+	o        Outcome
+	warnings []string
+}
+
+func (m *migration) warn(format string, args ...any) {
+	m.warnings = append(m.warnings, fmt.Sprintf(format, args...))
+}
+
+func (m *migration) mountWarning() {
+	m.warn("%s is a mount point, so it was not renamed to %s (%s links to it instead); "+
+		"to finish, run `moltctl migrate` on the host: it turns the bind mount into a named volume mounted at %s",
+		m.r.Legacy, m.r.Target, m.r.Target, m.r.Target)
+}
+
+func (m *migration) run() error {
+	r := m.r
+	tparent, lparent := filepath.Dir(r.Target), filepath.Dir(r.Legacy)
+
+	// A staging directory left by an interrupted copy is never in use: the
+	// copy only becomes the target by a rename, which removes the staging name.
+	if _, ok, err := exists(stagingPath(r.Target)); err != nil {
+		return err
+	} else if ok {
+		if err := os.RemoveAll(stagingPath(r.Target)); err != nil {
+			return fmt.Errorf("removing an interrupted copy: %w", err)
+		}
+		if err := syncDir(tparent); err != nil {
+			return err
+		}
+		stepHook("staging-removed")
+	}
+
+	li, legacyOK, err := exists(r.Legacy)
+	if err != nil {
+		return err
+	}
+	ti, targetOK, err := exists(r.Target)
+	if err != nil {
+		return err
+	}
+	intent, err := readSmall(intentPath(r.Target))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", intentPath(r.Target), err)
+	}
+	ours := intent == r.Legacy
+
+	switch {
+	case !legacyOK:
+		if ours && targetOK && ti.IsDir() {
+			// Crashed after the rename, before the compatibility link.
+			m.o.Action = ActionRenamed
+			return m.finishRename()
+		}
+		if ours {
+			return m.dropIntent()
+		}
+		m.o.Action = ActionAbsent
+		return nil
+
+	case li.Mode()&os.ModeSymlink != 0:
+		if targetOK && sameFile(r.Legacy, r.Target) {
+			m.o.Action = ActionDone
+			if ours { // crashed before the file renames or the intent's removal
+				m.o.Action = ActionRenamed
+				return m.finishRename()
+			}
+			return m.renameFiles(r.Target)
+		}
+		m.o.Action = ActionLinked
+		return nil
+
+	case !li.IsDir():
+		m.o.Action = ActionConflict
+		m.warn("%s is not a directory; left alone", r.Legacy)
+		return nil
+	}
+
+	mount, err := isMountPoint(r.Legacy)
+	if err != nil {
+		return err
+	}
+	if targetOK {
+		switch {
+		case ti.Mode()&os.ModeSymlink != 0 && sameFile(r.Target, r.Legacy):
+			if mount {
+				m.o.Action = ActionSkippedMount
+				m.mountWarning()
+				return m.renameFiles(r.Legacy)
+			}
+			// The mount is gone: replace our link by the real rename. A crash
+			// after the removal leaves the plain legacy directory, as before.
+			if err := os.Remove(r.Target); err != nil {
+				return fmt.Errorf("removing link %s: %w", r.Target, err)
+			}
+			if err := syncDir(tparent); err != nil {
+				return err
+			}
+			stepHook("mount-link-removed")
+		case ti.IsDir() && m.copiedFrom(r.Target) == r.Legacy:
+			m.o.Action = ActionDone
+			return nil
+		default:
+			m.o.Action = ActionConflict
+			m.warn("both %s and %s exist; merge manually (the app uses %s), nothing changed", r.Legacy, r.Target, r.Target)
+			return nil
+		}
+	}
+	if mount {
+		return m.linkMount()
+	}
+
+	// Plain directory, target absent: rename.
+	if err := m.writeIntent(); err != nil {
+		return err
+	}
+	err = renameNoReplace(r.Legacy, r.Target)
+	switch {
+	case err == nil:
+		if err := syncDirs(lparent, tparent); err != nil {
+			return err
+		}
+		stepHook("renamed")
+		m.o.Action = ActionRenamed
+		return m.finishRename()
+	case errors.Is(err, unix.EBUSY):
+		if err := m.dropIntent(); err != nil {
+			return err
+		}
+		return m.linkMount()
+	case errors.Is(err, unix.EXDEV):
+		if err := m.dropIntent(); err != nil {
+			return err
+		}
+		// EXDEV from a mount root whose detection failed must not become a
+		// copy that orphans the mount: ask mountinfo too.
+		if mi, err := mountInfoHas(r.Legacy); err != nil {
+			return err
+		} else if mi {
+			return m.linkMount()
+		}
+		return m.copy()
+	case errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.ENOTDIR):
+		if err := m.dropIntent(); err != nil {
+			return err
+		}
+		m.o.Action = ActionConflict
+		m.warn("both %s and %s exist; merge manually (the app uses %s), nothing changed", r.Legacy, r.Target, r.Target)
+		return nil
+	default:
+		return fmt.Errorf("renaming: %w", err)
+	}
+}
+
+func (m *migration) copiedFrom(dir string) string {
+	s, _ := readSmall(filepath.Join(dir, copiedMarker))
+	return s
+}
+
+func (m *migration) writeIntent() error {
+	p := intentPath(m.r.Target)
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing stale %s: %w", p, err)
+	}
+	if err := writeFileSync(p, []byte(m.r.Legacy+"\n")); err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return err
+	}
+	stepHook("intent-written")
+	return nil
+}
+
+func (m *migration) dropIntent() error {
+	p := intentPath(m.r.Target)
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", p, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return err
+	}
+	stepHook("intent-removed")
+	return nil
+}
+
+// finishRename leaves the compatibility link legacy → target, renames the
+// files inside and drops the intent; each part is idempotent.
+func (m *migration) finishRename() error {
+	r := m.r
+	rel, err := filepath.Rel(filepath.Dir(r.Legacy), r.Target)
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(rel, r.Legacy); err != nil && !(errors.Is(err, os.ErrExist) && sameFile(r.Legacy, r.Target)) {
+		return fmt.Errorf("linking %s to %s: %w", r.Legacy, r.Target, err)
+	}
+	if err := syncDir(filepath.Dir(r.Legacy)); err != nil {
+		return err
+	}
+	stepHook("compat-linked")
+	if err := m.renameFiles(r.Target); err != nil {
+		return err
+	}
+	return m.dropIntent()
+}
+
+// linkMount handles a mounted legacy directory: leave it, and when the target
+// is absent make the target a link to it so the app finds its state.
+func (m *migration) linkMount() error {
+	r := m.r
+	m.o.Action = ActionSkippedMount
+	m.mountWarning()
+	rel, err := filepath.Rel(filepath.Dir(r.Target), r.Legacy)
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(rel, r.Target); err != nil {
+		if errors.Is(err, os.ErrExist) && sameFile(r.Target, r.Legacy) {
+			return m.renameFiles(r.Legacy)
+		}
+		return fmt.Errorf("linking %s to %s: %w", r.Target, r.Legacy, err)
+	}
+	if err := syncDir(filepath.Dir(r.Target)); err != nil {
+		return err
+	}
+	stepHook("mount-linked")
+	return m.renameFiles(r.Legacy)
+}
+
+// copy copies legacy into a staging directory beside the target, verifies
+// it, marks it with the legacy path and renames it into place; legacy stays.
+func (m *migration) copy() error {
+	r := m.r
+	staging := stagingPath(r.Target)
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", staging, err)
+	}
+	stepHook("staging-created")
+	if err := copyTree(r.Legacy, staging); err != nil {
+		os.RemoveAll(staging)
+		return fmt.Errorf("copying to %s: %w", staging, err)
+	}
+	stepHook("staging-copied")
+	if err := verifyTree(r.Legacy, staging, nil); err != nil {
+		os.RemoveAll(staging)
+		return err
+	}
+	stepHook("staging-verified")
+	if err := writeFileSync(filepath.Join(staging, copiedMarker), []byte(r.Legacy+"\n")); err != nil {
+		return fmt.Errorf("marking %s: %w", staging, err)
+	}
+	if err := m.renameFiles(staging); err != nil {
+		return err
+	}
+	// The marker and renames touched the staging root's times; restore them.
+	if li, err := os.Lstat(r.Legacy); err == nil {
+		if err := finishEntry(staging, li, true); err != nil {
+			return err
+		}
+	}
+	stepHook("staging-marked")
+	if err := renameNoReplace(staging, r.Target); err != nil {
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			m.o.Action = ActionConflict
+			m.warn("both %s and %s exist; merge manually (the app uses %s), nothing changed", r.Legacy, r.Target, r.Target)
+			return os.RemoveAll(staging)
+		}
+		return fmt.Errorf("renaming %s into place: %w", staging, err)
+	}
+	if err := syncDir(filepath.Dir(r.Target)); err != nil {
+		return err
+	}
+	stepHook("copied")
+	m.o.Action = ActionCopied
+	m.warn("%s is on another filesystem than %s: copied it there and kept it; remove it once the app runs fine", r.Legacy, r.Target)
+	return nil
+}
+
+// renameFiles applies the rule's file renames inside dir, never replacing a
+// file; when both names exist it warns and leaves both.
+func (m *migration) renameFiles(dir string) error {
+	changed := false
+	for _, f := range m.r.Files {
+		from, to := filepath.Join(dir, f.Legacy), filepath.Join(dir, f.Target)
+		if _, ok, err := exists(from); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
+		err := renameNoReplace(from, to)
+		switch {
+		case err == nil:
+			changed = true
+			stepHook("file-renamed")
+		case errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR):
+			m.warn("both %s and %s exist in %s; merge manually, nothing changed", f.Legacy, f.Target, dir)
+		default:
+			return fmt.Errorf("renaming %s to %s: %w", from, f.Target, err)
+		}
+	}
+	if changed {
+		return syncDir(dir)
+	}
+	return nil
 }
