@@ -69,7 +69,11 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 		if c.ID == "" {
 			up = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Service, c.Container, c.State, c.Image, age, c.Layers, statusSize(c.WritableBytes), up)
+		layers, writable := fmt.Sprint(c.Layers), statusSize(c.WritableBytes)
+		if c.ID == "" {
+			layers, writable = "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Service, c.Container, c.State, c.Image, age, layers, writable, up)
 	}
 	tw.Flush()
 	for _, c := range rep.Containers {

@@ -48,3 +48,17 @@ func TestSnapshotTag(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestDockerfileQuote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain", `"plain"`},
+		{`a "b" $HOME \x`, `"a \"b\" \$HOME \\x"`},
+		{"", `""`},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := dockerfileQuote(tc.in); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

@@ -156,7 +156,7 @@ func changes(cfg *container.Config) []string {
 	var ch []string
 	for _, e := range cfg.Env {
 		k, v, _ := strings.Cut(e, "=")
-		ch = append(ch, "ENV "+k+"="+strconv.Quote(v))
+		ch = append(ch, "ENV "+k+"="+dockerfileQuote(v))
 	}
 	if len(cfg.Entrypoint) > 0 {
 		ch = append(ch, "ENTRYPOINT "+q(cfg.Entrypoint))
@@ -185,9 +185,16 @@ func changes(cfg *container.Config) []string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		ch = append(ch, "LABEL "+strconv.Quote(k)+"="+strconv.Quote(cfg.Labels[k]))
+		ch = append(ch, "LABEL "+dockerfileQuote(k)+"="+dockerfileQuote(cfg.Labels[k]))
 	}
 	return ch
+}
+
+// dockerfileQuote quotes s for a Dockerfile ENV or LABEL instruction: double
+// quotes, with backslash, double quote and $ (no variable expansion) escaped.
+func dockerfileQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`)
+	return `"` + r.Replace(s) + `"`
 }
 
 // leftovers names the env keys and labels the snapshot carries that neither the
