@@ -773,8 +773,11 @@ func (li lineIndex) offset(src []byte, line, col int) int {
 	return off
 }
 
+// validKey reports whether k can be a volume key in every syntax: compose's
+// characters, and not a single letter, which short syntax reads as a Windows
+// drive ("d:/data").
 func validKey(k string) bool {
-	if k == "" {
+	if k == "" || len(k) == 1 && (k[0]|0x20 >= 'a' && k[0]|0x20 <= 'z') {
 		return false
 	}
 	for _, r := range k {

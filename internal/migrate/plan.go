@@ -397,7 +397,7 @@ func volumeNames(project *types.Project, flags map[string]string) (_ map[string]
 	}
 	for src, key := range flags {
 		if !validKey(key) {
-			return nil, nil, fmt.Errorf("planning the migration: --volume-name %s=%s: invalid volume key (letters, digits, '.', '_', '-'): %w", src, key, ErrInvalid)
+			return nil, nil, fmt.Errorf("planning the migration: --volume-name %s=%s: invalid volume key (letters, digits, '.', '_', '-'; not a single letter): %w", src, key, ErrInvalid)
 		}
 		out[abs(src)] = key
 		flagged[abs(src)] = true
@@ -415,8 +415,11 @@ func volumeNames(project *types.Project, flags map[string]string) (_ map[string]
 	return out, flagged, nil
 }
 
+// validKey reports whether k is a usable volume key: letters, digits, '.', '_',
+// '-', not starting with a punctuation mark, and not a single letter (which
+// compose's short syntax reads as a Windows drive).
 func validKey(k string) bool {
-	if k == "" || k[0] == '.' || k[0] == '-' || k[0] == '_' {
+	if k == "" || k[0] == '.' || k[0] == '-' || k[0] == '_' || len(k) == 1 && (k[0]|0x20 >= 'a' && k[0]|0x20 <= 'z') {
 		return false
 	}
 	for _, r := range k {
@@ -463,6 +466,9 @@ func chooseKey(ctx context.Context, eng Engine, project *types.Project, c *Conve
 	}
 	if base == "" {
 		base = "data"
+	}
+	if !validKey(base) {
+		base += "-data" // a single letter would read as a Windows drive
 	}
 	for i := 1; ; i++ {
 		key := base

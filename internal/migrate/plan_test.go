@@ -546,3 +546,26 @@ services:
 		t.Errorf("got the compose file changed")
 	}
 }
+
+// TestPrepareSingleLetterDir: "d:/data" would read as a Windows drive path, so a
+// directory named d gets the key d-data, and --volume-name refuses one letter.
+func TestPrepareSingleLetterDir(t *testing.T) {
+	f := newFixture(t, `services:
+  app:
+    image: example/app:1
+    volumes:
+      - ./d:/data
+`)
+	os.Mkdir(filepath.Join(f.dir, "d"), 0o755)
+	p := load(t, f, "letters")
+	plan, err := Prepare(context.Background(), nil, p, PlanOptions{Owner: "1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Conversions[0].Volume; got != "d-data" {
+		t.Errorf("got key %s, want d-data", got)
+	}
+	if _, err := Prepare(context.Background(), nil, p, PlanOptions{Owner: "1:1", VolumeNames: map[string]string{"d": "x"}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("got %v, want ErrInvalid for a one-letter key", err)
+	}
+}
