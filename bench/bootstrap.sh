@@ -3,11 +3,13 @@
 #   (a) empty state directories            — beside plain `true`   (target: under 10 ms)
 #   (b) N entries already owned by 1000    — beside `find DIR ! -user 1000` (target: ratio <= 1)
 #   (c) N entries owned by root            — beside `chown -R 1000:1000 DIR` (target: ratio <= 1)
-# Same run, same warm page cache; each figure is the median of RUNS runs.
-# Usage: bench/bootstrap.sh [ENTRIES] [RUNS]   (defaults 100000, 5)
+# Same run, same warm page cache. Runs of bootstrap and of its baseline alternate (A B A B …)
+# so that load from other processes hits both alike; each figure is the median of RUNS runs
+# and the ratio is the median of the per-pair ratios.
+# Usage: bench/bootstrap.sh [ENTRIES] [RUNS]   (defaults 100000, 7)
 set -euo pipefail
 N=${1:-100000}
-RUNS=${2:-5}
+RUNS=${2:-7}
 [ "$(id -u)" = 0 ] || { echo "bench/bootstrap.sh: run as root" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 WORK=$(mktemp -d /var/tmp/moltctl-bench.XXXXXX)
@@ -18,20 +20,31 @@ BIN=$WORK/moltctl
 export MOLTCTL_USER=1000:1000 MOLTCTL_HOME=$WORK/home
 mkdir -p "$WORK/home"
 
-now() { date +%s%N; }
-# median of RUNS timings (ms) of: prep (untimed) then cmd (timed)
-measure() {
+# usecs PREP CMD...: run PREP (untimed), then time CMD; prints microseconds.
+usecs() {
 	local prep=$1; shift
-	local ts=()
-	for _ in $(seq "$RUNS"); do
-		eval "$prep"
-		local t0; t0=$(now)
-		"$@" >/dev/null 2>&1
-		ts+=($(( ($(now) - t0) / 1000 )))
-	done
-	printf '%s\n' "${ts[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
+	eval "$prep"
+	local t0; t0=$(date +%s%N)
+	"$@" >/dev/null 2>&1
+	echo $(( ($(date +%s%N) - t0) / 1000 ))
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+median() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.2f", m}'; }
+
+# pair NAME PREP_A "CMD_A" PREP_B "CMD_B": alternate A and B RUNS times; print
+# "NAME: A ms  B ms  ratio" with medians.
+pair() {
+	local name=$1 prepa=$2 cmda=$3 prepb=$4 cmdb=$5 as=() bs=() rs=()
+	for _ in $(seq "$RUNS"); do
+		local a b
+		a=$(usecs "$prepa" $cmda)
+		b=$(usecs "$prepb" $cmdb)
+		as+=("$a") bs+=("$b") rs+=("$(awk -v a="$a" -v b="$b" 'BEGIN {print a/b}')")
+	done
+	printf '%s  %s ms  |  %s ms  |  ratio %s\n' "$name" \
+		"$(printf '%s\n' "${as[@]}" | awk '{print $1/1000}' | median)" \
+		"$(printf '%s\n' "${bs[@]}" | awk '{print $1/1000}' | median)" \
+		"$(printf '%s\n' "${rs[@]}" | median)"
+}
 
 # A tree of N entries: N/100 directories of 99 files each.
 make_tree() {
@@ -40,28 +53,21 @@ make_tree() {
 	( cd "$d" && for i in $(seq "$dirs"); do mkdir "d$i"; (cd "d$i" && touch $(seq -f f%g 99)); done )
 }
 
-echo "moltctl bootstrap benchmark: N=$N entries, median of $RUNS runs, $(nproc) cores, $(uname -r), $(df -T "$WORK" | awk 'NR==2{print $2}')"
+echo "moltctl bootstrap benchmark: N=$N entries, $RUNS alternating runs, $(nproc) cores, $(uname -r), $(df -T "$WORK" | awk 'NR==2{print $2}'), load $(cut -d' ' -f1 /proc/loadavg)"
+echo "case                             bootstrap  |  baseline  |  bootstrap/baseline"
 
-# (a)
-A1=$WORK/a/state A2=$WORK/a/workspace
-ta=$(measure "rm -rf $WORK/a" "$BIN" bootstrap --dirs "$A1:$A2" -- true)
-ta2=$(measure ":" "$BIN" bootstrap --dirs "$A1:$A2" -- true)
-tt=$(measure ":" true)
-tm=$(MOLTCTL_DIRS="$A1:$A2" measure ":" "$WORK/bootstrapmin" -- true)
-echo "(a) empty dirs, first start:  bootstrap $ta ms"
-echo "(a) empty dirs, restart:      bootstrap $ta2 ms   bootstrap.Run alone (bench/bootstrapmin): $tm ms   plain true: $tt ms"
+A=$WORK/a
+pair "(a) empty dirs, first start   " "rm -rf $A" "$BIN bootstrap --dirs $A/state:$A/workspace -- true" ":" "true"
+pair "(a) empty dirs, restart       " ":" "$BIN bootstrap --dirs $A/state:$A/workspace -- true" ":" "true"
+export MOLTCTL_DIRS=$A/state:$A/workspace
+pair "(a) bootstrap.Run alone       " ":" "$WORK/bootstrapmin -- true" ":" "true"
+unset MOLTCTL_DIRS
 
-# (b)
 B=$WORK/b
 make_tree "$B"
 chown -R 1000:1000 "$B"
-tb=$(measure ":" "$BIN" bootstrap --dirs "$B" -- true)
-tf=$(measure ":" find "$B" ! -user 1000)
-echo "(b) $N owned entries:     bootstrap $tb ms   find ! -user: $tf ms   ratio $(ratio "$tb" "$tf")"
+pair "(b) $N owned, vs find   " ":" "$BIN bootstrap --dirs $B -- true" ":" "find $B ! -user 1000"
 
-# (c)
 C=$WORK/c
 make_tree "$C"
-tc=$(measure "chown -R 0:0 $C" "$BIN" bootstrap --dirs "$C" -- true)
-tr=$(measure "chown -R 0:0 $C" chown -R 1000:1000 "$C")
-echo "(c) $N root-owned entries: bootstrap $tc ms   chown -R:     $tr ms   ratio $(ratio "$tc" "$tr")"
+pair "(c) $N root-owned, vs chown -R" "chown -R 0:0 $C" "$BIN bootstrap --dirs $C -- true" "chown -R 0:0 $C" "chown -R 1000:1000 $C"

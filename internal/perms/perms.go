@@ -20,7 +20,7 @@ type Options struct {
 	// MaxSkips bounds Stats.Skipped (default 100); further skips are only counted
 	// in Stats.SkippedTotal.
 	MaxSkips int
-	// Workers is how many directories are walked at once (default 2; 1 walks
+	// Workers is how many directories are walked at once (default 4; 1 walks
 	// sequentially).
 	Workers int
 	// DryRun examines the tree and counts what would change without chowning.
@@ -92,7 +92,7 @@ func Fix(ctx context.Context, root string, opts Options) (Stats, error) {
 		opts.MaxSkips = 100
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 2
+		opts.Workers = 4
 	}
 	fd, err := openDir(root, false)
 	if err != nil {
