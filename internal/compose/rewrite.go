@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/compose-spec/compose-go/v2/format"
 	"github.com/compose-spec/compose-go/v2/template"
 	"go.yaml.in/yaml/v4"
 )
@@ -213,6 +214,19 @@ func verify(src []byte, conversions []Conversion, file string, env map[string]st
 			if !ok || sm.source != c.Key || sm.typ != "volume" {
 				return fmt.Errorf("service %s, mount %s did not become volume %s: %w", m.Service, m.Target, c.Key, ErrCannotEdit)
 			}
+			// Short syntax: read it back as compose does.
+			if n := deref(sm.item); n.Kind == yaml.ScalarNode {
+				spec := n.Value
+				if strings.Contains(spec, "$") {
+					if spec, err = template.Substitute(spec, lookupEnv(env)); err != nil {
+						continue
+					}
+				}
+				v, err := format.ParseVolume(spec)
+				if err != nil || v.Type != "volume" || v.Source != c.Key || cleanTarget(v.Target) != m.Target {
+					return fmt.Errorf("service %s, mount %s: compose would not read %q as volume %s: %w", m.Service, m.Target, n.Value, c.Key, ErrCannotEdit)
+				}
+			}
 		}
 	}
 	return nil
@@ -333,10 +347,7 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 				continue
 			}
 			if env != nil {
-				if t, err := template.Substitute(target, template.Mapping(func(k string) (string, bool) {
-					v, ok := env[k]
-					return v, ok
-				})); err == nil {
+				if t, err := template.Substitute(target, lookupEnv(env)); err == nil {
 					target = t
 				}
 			}
@@ -345,6 +356,13 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 		}
 	}
 	return out
+}
+
+func lookupEnv(env map[string]string) template.Mapping {
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
 }
 
 // deref follows an alias to its anchored node.
