@@ -70,8 +70,10 @@ const (
 	LabelService   = "io.moltctl.snapshot.service"
 	LabelSource    = "io.moltctl.snapshot.source-container"
 	LabelBaseImage = "io.moltctl.snapshot.base-image"
-	LabelParent    = "io.moltctl.snapshot.parent"
-	LabelSeq       = "io.moltctl.snapshot.seq"
+	// LabelBaseImageID is the base image's ID when the first snapshot of the lineage was made.
+	LabelBaseImageID = "io.moltctl.snapshot.base-image-id"
+	LabelParent      = "io.moltctl.snapshot.parent"
+	LabelSeq         = "io.moltctl.snapshot.seq"
 )
 
 // DefaultMaxLayers is the deepest image remount commits onto (the engine refuses
@@ -357,12 +359,23 @@ func (r *run) preflight(ctx context.Context) error {
 	if base == "" {
 		base = p.Name + "-" + name // compose's default image name for build: services
 	}
-	if _, err := r.eng.ImageInspect(ctx, base); err != nil {
+	baseIm, err := r.eng.ImageInspect(ctx, base)
+	if err != nil {
 		return fmt.Errorf("inspecting the service's image %s: %w", base, err)
 	}
 	cur, err := r.eng.ImageInspect(ctx, c.Image)
 	if err != nil {
 		return fmt.Errorf("inspecting the image of container %s: %w", strings.TrimPrefix(c.Name, "/"), err)
+	}
+	// The writable layer sits on the files of the image the container was created
+	// from: it can't be moved onto a different (pulled, rebuilt) service image.
+	lineage := c.Image
+	if cur.Config != nil && cur.Config.Labels[LabelService] != "" {
+		lineage = cur.Config.Labels[LabelBaseImageID] // "" for snapshots that predate the label
+	}
+	if lineage != "" && lineage != baseIm.ID {
+		return fmt.Errorf("the image of service %s (%s) changed since container %s was created from it: %w; its writable layer sits on the old image's files. Set image: back, or recreate with docker compose up (the writable layer is lost)",
+			name, base, strings.TrimPrefix(c.Name, "/"), ErrUnsupported)
 	}
 	layers := len(cur.RootFS.Layers)
 	if !r.opts.Flatten && layers+1 > r.opts.MaxLayers {
@@ -392,7 +405,7 @@ func (r *run) preflight(ctx context.Context) error {
 	r.j = &journal{
 		Version: 1, Project: p.Name, Service: name, Started: time.Now().UTC(), Flatten: r.opts.Flatten,
 		OldID: c.ID, OldName: strings.TrimPrefix(c.Name, "/"), Running: c.State != nil && c.State.Running,
-		Old: raw, BaseImage: base, Parent: parent, Seq: seq, SnapshotTag: snapshotTag(p.Name, name, seq),
+		Old: raw, BaseImage: base, BaseImageID: baseIm.ID, Parent: parent, Seq: seq, SnapshotTag: snapshotTag(p.Name, name, seq),
 	}
 	r.res.Container, r.res.OldID, r.res.Snapshot, r.res.Parent, r.res.BaseImage = r.j.OldName, c.ID, r.j.SnapshotTag, parent, base
 	how := "commit (pause=false)"
@@ -492,7 +505,11 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, "reading the journal", err)
 		}
 		// A crash after create but before the journal write leaves the clone: reuse it.
-		if id := r.existing(ctx, strings.TrimPrefix(t.Name, "/")); id != "" {
+		if id, img := r.existingImage(ctx, strings.TrimPrefix(t.Name, "/")); id != "" {
+			if img != j.SnapshotID {
+				return nil, r.fail(ctx, "creating the container on the snapshot",
+					fmt.Errorf("a container %s not made by this remount exists", strings.TrimPrefix(t.Name, "/")))
+			}
 			j.CloneID = id
 		} else {
 			id, err := r.clone(ctx, t, j.SnapshotTag)
@@ -575,6 +592,14 @@ func (r *run) fail(ctx context.Context, step string, cause error) error {
 		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)", err, r.j.Service, JournalPath(r.j.Project))}
 	}
 	return &StepError{Step: step, Err: cause, Restored: restored, RolledBack: true}
+}
+
+func (r *run) existingImage(ctx context.Context, name string) (id, image string) {
+	ins, err := r.eng.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if err != nil {
+		return "", ""
+	}
+	return ins.Container.ID, ins.Container.Image
 }
 
 func (r *run) existing(ctx context.Context, name string) string {

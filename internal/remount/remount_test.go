@@ -516,6 +516,14 @@ func TestRemountRefuses(t *testing.T) {
 		t.Errorf("remount while another process holds the lock: got %v, want ErrLocked", err)
 	}
 
+	// Another image, to play a pulled or rebuilt service image.
+	other := dockertest.Name("rmtimg") + ":1"
+	build := exec.Command("docker", "build", "-q", "-t", other, "-")
+	build.Stdin = strings.NewReader("FROM " + dockertest.BusyboxImage + "\nLABEL rebuilt=1\n")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v: %s", other, err, out)
+	}
+	t.Cleanup(func() { dockertest.Run("docker", "rmi", other) })
 	fakeV1 := t.TempDir()
 	for _, n := range []string{"docker", "docker-compose"} {
 		if err := os.WriteFile(filepath.Join(fakeV1, n), []byte("#!/bin/sh\necho 1.29.2\n"), 0o755); err != nil {
@@ -531,6 +539,7 @@ func TestRemountRefuses(t *testing.T) {
 	}{
 		{"compose v1 only", baseCompose, nil, remount.ErrCompose, fakeV1},
 		{"no compose", baseCompose, nil, remount.ErrCompose, t.TempDir()},
+		{"service image changed", strings.Replace(baseCompose, dockertest.BusyboxImage, other, 1), nil, remount.ErrUnsupported, ""},
 		{"too deep", baseCompose, func(o *remount.Options) { o.MaxLayers = 3 }, remount.ErrTooDeep, ""},
 		{"shared network namespace", baseCompose + `  side:
     image: moltctl-test/busybox:1

@@ -85,6 +85,7 @@ func (r *run) baseConfig(ctx context.Context) (*container.Config, error) {
 	labels[LabelService] = r.j.Service
 	labels[LabelSource] = r.j.OldName + " (" + r.j.OldID + ")"
 	labels[LabelBaseImage] = r.j.BaseImage
+	labels[LabelBaseImageID] = r.j.BaseImageID
 	labels[LabelParent] = r.j.Parent
 	labels[LabelSeq] = strconv.Itoa(r.j.Seq)
 	cfg.Labels = labels

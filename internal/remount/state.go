@@ -85,6 +85,7 @@ type journal struct {
 	Old json.RawMessage `json:"old"`
 	// BaseImage is the service's image reference (the snapshot's base).
 	BaseImage   string `json:"base_image"`
+	BaseImageID string `json:"base_image_id"`
 	Parent      string `json:"parent,omitempty"`
 	SnapshotTag string `json:"snapshot_tag"`
 	SnapshotID  string `json:"snapshot_id,omitempty"`
