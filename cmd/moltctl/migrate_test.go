@@ -170,3 +170,49 @@ func TestMigrateJSON(t *testing.T) {
 		t.Errorf("got services %v, want cli and gateway", got)
 	}
 }
+
+// TestMigrateExample plans the bundled example (examples/moltbot) on a copy,
+// with the directories scripts/example creates.
+func TestMigrateExample(t *testing.T) {
+	src, err := os.ReadFile("../../examples/moltbot/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yaml")
+	os.WriteFile(file, src, 0o644)
+	for _, d := range []string{"data/openclaw", "data/workspace", "data/cache"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(dir, "data/openclaw/openclaw.json"), []byte("{}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "data/workspace/AGENTS.md"), []byte("#\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "data/gateway.env"), []byte("K=v\n"), 0o644)
+	out, err := runMoltctl(t, "-H", "unix://"+filepath.Join(dir, "no.sock"), "-f", file, "migrate", "--dry-run", "--json", "--owner", "1000:1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan struct {
+		Conversions []struct {
+			Volume string
+			Empty  bool
+		}
+		Kept     []struct{ Target, Reason string }
+		Services []string
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range plan.Conversions {
+		got = append(got, c.Volume+map[bool]string{true: "(nocopy)"}[c.Empty])
+	}
+	if want := []string{"cache(nocopy)", "openclaw", "workspace"}; !slices.Equal(got, want) {
+		t.Errorf("got conversions %v, want %v", got, want)
+	}
+	if len(plan.Kept) != 2 || plan.Kept[0].Reason != "single file" {
+		t.Errorf("got kept %+v, want gateway.env (single file) and docker.sock", plan.Kept)
+	}
+	if want := []string{"cli", "gateway"}; !slices.Equal(plan.Services, want) {
+		t.Errorf("got services %v, want %v", plan.Services, want)
+	}
+}
