@@ -651,3 +651,37 @@ func TestRemountKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestRemountSharedNamespaces remounts a service that joins another's network
+// namespace and mounts its volumes (network_mode: service:, volumes_from).
+func TestRemountSharedNamespaces(t *testing.T) {
+	f := setup(t)
+	side := `  side:
+    image: moltctl-test/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+    network_mode: service:web
+    volumes_from: [web]
+`
+	f.write(t, baseCompose+side)
+	f.compose(t, "up", "-d", "side")
+	f.compose(t, "exec", "-T", "side", "sh", "-c", "echo side > /side")
+	f.write(t, baseCompose+strings.Replace(side, "    network_mode", "    environment: {SIDE: \"2\"}\n    network_mode", 1))
+	opts := f.options(t)
+	opts.Service = "side"
+	if _, err := remount.Run(context.Background(), f.eng, opts); err != nil {
+		t.Fatalf("remount side: %v", err)
+	}
+	if got := f.compose(t, "exec", "-T", "side", "sh", "-c", "cat /side /anon/a; echo $SIDE"); got != "side\nanon\n2" {
+		t.Errorf("side after remount: got %q, want side, anon, 2", got)
+	}
+	web := f.containerID(t)
+	id := f.compose(t, "ps", "-q", "side")
+	if got := dockertest.Docker(t, "inspect", "-f", "{{.HostConfig.NetworkMode}}", id); got != "container:"+web {
+		t.Errorf("network mode: got %q, want container:%s", got, web)
+	}
+	before := id
+	f.compose(t, "up", "-d")
+	if after := f.compose(t, "ps", "-q", "side"); after != before {
+		t.Errorf("docker compose up -d recreated side: got %s, want %s", after, before)
+	}
+}
