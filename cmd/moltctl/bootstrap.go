@@ -72,7 +72,8 @@ func runBootstrap(cmd *cobra.Command, o *bootstrapOptions, args []string) error 
 		}
 		if v, set := os.LookupEnv(key); set {
 			if err := fl.Value.Set(v); err != nil {
-				return fmt.Errorf("bootstrap: invalid %s: %w", key, err)
+				// The parse error would quote the value: name the key only.
+				return fmt.Errorf("bootstrap: invalid %s: want a %s", key, fl.Value.Type())
 			}
 		}
 	}
