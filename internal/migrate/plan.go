@@ -103,6 +103,8 @@ const (
 	ReasonOptions     = "bind options (propagation, selinux) that a volume can't have"
 	ReasonOther       = "not a directory"
 	ReasonUnselected  = "service not selected"
+	ReasonProject     = "contains the compose project"
+	ReasonSibling     = "another mount of this directory stays a bind"
 	ReasonUndeclared  = "declared outside the compose files (extends?)"
 	extensionKey      = "x-moltctl"
 	extensionNamesKey = "volume_names"
@@ -174,6 +176,9 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			continue
 		}
 		r := classify(src)
+		if r == "" && (src == project.WorkingDir || strings.HasPrefix(project.WorkingDir, strings.TrimSuffix(src, "/")+"/")) {
+			r = ReasonProject
+		}
 		reasons[src] = r
 		if r == "" {
 			dirs = append(dirs, src)
@@ -232,7 +237,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 				r = ReasonUnselected
 			}
 			if r == "" {
-				r = ReasonNested
+				r = ReasonSibling
 			}
 			plan.Kept = append(plan.Kept, Kept{Service: b.service, Source: src, Target: target, Reason: r})
 			continue

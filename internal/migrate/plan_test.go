@@ -42,7 +42,7 @@ type fixture struct {
 func newFixture(tb testing.TB, compose string) fixture {
 	tb.Helper()
 	dir := tb.TempDir()
-	for _, d := range []string{"state/agents", "workspace", "empty", "other"} {
+	for _, d := range []string{"state/agents", "workspace", "empty", "other", "propagated"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			tb.Fatal(err)
 		}
@@ -94,6 +94,13 @@ const fixtureCompose = `services:
       - /etc:/host/etc:ro
       - ./state/agents:/agents
       - cache:/var/cache
+      - .:/project
+      - ./propagated:/propagated
+      - type: bind
+        source: ./propagated
+        target: /propagated-shared
+        bind:
+          propagation: rshared
   cli:
     image: IMAGE
     user: "1000:1000"
@@ -163,6 +170,9 @@ func TestPrepare(t *testing.T) {
 		"/missing":               ReasonMissing,
 		"/host/etc":              ReasonSystem,
 		"/agents":                ReasonNested + " " + filepath.Join(f.dir, "state"),
+		"/project":               ReasonProject,
+		"/propagated":            ReasonSibling,
+		"/propagated-shared":     ReasonOptions,
 	}
 	for target, reason := range wantKept {
 		if kept[target] != reason {
