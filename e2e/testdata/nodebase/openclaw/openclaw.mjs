@@ -67,7 +67,7 @@ status() {
 	echo "config: $(config_file "$dir")"
 	echo "workspace: $HOME/clawd"
 	echo "user: uid=$(id -u) gid=$(id -g) home=$HOME"
-	if wget -q -T 5 -O /dev/null "http://127.0.0.1:$port/healthz"; then
+	if wget -q -O /dev/null "http://127.0.0.1:$port/healthz"; then
 		echo "gateway: running"
 	else
 		echo "gateway: not reachable"
