@@ -36,6 +36,13 @@ diff of every compose file that would change, and changes nothing.`,
 			o.services = args
 			return runMigrate(cmd, g, o)
 		},
+		ValidArgsFunction: func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+			project, err := compose.Load(cmd.Context(), g.compose)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return project.ServiceNames(), cobra.ShellCompDirectiveNoFileComp
+		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and the compose file diff, change nothing")
