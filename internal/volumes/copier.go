@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +25,8 @@ type treeOptions struct {
 	KeepOwner bool // keep numeric ids instead
 	Delta     bool
 	Progress  func(Progress)
+	// Workers copy regular files in parallel (default 1: one at a time).
+	Workers int
 }
 
 type copier struct {
@@ -36,9 +40,16 @@ type copier struct {
 	links     map[devIno]string   // source inode → destination path in this pass
 	res       CopyResult
 	buf       []byte
-	cfrBroken bool
+	cfrBroken atomic.Bool
 	last      time.Time
 	total     Progress
+
+	mu     sync.Mutex // guards res's lists, man, last; workers run beside the walk
+	bytes  atomic.Int64
+	files  atomic.Int64
+	jobs   chan func(buf []byte)
+	errMu  sync.Mutex
+	jobErr error
 }
 
 // copyTree copies o.Src into o.Dst. The full pass empties o.Dst (except the
@@ -96,7 +107,27 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 	}
 	root := entryOf(&rootSt)
 	c.man["."] = root
-	if _, err := c.copyDir(src, dst, ".", root); err != nil {
+	var workers sync.WaitGroup
+	if o.Workers > 1 {
+		c.jobs = make(chan func([]byte))
+		for i := 0; i < o.Workers; i++ {
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				buf := make([]byte, 1<<20)
+				for job := range c.jobs {
+					job(buf)
+				}
+			}()
+		}
+	}
+	_, err = c.copyDir(src, dst, ".", root)
+	if c.jobs != nil {
+		close(c.jobs)
+		workers.Wait()
+	}
+	c.res.Bytes, c.res.Files = c.bytes.Load(), c.files.Load()
+	if err != nil {
 		return nil, err
 	}
 	if err := c.setMeta(c.dstRoot, -1, "", root, int(src.Fd())); err != nil {
@@ -210,6 +241,8 @@ func scanSize(fd int, rootDev uint64) (int64, int64, error) {
 }
 
 func (c *copier) warn(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.res.Warnings = append(c.res.Warnings, fmt.Sprintf(format, args...))
 }
 
@@ -217,6 +250,8 @@ func (c *copier) report(force bool) {
 	if c.o.Progress == nil {
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	now := time.Now()
 	if !force && now.Sub(c.last) < 200*time.Millisecond {
 		return
@@ -224,7 +259,7 @@ func (c *copier) report(force bool) {
 	c.last = now
 	p := c.total
 	p.Pass = c.res.Pass
-	p.Bytes, p.Files = c.res.Bytes, c.res.Files
+	p.Bytes, p.Files = c.bytes.Load(), c.files.Load()
 	c.o.Progress(p)
 }
 
@@ -267,17 +302,23 @@ func (c *copier) copyDir(src, dst *os.File, rel string, dirEntry *entry) (bool, 
 			}
 		}
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // the jobs use this directory's descriptors
 	for _, name := range names {
 		if rel == "." && name == StateDir {
 			return false, fmt.Errorf("the source holds %q, the name moltctl keeps its copy state under", name)
 		}
-		t, err := c.copyEntry(srcfd, dstfd, rel, name)
+		if err := c.failed(); err != nil {
+			return false, err
+		}
+		t, err := c.copyEntry(srcfd, dstfd, rel, name, &wg)
 		if err != nil {
 			return false, err
 		}
 		touched = touched || t
 	}
-	return touched, nil
+	wg.Wait()
+	return touched, c.failed()
 }
 
 func (c *copier) remove(dstfd int, rel, name string) error {
@@ -285,11 +326,36 @@ func (c *copier) remove(dstfd int, rel, name string) error {
 	if err := removeAt(dstfd, name); err != nil {
 		return fmt.Errorf("removing %q from the volume: %w", p, err)
 	}
+	c.mu.Lock()
 	c.res.Removed = append(c.res.Removed, p)
+	c.mu.Unlock()
 	return nil
 }
 
-func (c *copier) copyEntry(srcfd, dstfd int, rel, name string) (bool, error) {
+// failed returns the first error of a copy job.
+func (c *copier) failed() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.jobErr
+}
+
+// record notes a created entry.
+func (c *copier) record(p string, e, old *entry) {
+	c.mu.Lock()
+	c.man[p] = e
+	if c.old == nil {
+		// the full pass lists nothing: everything is new
+	} else if old == nil {
+		c.res.Added = append(c.res.Added, p)
+	} else {
+		c.res.Changed = append(c.res.Changed, p)
+	}
+	c.mu.Unlock()
+	c.files.Add(1)
+	c.report(false)
+}
+
+func (c *copier) copyEntry(srcfd, dstfd int, rel, name string, wg *sync.WaitGroup) (bool, error) {
 	p := joinRel(rel, name)
 	var st unix.Stat_t
 	if err := unix.Fstatat(srcfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -318,7 +384,9 @@ func (c *copier) copyEntry(srcfd, dstfd int, rel, name string) (bool, error) {
 		return c.copyDirEntry(srcfd, dstfd, rel, name, &st, e, old)
 	}
 	if old != nil && !changed(old, e) {
+		c.mu.Lock()
 		c.man[p] = old
+		c.mu.Unlock()
 		if e.Type == unix.S_IFREG && e.Nlink > 1 {
 			if _, ok := c.links[devIno{e.Dev, e.Ino}]; !ok {
 				c.links[devIno{e.Dev, e.Ino}] = p
@@ -332,20 +400,28 @@ func (c *copier) copyEntry(srcfd, dstfd int, rel, name string) (bool, error) {
 			return false, fmt.Errorf("replacing %q in the volume: %w", p, err)
 		}
 	}
+	if c.jobs != nil && e.Type == unix.S_IFREG && e.Nlink <= 1 {
+		wg.Add(1)
+		c.jobs <- func(buf []byte) {
+			defer wg.Done()
+			done, err := c.copyFile(srcfd, dstfd, p, name, e, buf)
+			if err != nil {
+				c.errMu.Lock()
+				if c.jobErr == nil {
+					c.jobErr = err
+				}
+				c.errMu.Unlock()
+			} else if done {
+				c.record(p, e, old)
+			}
+		}
+		return true, nil
+	}
 	done, err := c.create(srcfd, dstfd, p, name, e)
 	if err != nil || !done {
 		return false, err
 	}
-	c.man[p] = e
-	if c.old == nil {
-		// the full pass lists nothing: everything is new
-	} else if old == nil {
-		c.res.Added = append(c.res.Added, p)
-	} else {
-		c.res.Changed = append(c.res.Changed, p)
-	}
-	c.res.Files++
-	c.report(false)
+	c.record(p, e, old)
 	return true, nil
 }
 
@@ -391,13 +467,16 @@ func (c *copier) copyDirEntry(srcfd, dstfd int, rel, name string, st *unix.Stat_
 		}
 	}
 	defer dd.Close()
+	c.mu.Lock()
 	c.man[p] = e
+	c.mu.Unlock()
 	touched, err := c.copyDir(sd, dd, p, e)
 	if err != nil {
 		return false, err
 	}
+	c.mu.Lock()
 	if isNew {
-		c.res.Files++
+		c.files.Add(1)
 		if old == nil && c.old != nil {
 			c.res.Added = append(c.res.Added, p)
 		} else if old != nil {
@@ -408,6 +487,7 @@ func (c *copier) copyDirEntry(srcfd, dstfd int, rel, name string, st *unix.Stat_
 		c.res.Changed = append(c.res.Changed, p)
 		touched = true
 	}
+	c.mu.Unlock()
 	if isNew || touched || c.old == nil {
 		if err := c.setMeta(int(dd.Fd()), -1, "", e, int(sd.Fd())); err != nil {
 			return false, c.writeErr("setting owner and mode of", p, err)
@@ -421,7 +501,7 @@ func (c *copier) create(srcfd, dstfd int, p, name string, e *entry) (bool, error
 	uid, gid := c.owner(e)
 	switch e.Type {
 	case unix.S_IFREG:
-		return c.copyFile(srcfd, dstfd, p, name, e)
+		return c.copyFile(srcfd, dstfd, p, name, e, c.buf)
 	case unix.S_IFLNK:
 		target, err := readlinkAt(srcfd, name)
 		if err != nil {
@@ -486,7 +566,7 @@ func (c *copier) writeErr(what, p string, err error) error {
 	return fmt.Errorf("%s %q in the volume: %w", what, p, err)
 }
 
-func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry) (bool, error) {
+func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry, buf []byte) (bool, error) {
 	key := devIno{e.Dev, e.Ino}
 	if e.Nlink > 1 {
 		if first, ok := c.links[key]; ok {
@@ -527,7 +607,7 @@ func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry) (bool, err
 		return false, c.writeErr("creating", p, err)
 	}
 	defer unix.Close(dfd)
-	if err := c.copyData(sfd, dfd, e.Size, e.Blocks*512 >= e.Size); err != nil {
+	if err := c.copyData(sfd, dfd, e.Size, e.Blocks*512 >= e.Size, buf); err != nil {
 		return false, c.writeErr("copying", p, err)
 	}
 	if err := c.setMeta(dfd, dstfd, name, e, sfd); err != nil {
@@ -541,9 +621,9 @@ func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry) (bool, err
 
 // copyData copies the data regions of src into dst, leaving holes as holes.
 // A fully allocated file (dense) has no holes to look for.
-func (c *copier) copyData(src, dst int, size int64, dense bool) error {
+func (c *copier) copyData(src, dst int, size int64, dense bool, buf []byte) error {
 	if dense {
-		return c.copyRange(src, dst, 0, size)
+		return c.copyRange(src, dst, 0, size, buf)
 	}
 	var off int64
 	for off < size {
@@ -552,7 +632,7 @@ func (c *copier) copyData(src, dst int, size int64, dense bool) error {
 			break // only a hole is left
 		}
 		if err != nil { // no SEEK_DATA on this file system: all data
-			return c.copyRange(src, dst, off, size-off)
+			return c.copyRange(src, dst, off, size-off, buf)
 		}
 		hole, err := unix.Seek(src, data, unix.SEEK_HOLE)
 		if err != nil {
@@ -561,7 +641,7 @@ func (c *copier) copyData(src, dst int, size int64, dense bool) error {
 		if hole > size {
 			hole = size
 		}
-		if err := c.copyRange(src, dst, data, hole-data); err != nil {
+		if err := c.copyRange(src, dst, data, hole-data, buf); err != nil {
 			return err
 		}
 		off = hole
@@ -572,7 +652,7 @@ func (c *copier) copyData(src, dst int, size int64, dense bool) error {
 	return nil
 }
 
-func (c *copier) copyRange(src, dst int, off, n int64) error {
+func (c *copier) copyRange(src, dst int, off, n int64, buf []byte) error {
 	for n > 0 {
 		if err := c.ctx.Err(); err != nil {
 			return err
@@ -583,21 +663,21 @@ func (c *copier) copyRange(src, dst int, off, n int64) error {
 		}
 		var w int
 		var err error
-		if !c.cfrBroken {
+		if !c.cfrBroken.Load() {
 			roff, woff := off, off
 			w, err = unix.CopyFileRange(src, &roff, dst, &woff, int(chunk), 0)
 			if err == unix.EXDEV || err == unix.ENOSYS || err == unix.EINVAL || err == unix.EOPNOTSUPP || err == unix.EPERM {
-				c.cfrBroken = true
+				c.cfrBroken.Store(true)
 				continue
 			}
 		} else {
-			if chunk > int64(len(c.buf)) {
-				chunk = int64(len(c.buf))
+			if chunk > int64(len(buf)) {
+				chunk = int64(len(buf))
 			}
 			var r int
-			r, err = unix.Pread(src, c.buf[:chunk], off)
+			r, err = unix.Pread(src, buf[:chunk], off)
 			if err == nil && r > 0 {
-				w, err = writeFull(dst, c.buf[:r], off)
+				w, err = writeFull(dst, buf[:r], off)
 			}
 		}
 		if err == unix.EINTR {
@@ -611,7 +691,7 @@ func (c *copier) copyRange(src, dst int, off, n int64) error {
 		}
 		off += int64(w)
 		n -= int64(w)
-		c.res.Bytes += int64(w)
+		c.bytes.Add(int64(w))
 		c.report(false)
 	}
 	return nil

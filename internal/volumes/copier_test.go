@@ -17,7 +17,7 @@ const testUID, testGID = 1000, 1000
 
 func copyLocal(tb testing.TB, src, dst string, delta bool) *CopyResult {
 	tb.Helper()
-	res, err := copyTree(context.Background(), treeOptions{Src: src, Dst: dst, UID: testUID, GID: testGID, Delta: delta})
+	res, err := copyTree(context.Background(), treeOptions{Src: src, Dst: dst, UID: testUID, GID: testGID, Delta: delta, Workers: 2})
 	if err != nil {
 		tb.Fatalf("copy (delta %v): %v", delta, err)
 	}

@@ -25,6 +25,7 @@ type helperRequest struct {
 	KeepOwner bool   `json:"keep_owner,omitempty"`
 	Pass      Pass   `json:"pass,omitempty"`
 	Full      bool   `json:"full,omitempty"`
+	Workers   int    `json:"workers,omitempty"`
 	// From and To default to /from and /to; tests run the helper in-process on other paths.
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
@@ -93,7 +94,7 @@ func runHelper(ctx context.Context, args []string, emit func(helperLine)) error 
 			return err
 		}
 		res, err := copyTree(ctx, treeOptions{Src: req.From, Dst: req.To, UID: uid, GID: gid, KeepOwner: req.KeepOwner,
-			Delta: req.Pass == PassDelta, Progress: func(p Progress) { emit(helperLine{Progress: &p}) }})
+			Delta: req.Pass == PassDelta, Workers: req.Workers, Progress: func(p Progress) { emit(helperLine{Progress: &p}) }})
 		if err != nil {
 			return err
 		}
