@@ -118,8 +118,8 @@ done; true`)
 }
 
 // checkDropped checks the app runs as node (1000:1000) with node's groups only (users,
-// 100, in the stand-in's /etc/group; never root's disk, 6, or 0), no capabilities and
-// no-new-privs.
+// 100, in the stand-in's /etc/group; never root's disk, 6, or 0), no capabilities, not
+// even in the bounding set, and no-new-privs.
 func checkDropped(tb testing.TB, st map[string]string) {
 	tb.Helper()
 	for _, c := range []struct{ key, want string }{
@@ -129,6 +129,7 @@ func checkDropped(tb testing.TB, st map[string]string) {
 		{"CapPrm", "0000000000000000"},
 		{"CapEff", "0000000000000000"},
 		{"CapAmb", "0000000000000000"},
+		{"CapBnd", "0000000000000000"},
 		{"NoNewPrivs", "1"},
 	} {
 		if got := st[c.key]; got != c.want {
