@@ -333,3 +333,23 @@ func TestEngineHelperRemovedOnFailure(t *testing.T) {
 	}
 	noHelperLeft(t)
 }
+
+func TestEngineRemovesHelperLeftByKilledRun(t *testing.T) {
+	eng := dockertest.Engine(t)
+	img := dockertest.Busybox(t)
+	vol := testVolume(t, eng, CreateOptions{})
+	// a helper of a moltctl killed with -9: still running, labelled for the volume
+	left := dockertest.Name("moltctl-helper-left")
+	t.Cleanup(func() { dockertest.Run("docker", "rm", "-f", left) })
+	dockertest.Docker(t, "run", "-d", "--name", left, "--label", LabelHelper+"=copy", "--label", LabelHelperVolume+"="+vol,
+		"-v", vol+":/to", img, "sleep", "300")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), "data", 0o644)
+	if _, err := Copy(context.Background(), eng, CopyOptions{Source: src, Volume: vol, Owner: "1000:1000", Helper: helperOpts(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := dockertest.Run("docker", "ps", "-aq", "--filter", "name="+left); out != "" {
+		t.Errorf("the left-over helper %s still exists", left)
+	}
+	noHelperLeft(t)
+}

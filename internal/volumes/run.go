@@ -161,16 +161,28 @@ func runHelperContainer(ctx context.Context, eng Engine, r helperRun) (*helperLi
 	if r.source != "" {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: r.source, Target: helperFrom, ReadOnly: true})
 	}
+	// a helper left by a moltctl killed with -9 must not write beside this one
+	left, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", LabelHelperVolume+"="+r.volume)})
+	if err != nil {
+		return nil, fmt.Errorf("listing helper containers: %w", err)
+	}
+	for _, c := range left.Items {
+		if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+			return nil, fmt.Errorf("removing the helper container left by an interrupted run: %w", err)
+		}
+	}
 	name := "moltctl-helper-" + randHex()
 	created, err := eng.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name,
 		Config: &container.Config{
 			Image: ref, Entrypoint: []string{"/moltctl", "copy-helper"}, Cmd: []string{string(arg)},
 			User: "0:0", WorkingDir: "/", AttachStdout: true, AttachStderr: true,
-			Labels: map[string]string{LabelHelper: r.req.Op},
+			Labels: map[string]string{LabelHelper: r.req.Op, LabelHelperVolume: r.volume},
 		},
 		HostConfig: &container.HostConfig{
-			Mounts: mounts, NetworkMode: "none", ReadonlyRootfs: true,
+			// AutoRemove: the engine removes it even when moltctl is killed before the deferred remove
+			Mounts: mounts, NetworkMode: "none", ReadonlyRootfs: true, AutoRemove: true,
 			CapDrop: []string{"ALL"}, CapAdd: helperCaps, SecurityOpt: []string{"no-new-privileges"},
 		},
 	})
@@ -187,7 +199,7 @@ func runHelperContainer(ctx context.Context, eng Engine, r helperRun) (*helperLi
 		return nil, fmt.Errorf("attaching to the helper container: %w", err)
 	}
 	defer att.Close()
-	wait := eng.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	wait := eng.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
 	if _, err := eng.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return nil, fmt.Errorf("starting the helper container: %w", err)
 	}

@@ -20,6 +20,8 @@ const (
 	LabelMigration = "io.moltctl.migration"
 	// LabelHelper marks helper containers and the helper image.
 	LabelHelper = "io.moltctl.helper"
+	// LabelHelperVolume names the volume a helper container works on.
+	LabelHelperVolume = "io.moltctl.helper.volume"
 )
 
 // Errors callers branch on with errors.Is.
@@ -45,6 +47,7 @@ type Engine interface {
 	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (client.ImageInspectResult, error)
 	ImageImport(ctx context.Context, source client.ImageImportSource, ref string, options client.ImageImportOptions) (client.ImageImportResult, error)
 	ImageRemove(ctx context.Context, imageID string, options client.ImageRemoveOptions) (client.ImageRemoveResult, error)
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
 	ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error)
 	ContainerAttach(ctx context.Context, containerID string, options client.ContainerAttachOptions) (client.ContainerAttachResult, error)
 	ContainerStart(ctx context.Context, containerID string, options client.ContainerStartOptions) (client.ContainerStartResult, error)
