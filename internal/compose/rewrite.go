@@ -270,6 +270,7 @@ type serviceMount struct {
 	ref    MountRef
 	typ    string // "bind", "volume", ... ("" when unknown)
 	source string // raw source, uninterpolated
+	opaque bool   // short syntax whose source only variables delimit
 	path   []*yaml.Node
 	item   *yaml.Node
 }
@@ -322,13 +323,28 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 			var target string
 			switch n.Kind {
 			case yaml.ScalarNode:
-				src, tgt, _, ok := splitShort(n.Value)
-				if !ok {
+				// Split the interpolated string as compose does, and the raw one
+				// to edit; when they disagree the source can't be told apart.
+				full := n.Value
+				if env != nil {
+					if v, err := template.Substitute(full, lookupEnv(env)); err == nil {
+						full = v
+					}
+				}
+				fsrc, ftgt, _, fok := splitShort(full)
+				if !fok {
 					continue
 				}
-				sm.source, target = src, tgt
+				src, tgt, _, ok := splitShort(n.Value)
+				if env != nil && ok {
+					if v, err := template.Substitute(tgt, lookupEnv(env)); err == nil {
+						tgt = v
+					}
+				}
+				sm.opaque = !ok || tgt != ftgt
+				sm.source, target = src, ftgt
 				sm.typ = "bind"
-				if isVolumeName(src) {
+				if isVolumeName(fsrc) {
 					sm.typ = "volume"
 				}
 			case yaml.MappingNode:
@@ -337,6 +353,11 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 					continue
 				}
 				target = t.Value
+				if env != nil {
+					if v, err := template.Substitute(target, lookupEnv(env)); err == nil {
+						target = v
+					}
+				}
 				if _, ty := mapGet(n, "type"); ty != nil {
 					sm.typ = ty.Value
 				}
@@ -345,11 +366,6 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 				}
 			default:
 				continue
-			}
-			if env != nil {
-				if t, err := template.Substitute(target, lookupEnv(env)); err == nil {
-					target = t
-				}
 			}
 			sm.ref = MountRef{Service: name, Target: cleanTarget(target)}
 			out = append(out, sm)
@@ -462,13 +478,10 @@ func mountEdits(ec *editContext, sm serviceMount, key string, nocopy bool) ([]te
 	}
 	switch item.Kind {
 	case yaml.ScalarNode:
-		s, dst, mode, _ := splitShort(item.Value)
-		if strings.Contains(s, "$") && !strings.HasPrefix(s, "${") {
-			return nil, fmt.Errorf("source %q mixes interpolation with text: %w", s, ErrCannotEdit)
+		if sm.opaque {
+			return nil, fmt.Errorf("%q: variables hide where the source ends and the target starts: %w", item.Value, ErrCannotEdit)
 		}
-		if strings.HasPrefix(s, "${") && !strings.HasSuffix(s, "}") {
-			return nil, fmt.Errorf("source %q mixes interpolation with text: %w", s, ErrCannotEdit)
-		}
+		_, dst, mode, _ := splitShort(item.Value)
 		v := key + ":" + dst
 		if mode != "" {
 			v += ":" + mode
@@ -491,9 +504,6 @@ func mountEdits(ec *editContext, sm serviceMount, key string, nocopy bool) ([]te
 		_, so := mapGet(item, "source")
 		if ty == nil || so == nil || ty.Kind != yaml.ScalarNode || so.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("long syntax without scalar type and source: %w", ErrCannotEdit)
-		}
-		if strings.Contains(so.Value, "$") && !(strings.HasPrefix(so.Value, "${") && strings.HasSuffix(so.Value, "}") && strings.Count(so.Value, "${") == 1) {
-			return nil, fmt.Errorf("source %q mixes interpolation with text: %w", so.Value, ErrCannotEdit)
 		}
 		e, err := replaceScalar(src, lines, ty, "volume")
 		if err != nil {
