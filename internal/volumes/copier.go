@@ -87,6 +87,12 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 		c.old = st.Manifest
 		c.oldKids = children(c.old)
 	} else {
+		// a full pass interrupted after this point must not leave the old
+		// manifest for a delta pass to trust
+		if err := dropState(c.dstRoot); err != nil {
+			return nil, err
+		}
+		st = &state{Version: 1}
 		if err := c.clear(); err != nil {
 			return nil, err
 		}

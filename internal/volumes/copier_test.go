@@ -297,3 +297,20 @@ func TestParseOwner(t *testing.T) {
 		})
 	}
 }
+
+func TestInterruptedFullPassDropsOldManifest(t *testing.T) {
+	tr := makeTree(t)
+	dst := newDst(t)
+	copyLocal(t, tr.Src, dst, false)
+	// a second full pass that fails half way (cancelled) must not leave the
+	// first pass's manifest for a delta pass to trust
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := copyTree(ctx, treeOptions{Src: tr.Src, Dst: dst, UID: testUID, GID: testGID}); err == nil {
+		t.Fatal("cancelled full pass: got no error, want one")
+	}
+	_, err := copyTree(context.Background(), treeOptions{Src: tr.Src, Dst: dst, UID: testUID, GID: testGID, Delta: true})
+	if !errors.Is(err, ErrNoFirstPass) {
+		t.Fatalf("delta after an interrupted full pass: got %v, want ErrNoFirstPass", err)
+	}
+}

@@ -95,6 +95,22 @@ func saveState(dstRoot int, st *state, rootMtime int64) error {
 	return setFdTimes(dstRoot, rootMtime)
 }
 
+// dropState deletes the state file (durably), keeping the directory.
+func dropState(dstRoot int) error {
+	d, err := openDir(dstRoot, StateDir, nil)
+	if err != nil {
+		return fmt.Errorf("resetting the copy state in the volume: %w", err)
+	}
+	defer d.Close()
+	if err := unix.Unlinkat(int(d.Fd()), stateFile, 0); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("resetting the copy state in the volume: %w", err)
+	}
+	if err := unix.Fsync(int(d.Fd())); err != nil {
+		return fmt.Errorf("resetting the copy state in the volume: %w", err)
+	}
+	return nil
+}
+
 // removeState deletes the state directory, keeping the root's mtime.
 func removeState(dstRoot int) error {
 	var st unix.Stat_t
