@@ -2,6 +2,7 @@ package remount_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -216,7 +217,13 @@ func (f *fixture) checkComposeKeeps(tb testing.TB) {
 func TestRemount(t *testing.T) {
 	f := setup(t)
 	old := f.containerID(t)
-	f.write(t, newCompose)
+	// The new network has a static address for the service.
+	b := make([]byte, 2)
+	rand.Read(b)
+	subnet := fmt.Sprintf("10.%d.%d", 100+int(b[0])%100, b[1])
+	withIP := strings.Replace(newCompose, "        aliases: [web-extra]\n", "        aliases: [web-extra]\n        ipv4_address: "+subnet+".10\n", 1)
+	withIP = strings.Replace(withIP, "  extra: {}\n", "  extra:\n    ipam: {config: [{subnet: "+subnet+".0/24}]}\n", 1)
+	f.write(t, withIP)
 	var steps []string
 	opts := f.options(t)
 	opts.Progress = func(step, _ string) { steps = append(steps, step) }
@@ -240,6 +247,9 @@ func TestRemount(t *testing.T) {
 	nets := dockertest.Docker(t, "inspect", "-f", `{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{join $v.Aliases ","}} {{end}}`, id)
 	if !strings.Contains(nets, f.name+"_extra=") || !strings.Contains(nets, "web-extra") {
 		t.Errorf("networks: got %q, want %s_extra with alias web-extra", nets, f.name)
+	}
+	if got := dockertest.Docker(t, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+f.name+`_extra").IPAddress}}`, id); got != subnet+".10" {
+		t.Errorf("static address on %s_extra: got %q, want %s.10", f.name, got, subnet)
 	}
 	if got, want := res.LeftoverEnv, []string{"OLDKEY"}; !slices.Equal(got, want) {
 		t.Errorf("leftover env keys: got %v, want %v", got, want)
@@ -280,7 +290,7 @@ func TestRemount(t *testing.T) {
 	// A second remount, flattened: the parent is the first snapshot, OLDKEY is gone,
 	// and with --keep 2 the first snapshot stays.
 	f.compose(t, "exec", "-T", "web", "sh", "-c", "echo two > /opt/two")
-	f.write(t, strings.Replace(newCompose, `ADDED: "yes"`, `ADDED: "again"`, 1))
+	f.write(t, strings.Replace(withIP, `ADDED: "yes"`, `ADDED: "again"`, 1))
 	rep, err = remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})
 	if err != nil || !rep.Containers[0].WouldRecreate || rep.Containers[0].Remount != "moltctl remount web" {
 		t.Errorf("status after a config change: got %+v, %v, want would_recreate with the remount command", rep, err)
@@ -658,6 +668,7 @@ func TestRemountSharedNamespaces(t *testing.T) {
 	f := setup(t)
 	side := `  side:
     image: moltctl-test/busybox:1
+    container_name: ` + f.name + `-sidecar
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
     network_mode: service:web
     volumes_from: [web]
@@ -676,6 +687,9 @@ func TestRemountSharedNamespaces(t *testing.T) {
 	}
 	web := f.containerID(t)
 	id := f.compose(t, "ps", "-q", "side")
+	if got := dockertest.Docker(t, "inspect", "-f", "{{.Name}}", id); got != "/"+f.name+"-sidecar" {
+		t.Errorf("container_name: got %q, want /%s-sidecar", got, f.name)
+	}
 	if got := dockertest.Docker(t, "inspect", "-f", "{{.HostConfig.NetworkMode}}", id); got != "container:"+web {
 		t.Errorf("network mode: got %q, want container:%s", got, web)
 	}
