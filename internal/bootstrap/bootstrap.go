@@ -46,7 +46,7 @@ var (
 // Options configure Run. The zero value of each field means its default.
 type Options struct {
 	User    string   // "name", "uid", "name:group" or "uid:gid"; default DefaultUser
-	Dirs    []string // absolute state directories; default DefaultDirs
+	Dirs    []string // absolute state directories; nil means DefaultDirs, empty means none
 	Legacy  string   // statemigrate preset name, or "off"; default DefaultLegacy
 	Home    string   // home the legacy rules live under; default the user's (HOME when not root)
 	EtcDir  string   // where passwd and group are read; default DefaultEtcDir
