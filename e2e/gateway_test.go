@@ -17,16 +17,21 @@ import (
 type deployment struct {
 	tb        testing.TB
 	project   string
-	container string
+	container string // the gateway's
+	cli       string // the cli service's, when it is started with up
 	files     []string
 }
 
-// deploy writes the override (extra is appended under the gateway service) and
-// registers `docker compose down -v` for the project.
-func deploy(tb testing.TB, img images, extra string, topLevel string) *deployment {
+// override is what a test adds to the override file: YAML lines under each service
+// (indented four spaces) and at the top level.
+type override struct{ gateway, cli, top string }
+
+// deploy writes the override file and registers `docker compose down -v` for the
+// project.
+func deploy(tb testing.TB, img images, o override) *deployment {
 	tb.Helper()
 	dockertest.Compose(tb)
-	d := &deployment{tb: tb, project: dockertest.Name("moltctle2e"), container: dockertest.Name("moltbot-e2e-")}
+	d := &deployment{tb: tb, project: dockertest.Name("moltctle2e"), container: dockertest.Name("moltbot-e2e-"), cli: dockertest.Name("moltbot-cli-e2e-")}
 	override := fmt.Sprintf(`services:
   moltbot-gateway:
     image: %[1]s
@@ -39,7 +44,9 @@ func deploy(tb testing.TB, img images, extra string, topLevel string) *deploymen
   moltbot-cli:
     image: %[1]s
     pull_policy: never
-%[4]s`, img.Gateway, d.container, extra, topLevel)
+    container_name: %[4]s
+%[5]s
+%[6]s`, img.Gateway, d.container, o.gateway, d.cli, o.cli, o.top)
 	path := filepath.Join(tb.TempDir(), "compose.override.yaml")
 	if err := os.WriteFile(path, []byte(override), 0o644); err != nil {
 		tb.Fatal(err)
@@ -77,6 +84,23 @@ func (d *deployment) logs() string {
 		return fmt.Sprintf("(docker logs: %v) %s", err, out)
 	}
 	return string(out)
+}
+
+// healthy waits until the gateway's health check passes, or fails the test when it
+// reports unhealthy or a minute goes by.
+func (d *deployment) healthy() {
+	d.tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := dockertest.Docker(d.tb, "inspect", "--format", "{{.State.Status}} {{.State.Health.Status}}", d.container)
+		switch {
+		case st == "running healthy":
+			return
+		case strings.HasSuffix(st, "unhealthy"), time.Now().After(deadline):
+			d.tb.Fatalf("gateway state: got %q, want running healthy", st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // exec runs a command in the gateway container (as root, docker exec's default here).
@@ -157,6 +181,41 @@ func (d *deployment) ownedBy(owner string, paths ...string) {
 	}
 }
 
+// legacyDir makes the state an older image left on the host: a ~/.clawdbot written
+// as node (1000:1000) holding clawdbot.json with a unique marker.
+func legacyDir(tb testing.TB) (dir, marker string) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		dockertest.Unavailable(tb, "needs root to give the legacy directory to uid 1000")
+	}
+	dir = filepath.Join(tb.TempDir(), "clawdbot")
+	marker = dockertest.Name("marker-")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	config := filepath.Join(dir, "clawdbot.json")
+	if err := os.WriteFile(config, []byte(`{"marker":"`+marker+`"}`+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range []string{dir, config} {
+		if err := os.Chown(p, 1000, 1000); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir, marker
+}
+
+// legacyMount bind-mounts dir where the older image kept its state (renaming it is
+// EBUSY), and empties OPENCLAW_STATE_DIR so the app reads its state from home
+// (~/.openclaw, else a legacy name).
+func legacyMount(dir string) string {
+	return fmt.Sprintf(`    environment:
+      OPENCLAW_STATE_DIR: ""
+    volumes:
+      - %s:/home/node/.clawdbot
+`, dir)
+}
+
 // TestGateway runs the gateway image with the repository's docker-compose.yml.
 func TestGateway(t *testing.T) {
 	img := productImages(t)
@@ -175,7 +234,7 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("fresh volumes", func(t *testing.T) {
-		d := deploy(t, img, "", "")
+		d := deploy(t, img, override{})
 		d.up()
 		st := d.appStatus()
 		checkDropped(t, st)
@@ -222,7 +281,7 @@ func TestGateway(t *testing.T) {
 		dockertest.Docker(t, "run", "--rm", "-v", vol+":/data", dockertest.Busybox(t), "sh", "-c",
 			"mkdir -p /data/cron && echo keep-me >/data/cron/jobs.json && chown -R 0:0 /data && chmod -R go-w /data")
 
-		d := deploy(t, img, "", fmt.Sprintf("volumes:\n  moltbot_data:\n    external: true\n    name: %s\n", vol))
+		d := deploy(t, img, override{top: fmt.Sprintf("volumes:\n  moltbot_data:\n    external: true\n    name: %s\n", vol)})
 		d.up()
 		if got := d.exec("cat", "/var/lib/moltbot/cron/jobs.json"); got != "keep-me" {
 			t.Errorf("jobs.json: got %q, want %q", got, "keep-me")
@@ -236,32 +295,8 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("bind-mounted legacy directory", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			dockertest.Unavailable(t, "needs root to give the legacy directory to uid 1000")
-		}
-		// The state an older image (~/.clawdbot, written as node) left on the host,
-		// bind-mounted where that image had it: renaming it is EBUSY.
-		legacy := filepath.Join(t.TempDir(), "clawdbot")
-		marker := dockertest.Name("marker-")
-		if err := os.Mkdir(legacy, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		config := filepath.Join(legacy, "clawdbot.json")
-		if err := os.WriteFile(config, []byte(`{"marker":"`+marker+`"}`+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []string{legacy, config} {
-			if err := os.Chown(p, 1000, 1000); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// The app reads its state from home (~/.openclaw, else a legacy name) when
-		// OPENCLAW_STATE_DIR is empty.
-		d := deploy(t, img, fmt.Sprintf(`    environment:
-      OPENCLAW_STATE_DIR: ""
-    volumes:
-      - %s:/home/node/.clawdbot
-`, legacy), "")
+		legacy, marker := legacyDir(t)
+		d := deploy(t, img, override{gateway: legacyMount(legacy)})
 		d.up()
 		d.stable()
 
@@ -288,5 +323,36 @@ func TestGateway(t *testing.T) {
 			t.Errorf("legacy directory on the host: %v, %v; want it in place", fi, err)
 		}
 		checkDropped(t, d.appStatus())
+	})
+
+	t.Run("gateway and cli start together on one legacy directory", func(t *testing.T) {
+		// As in upstream's compose file, both containers bind-mount the same legacy
+		// state, and their bootstraps run at the same moment.
+		legacy, marker := legacyDir(t)
+		mount := legacyMount(legacy)
+		d := deploy(t, img, override{gateway: mount, cli: mount})
+		if out, err := d.compose("--profile", "cli", "up", "--detach", "--no-build", "--pull", "never"); err != nil {
+			t.Fatalf("docker compose --profile cli up: %v %s", err, out)
+		}
+		if code := dockertest.Docker(t, "wait", d.cli); code != "0" {
+			out, _ := exec.Command("docker", "logs", d.cli).CombinedOutput()
+			t.Fatalf("moltbot-cli (--help) exit code: got %s, want 0; logs:\n%s", code, out)
+		}
+		d.healthy()
+		d.stable()
+		if status := d.exec("moltbot", "status"); !strings.Contains(status, "state: /home/node/.openclaw") {
+			t.Errorf("moltbot status printed\n%s\nwant state /home/node/.openclaw", status)
+		}
+		// The legacy config is still there, once, under one of its names.
+		var found []string
+		for _, name := range []string{"clawdbot.json", "openclaw.json"} {
+			if b, err := os.ReadFile(filepath.Join(legacy, name)); err == nil && strings.Contains(string(b), marker) {
+				found = append(found, name)
+			}
+		}
+		if len(found) != 1 {
+			entries, _ := os.ReadDir(legacy)
+			t.Errorf("config with the marker in the legacy directory: got %q (entries %v), want exactly one", found, entries)
+		}
 	})
 }

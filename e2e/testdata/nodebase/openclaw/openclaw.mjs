@@ -5,6 +5,7 @@
 # that exists (read in place, never renamed), else ~/.openclaw. The gateway writes to
 # its state directory and to the workspace ~/clawd, serves /healthz on 127.0.0.1:18789
 # and stays up; it exits 1 like the real app's EACCES crash when it cannot write.
+# `status`, `--version` and `--help` are the CLI.
 set -u
 here=$(dirname "$(readlink -f "$0")")
 version=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$here/package.json")
@@ -76,6 +77,7 @@ status() {
 
 case "${1-}" in
 --version | -V) echo "$version" ;;
+--help | -h | help) echo "Usage: openclaw [command] (stand-in: gateway, status, --version)" ;;
 gateway) gateway ;;
 status) status ;;
 *)
