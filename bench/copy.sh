@@ -7,7 +7,7 @@
 # Conditions: WARM page cache (every contestant starts right after the source was read
 # in full; caches are never dropped — the machine is shared), `sync` before each timed
 # run and not timed, wall time including container start for both docker contestants.
-# Usage: bench/copy.sh [large,small]     Needs: docker, go, root (reads root-owned files).
+# Usage: [ROUNDS=3] bench/copy.sh [large,small]   (median of ROUNDS runs)   Needs: docker, go, root (reads root-owned files).
 # Work dir: $COPYBENCH_DIR (default /var/tmp/moltctl-copybench: the same disk as
 # /var/lib/docker here); the generated sources are kept there for the next run.
 set -eu
@@ -22,4 +22,4 @@ if ! docker image inspect $img >/dev/null 2>&1; then
 	docker image inspect $img >/dev/null 2>&1 || { echo "bench: no $img" >&2; exit 1; }
 fi
 echo "copy bench: $(nproc) cores, $(df -T "$dir" | awk 'NR==2 {print $2}') under $dir, docker $(docker version -f '{{.Server.Version}}'), warm cache"
-go run ./bench/copybench -dir "$dir" -helper bench/results/moltctl-static -busybox $img -sets "$sets" | tee bench/results/copy.txt
+go run ./bench/copybench -dir "$dir" -helper bench/results/moltctl-static -busybox $img -sets "$sets" -rounds "${ROUNDS:-1}" | tee bench/results/copy.txt

@@ -14,12 +14,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
+
+var rounds = 1
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
 
 type dataset struct {
 	name  string
@@ -32,6 +41,7 @@ func main() {
 	helper := flag.String("helper", "", "static moltctl binary for the helper image")
 	busybox := flag.String("busybox", "moltctl-test/busybox:1", "busybox image for the recipe")
 	sets := flag.String("sets", "large,small", "data sets: large (1 GiB in 64 MiB files), small (100k files of 4 KiB)")
+	flag.IntVar(&rounds, "rounds", 1, "rounds per data set; the median of each contestant is printed")
 	flag.Parse()
 	if err := run(*dir, *helper, *busybox, strings.Split(*sets, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "copybench:", err)
@@ -173,57 +183,65 @@ func run(dir, helper, busybox string, sets []string) error {
 			}
 			os.WriteFile(filepath.Join(dir, name+".done"), nil, 0o644)
 		}
-		stamp := fmt.Sprintf("%d", time.Now().UnixNano())
-		// host cp -a: the physical baseline
-		dst := filepath.Join(dir, "cp-"+stamp)
-		warm(src)
-		tcp, err := timed(func() error { return sh("cp", "-a", src, dst) })
-		os.RemoveAll(dst)
-		if err != nil {
-			return err
-		}
-		// the busybox recipe
-		bbVol := "copybench-bb-" + stamp
-		if err := sh("docker", "volume", "create", bbVol); err != nil {
-			return err
-		}
-		warm(src)
-		tbb, err := timed(func() error {
-			return sh("docker", "run", "--rm", "--network", "none", "-v", src+":/from:ro", "-v", bbVol+":/to", busybox, "cp", "-a", "/from/.", "/to/")
-		})
-		sh("docker", "volume", "rm", "-f", bbVol)
-		if err != nil {
-			return err
-		}
-		// moltctl: full pass, then the delta after 1% changed
-		vol := "copybench-moltctl-" + stamp
-		if _, err := volumes.Create(ctx, eng, volumes.CreateOptions{Name: vol, Project: "copybench", Key: name, Migration: stamp, Helper: hopts}); err != nil {
-			return err
-		}
-		warm(src)
-		var res *volumes.CopyResult
-		tfull, err := timed(func() error {
-			res, err = volumes.Copy(ctx, eng, volumes.CopyOptions{Source: src, Volume: vol, Owner: "1000:1000", Helper: hopts})
-			return err
-		})
-		if err != nil {
+		var cps, bbs, fulls, deltas []time.Duration
+		var res, dres *volumes.CopyResult
+		changed := 0
+		for round := 0; round < rounds; round++ {
+			stamp := fmt.Sprintf("%d", time.Now().UnixNano())
+			// host cp -a: the physical baseline
+			dst := filepath.Join(dir, "cp-"+stamp)
+			warm(src)
+			tcp, err := timed(func() error { return sh("cp", "-a", src, dst) })
+			os.RemoveAll(dst)
+			if err != nil {
+				return err
+			}
+			// the busybox recipe
+			bbVol := "copybench-bb-" + stamp
+			if err := sh("docker", "volume", "create", bbVol); err != nil {
+				return err
+			}
+			warm(src)
+			tbb, err := timed(func() error {
+				return sh("docker", "run", "--rm", "--network", "none", "-v", src+":/from:ro", "-v", bbVol+":/to", busybox, "cp", "-a", "/from/.", "/to/")
+			})
+			sh("docker", "volume", "rm", "-f", bbVol)
+			if err != nil {
+				return err
+			}
+			// moltctl: full pass, then the delta after 1% changed
+			vol := "copybench-moltctl-" + stamp
+			if _, err := volumes.Create(ctx, eng, volumes.CreateOptions{Name: vol, Project: "copybench", Key: name, Migration: stamp, Helper: hopts}); err != nil {
+				return err
+			}
+			warm(src)
+			tfull, err := timed(func() error {
+				res, err = volumes.Copy(ctx, eng, volumes.CopyOptions{Source: src, Volume: vol, Owner: "1000:1000", Helper: hopts})
+				return err
+			})
+			if err != nil {
+				sh("docker", "volume", "rm", "-f", vol)
+				return err
+			}
+			changed, err = change1pct(src, ds.files)
+			if err != nil {
+				return err
+			}
+			tdelta, err := timed(func() error {
+				dres, err = volumes.Copy(ctx, eng, volumes.CopyOptions{Source: src, Volume: vol, Owner: "1000:1000", Pass: volumes.PassDelta, Helper: hopts})
+				return err
+			})
 			sh("docker", "volume", "rm", "-f", vol)
-			return err
+			if err != nil {
+				return err
+			}
+			cps, bbs, fulls, deltas = append(cps, tcp), append(bbs, tbb), append(fulls, tfull), append(deltas, tdelta)
 		}
-		changed, err := change1pct(src, ds.files)
-		if err != nil {
-			return err
-		}
-		var dres *volumes.CopyResult
-		tdelta, err := timed(func() error {
-			dres, err = volumes.Copy(ctx, eng, volumes.CopyOptions{Source: src, Volume: vol, Owner: "1000:1000", Pass: volumes.PassDelta, Helper: hopts})
-			return err
-		})
-		sh("docker", "volume", "rm", "-f", vol)
-		if err != nil {
-			return err
-		}
+		tcp, tbb, tfull, tdelta := median(cps), median(bbs), median(fulls), median(deltas)
 		label := ds.name
+		if rounds > 1 {
+			label += fmt.Sprintf(" (median of %d)", rounds)
+		}
 		fmt.Printf("%-36s %-28s %10.2f %10s\n", label, "host cp -a", tcp.Seconds(), "1.00")
 		fmt.Printf("%-36s %-28s %10.2f %9.2fx\n", "", "docker run busybox cp -a", tbb.Seconds(), tbb.Seconds()/tcp.Seconds())
 		fmt.Printf("%-36s %-28s %10.2f %9.2fx\n", "", "moltctl full pass", tfull.Seconds(), tfull.Seconds()/tcp.Seconds())

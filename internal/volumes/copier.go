@@ -582,6 +582,13 @@ func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry, buf []byte
 				unix.Close(dir)
 			}
 			if err == nil {
+				// record what was copied for the whole group, so that a delta
+				// pass decides the same for every link of it
+				c.mu.Lock()
+				if fe := c.man[first]; fe != nil {
+					*e = *fe
+				}
+				c.mu.Unlock()
 				return true, nil
 			}
 			if err != unix.ENOENT {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -66,7 +67,7 @@ func helperBinary(o HelperOptions) (string, error) {
 // Copy, Verify, Create and Finish call it; the image is kept for the next call
 // and removed by RemoveHelper.
 func EnsureHelper(ctx context.Context, eng Engine, o HelperOptions) (string, error) {
-	ref, data, err := helperRef(o)
+	ref, p, err := helperRef(o)
 	if err != nil {
 		return "", err
 	}
@@ -74,6 +75,10 @@ func EnsureHelper(ctx context.Context, eng Engine, o HelperOptions) (string, err
 		return ref, nil
 	} else if !isNotFound(err) {
 		return "", fmt.Errorf("inspecting the helper image %s: %w", ref, err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("reading the helper binary: %w", err)
 	}
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -121,19 +126,40 @@ func RemoveHelper(ctx context.Context, eng Engine, o HelperOptions) error {
 }
 
 // helperRef checks the helper binary and returns the image reference for it
-// and its content.
-func helperRef(o HelperOptions) (string, []byte, error) {
+// and its path. The hash is remembered per path, size and mtime.
+func helperRef(o HelperOptions) (string, string, error) {
 	p, err := helperBinary(o)
 	if err != nil {
-		return "", nil, err
+		return "", "", err
 	}
-	data, err := os.ReadFile(p)
+	fi, err := os.Stat(p)
 	if err != nil {
-		return "", nil, fmt.Errorf("reading the helper binary: %w", err)
+		return "", "", fmt.Errorf("reading the helper binary: %w", err)
 	}
-	sum := sha256.Sum256(data)
-	return HelperImageRepo + ":" + hex.EncodeToString(sum[:8]), data, nil
+	key := fmt.Sprintf("%s\x00%d\x00%d", p, fi.Size(), fi.ModTime().UnixNano())
+	refMu.Lock()
+	defer refMu.Unlock()
+	if ref, ok := refCache[key]; ok {
+		return ref, p, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "", "", fmt.Errorf("reading the helper binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", "", fmt.Errorf("reading the helper binary: %w", err)
+	}
+	ref := HelperImageRepo + ":" + hex.EncodeToString(h.Sum(nil)[:8])
+	refCache[key] = ref
+	return ref, p, nil
 }
+
+var (
+	refMu    sync.Mutex
+	refCache = map[string]string{}
+)
 
 // isNotFound reports an engine "not found" answer.
 func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
