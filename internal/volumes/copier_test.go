@@ -314,3 +314,25 @@ func TestInterruptedFullPassDropsOldManifest(t *testing.T) {
 		t.Fatalf("delta after an interrupted full pass: got %v, want ErrNoFirstPass", err)
 	}
 }
+
+func TestCopyTreeDoesNotEnterOtherMounts(t *testing.T) {
+	src, other, dst := t.TempDir(), t.TempDir(), newDst(t)
+	writeFile(t, filepath.Join(src, "kept"), "kept", 0o644)
+	writeFile(t, filepath.Join(other, "foreign"), "from another mount", 0o644)
+	must(t, os.Mkdir(filepath.Join(src, "mnt"), 0o755))
+	if err := unix.Mount(other, filepath.Join(src, "mnt"), "", unix.MS_BIND, ""); err != nil {
+		t.Skipf("cannot bind-mount here: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(filepath.Join(src, "mnt"), unix.MNT_DETACH) })
+	res := copyLocal(t, src, dst, false)
+	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], "mnt: another mount") {
+		t.Errorf("warnings: got %q, want one about mnt", res.Warnings)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "mnt")); !os.IsNotExist(err) {
+		t.Errorf("mnt in the volume: got %v, want it absent", err)
+	}
+	rep := verifyLocal(t, src, dst, true)
+	if len(rep.Differences) > 0 {
+		t.Errorf("verify: got differences %q, want none", rep.Differences)
+	}
+}
