@@ -112,7 +112,9 @@ func buildProduct(tb testing.TB) (*images, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := hash(sum, goImage, nodeImage)[:12]
+	// Tags of this run alone (the builder's layer cache still makes reruns fast): a
+	// concurrent run's cleanup cannot remove them.
+	id := hash(sum, goImage, nodeImage)[:12] + "-" + dockertest.Name("")
 	img := &images{
 		Gateway:         "moltctl-test/moltbot:" + id,
 		Moltctl:         "moltctl-test/moltctl:" + id,
