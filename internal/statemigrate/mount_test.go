@@ -1,0 +1,228 @@
+package statemigrate
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// forceDetection makes statx report root (known) or, when known is false,
+// nothing, so the mountinfo fallback runs.
+func forceDetection(tb testing.TB, root, known bool) {
+	tb.Helper()
+	real := statxMountRoot
+	statxMountRoot = func(string) (bool, bool, error) { return root, known, nil }
+	tb.Cleanup(func() { statxMountRoot = real })
+}
+
+func TestIsMountPoint(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	src, mnt, plain := filepath.Join(dir, "src"), filepath.Join(dir, "my mnt\tx"), filepath.Join(dir, "plain")
+	for _, d := range []string{src, mnt, plain} {
+		os.Mkdir(d, 0o755)
+	}
+	mount(t, src, mnt, "")
+	link := filepath.Join(dir, "link")
+	os.Symlink(mnt, link)
+	for _, mode := range []string{"statx", "mountinfo"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "mountinfo" {
+				forceDetection(t, false, false)
+			}
+			tests := []struct {
+				path string
+				want bool
+			}{{mnt, true}, {plain, false}, {link, false}, {src, false}}
+			for _, tt := range tests {
+				got, err := isMountPoint(tt.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != tt.want {
+					t.Errorf("%s: got %v, want %v", tt.path, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestMountedLegacy: a bind-mounted legacy directory is never renamed (a real
+// rename would answer EBUSY); the target becomes a link to it and the warning
+// names the fix. Detection by statx, by mountinfo, and none at all (EBUSY
+// from the rename decides).
+func TestMountedLegacy(t *testing.T) {
+	requireRoot(t)
+	for _, mode := range []string{"statx", "mountinfo", "rename says EBUSY"} {
+		t.Run(mode, func(t *testing.T) {
+			switch mode {
+			case "mountinfo":
+				forceDetection(t, false, false)
+			case "rename says EBUSY":
+				forceDetection(t, false, true)
+			}
+			home, host := t.TempDir(), t.TempDir()
+			write(t, host, seed)
+			rules, _ := Preset("moltbot", home)
+			legacy, target := rules[0].Legacy, rules[0].Target
+			os.Mkdir(legacy, 0o755)
+			mount(t, host, legacy, "")
+			for run := 1; run <= 2; run++ {
+				out, err := Migrate(context.Background(), Options{Rules: rules})
+				if err != nil {
+					t.Fatalf("run %d: %v", run, err)
+				}
+				if got := out[0].Action; got != ActionSkippedMount {
+					t.Errorf("run %d: got action %q, want %q", run, got, ActionSkippedMount)
+				}
+				if w := out[0].Warning; !strings.Contains(w, "moltctl migrate") || !strings.Contains(w, "mount point") || strings.Count(w, "; ") > 1 {
+					t.Errorf("run %d: got warning %q, want one naming the mount and `moltctl migrate`", run, w)
+				}
+			}
+			if got := readlink(t, target); got != ".clawdbot" {
+				t.Errorf("got target link %q, want .clawdbot", got)
+			}
+			if got, want := read(t, host), migrated(seed); !equal(got, want) {
+				t.Errorf("got host dir %v, want %v", got, want)
+			}
+			if got, want := read(t, target), migrated(seed); !equal(got, want) {
+				t.Errorf("got target view %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestMountGone: once the mount is gone, the link made for it is replaced by
+// the real rename.
+func TestMountGone(t *testing.T) {
+	home := t.TempDir()
+	rules, _ := Preset("moltbot", home)
+	write(t, rules[0].Legacy, seed)
+	os.Symlink(".clawdbot", rules[0].Target)
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || out[0].Action != ActionRenamed {
+		t.Fatalf("got %v, %v, want renamed", out, err)
+	}
+	if got := readlink(t, rules[0].Legacy); got != ".moltbot" {
+		t.Errorf("got legacy link %q, want .moltbot", got)
+	}
+	if got := read(t, rules[0].Target); !equal(got, migrated(seed)) {
+		t.Errorf("got %v, want %v", got, migrated(seed))
+	}
+}
+
+// exdevRules puts the legacy directory on the test's filesystem and the
+// target on a tmpfs, so rename answers EXDEV.
+func exdevRules(tb testing.TB) []Rule {
+	tb.Helper()
+	dir := tb.TempDir()
+	other := filepath.Join(dir, "other")
+	os.Mkdir(other, 0o755)
+	mount(tb, "", other, "tmpfs")
+	return []Rule{{
+		Legacy: filepath.Join(dir, ".clawdbot"),
+		Target: filepath.Join(other, ".moltbot"),
+		Files:  []FileRule{{Legacy: "clawdbot.json", Target: "moltbot.json"}},
+	}}
+}
+
+// TestCopyAcrossFilesystems: EXDEV copies through a staging directory,
+// keeping modes, owners, times, links and special bits, and keeps the source.
+func TestCopyAcrossFilesystems(t *testing.T) {
+	requireRoot(t)
+	rules := exdevRules(t)
+	legacy, target := rules[0].Legacy, rules[0].Target
+	write(t, legacy, seed)
+	// Details the copy must keep.
+	os.Symlink("/etc/shadow", filepath.Join(legacy, "outside"))
+	os.WriteFile(filepath.Join(legacy, "tool"), []byte("#!/bin/sh\n"), 0o755)
+	os.Chown(filepath.Join(legacy, "tool"), 1000, 1000)
+	unix.Chmod(filepath.Join(legacy, "tool"), 0o4750) // os.Chmod would drop the setuid bit
+	os.Chmod(filepath.Join(legacy, "credentials"), 0o700)
+	unix.Mkfifo(filepath.Join(legacy, "fifo"), 0o600)
+	unix.Chmod(filepath.Join(legacy, "fifo"), 0o620)
+	old := time.Date(2020, 1, 2, 3, 4, 5, 6, time.UTC)
+	os.Chtimes(filepath.Join(legacy, "sessions/a.jsonl"), old, old)
+	os.Lchown(filepath.Join(legacy, "current"), 1000, 1000)
+
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out[0].Action; got != ActionCopied {
+		t.Fatalf("got action %q (warning %q), want %q", got, out[0].Warning, ActionCopied)
+	}
+	want := migrated(seed)
+	want["outside"], want["tool"] = "->/etc/shadow", "#!/bin/sh\n"
+	want["fifo"] = "(special)"
+	got := read(t, target)
+	if !equal(got, want) {
+		t.Errorf("got target %v, want %v", got, want)
+	}
+	if got, want := read(t, legacy)["clawdbot.json"], seed["clawdbot.json"]; got != want {
+		t.Errorf("got source config %q, want it kept as %q", got, want)
+	}
+	checks := []struct {
+		rel        string
+		mode       uint32 // with type bits
+		uid        uint32
+		mtimeCheck bool
+	}{
+		{"tool", unix.S_IFREG | 0o4750, 1000, false},
+		{"credentials", unix.S_IFDIR | 0o700, 0, false},
+		{"fifo", unix.S_IFIFO | 0o620, 0, false},
+		{"current", unix.S_IFLNK | 0o777, 1000, false},
+		{"sessions/a.jsonl", unix.S_IFREG | 0o640, 0, true},
+	}
+	for _, c := range checks {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(target, c.rel), &st); err != nil {
+			t.Errorf("%s: %v", c.rel, err)
+			continue
+		}
+		if st.Mode != c.mode || st.Uid != c.uid {
+			t.Errorf("%s: got mode %o uid %d, want mode %o uid %d", c.rel, st.Mode, st.Uid, c.mode, c.uid)
+		}
+		if c.mtimeCheck && !time.Unix(st.Mtim.Unix()).Equal(old) {
+			t.Errorf("%s: got mtime %v, want %v", c.rel, time.Unix(st.Mtim.Unix()), old)
+		}
+	}
+	var shadow syscall.Stat_t
+	syscall.Stat("/etc/shadow", &shadow)
+	if shadow.Uid != 0 {
+		t.Errorf("got /etc/shadow uid %d, want 0", shadow.Uid)
+	}
+	again, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || again[0].Action != ActionDone {
+		t.Errorf("rerun: got %v, %v, want done", actions(again), err)
+	}
+}
+
+// TestMountedLegacyAcrossFilesystems: a mounted legacy directory whose
+// rename answers EXDEV (target on another mount) is treated as a mount even
+// when statx said it was not one: never copied away from its mount.
+func TestMountedLegacyAcrossFilesystems(t *testing.T) {
+	requireRoot(t)
+	rules := exdevRules(t)
+	host := t.TempDir()
+	write(t, host, seed)
+	os.Mkdir(rules[0].Legacy, 0o755)
+	mount(t, host, rules[0].Legacy, "")
+	forceDetection(t, false, true)
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out[0].Action; got != ActionSkippedMount {
+		t.Errorf("got action %q, want %q", got, ActionSkippedMount)
+	}
+	if got := read(t, rules[0].Target); !equal(got, migrated(seed)) {
+		t.Errorf("got target view %v, want %v", got, migrated(seed))
+	}
+}
