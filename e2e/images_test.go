@@ -33,14 +33,14 @@ var (
 	productMu    sync.Mutex
 	product      *images
 	productErr   error
-	builtImages  []string // removed by TestMain
+	builtImages  []string // tags and image IDs, removed by TestMain
 	repoRootOnce = sync.OnceValues(func() (string, error) { return filepath.Abs("..") })
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, img := range builtImages {
-		dockertest.Run("docker", "image", "rm", img)
+	for i := len(builtImages) - 1; i >= 0; i-- {
+		dockertest.Run("docker", "image", "rm", builtImages[i])
 	}
 	os.Exit(code)
 }
@@ -121,7 +121,7 @@ func buildProduct(tb testing.TB) (*images, error) {
 		MoltctlVersion:  version,
 		OpenclawVersion: string(m[1]),
 	}
-	args := []string{"build", "-q",
+	args := []string{"build",
 		"--build-arg", "GO_IMAGE=" + goImage,
 		"--build-arg", "NODE_IMAGE=" + nodeImage,
 		"--build-arg", "MOLTCTL_VERSION=" + img.MoltctlVersion,
@@ -131,12 +131,45 @@ func buildProduct(tb testing.TB) (*images, error) {
 		if b.target != "" {
 			a = append(a, "--target", b.target)
 		}
-		if out, err := dockertest.Run("docker", append(a, ctx)...); err != nil {
+		out, err := dockertest.Run("docker", append(a, ctx)...)
+		// Remove what this build made: the intermediate images of the steps that were
+		// not cached (the build stage's stay behind as dangling images otherwise), then
+		// the tag, in TestMain, newest first.
+		builtImages = append(builtImages, newImages(out)...)
+		if err != nil {
 			return nil, fmt.Errorf("docker %s: %v %s", strings.Join(a, " "), err, out)
 		}
 		builtImages = append(builtImages, b.tag)
 	}
 	return img, nil
+}
+
+// newImages returns the IDs of the images the legacy builder's output says it
+// made: the result of every step that was neither a cache hit nor a FROM. It returns
+// nothing for BuildKit's output, whose cache is the builder's own.
+func newImages(out string) []string {
+	var ids []string
+	fromStep, cached, last := false, false, ""
+	flush := func() {
+		if !fromStep && !cached && last != "" {
+			ids = append(ids, last)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "Step "):
+			flush()
+			_, instr, _ := strings.Cut(line, " : ")
+			fromStep, cached, last = strings.HasPrefix(strings.ToUpper(instr), "FROM "), false, ""
+		case line == "---> Using cache":
+			cached = true
+		case strings.HasPrefix(line, "---> ") && !strings.HasPrefix(line, "---> Running in"):
+			last = strings.TrimPrefix(line, "---> ")
+		}
+	}
+	flush()
+	return ids
 }
 
 var standinMu sync.Mutex
