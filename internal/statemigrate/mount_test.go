@@ -226,3 +226,27 @@ func TestMountedLegacyAcrossFilesystems(t *testing.T) {
 		t.Errorf("got target view %v, want %v", got, migrated(seed))
 	}
 }
+
+// TestReadOnly: a step that fails (here EROFS) is reported as ActionFailed
+// with a warning, not an error, and changes nothing.
+func TestReadOnly(t *testing.T) {
+	requireRoot(t)
+	ro := filepath.Join(t.TempDir(), "ro")
+	os.Mkdir(ro, 0o755)
+	mount(t, "", ro, "tmpfs")
+	rules, _ := Preset("moltbot", ro)
+	write(t, rules[0].Legacy, seed)
+	if err := unix.Mount("", ro, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Migrate(context.Background(), Options{Rules: rules, LockDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out[0].Action; got != ActionFailed || !strings.Contains(out[0].Warning, "read-only") {
+		t.Errorf("got %q %q, want %q with the reason", got, out[0].Warning, ActionFailed)
+	}
+	if got := read(t, rules[0].Legacy); !equal(got, seed) {
+		t.Errorf("got %v, want the seed unchanged", got)
+	}
+}

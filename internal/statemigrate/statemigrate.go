@@ -75,6 +75,7 @@ const (
 	ActionConflict     = "conflict"      // both exist (or legacy is not a directory): nothing changed
 	ActionDone         = "done"          // migrated before: nothing to do
 	ActionAbsent       = "absent"        // no legacy directory: nothing to do
+	ActionFailed       = "failed"        // a step failed (e.g. EACCES, EROFS): state left complete, the next run retries
 )
 
 // Outcome reports what Migrate did for one rule. Warning, when set, is one
@@ -130,8 +131,11 @@ func validate(r Rule) error {
 // any point the app finds either the complete old state or the complete new
 // one, and the next Migrate finishes the job. Migrate fails with
 // ErrInvalidRule (before changing anything) for a bad rule, and with a wrapped
-// system error when a step fails; outcomes of the rules done so far are
-// returned with the error.
+// error when a lock cannot be taken (or ctx ends while waiting for one);
+// outcomes of the rules done so far are returned with the error. A step that
+// fails (a permission, a read-only or full filesystem) is not an error: its
+// rule's Outcome is ActionFailed with the reason in Warning, since the state
+// is left complete and the app can start.
 func Migrate(ctx context.Context, opts Options) ([]Outcome, error) {
 	for _, r := range opts.Rules {
 		if err := validate(r); err != nil {
@@ -185,7 +189,10 @@ func migrateRule(ctx context.Context, r Rule, lockDir string) (Outcome, error) {
 	stepHook("locked")
 	m := &migration{r: r, o: Outcome{Rule: r}}
 	if err := m.run(); err != nil {
-		return Outcome{}, err
+		// A failed step leaves what a crash there would: a complete state.
+		// The app can still start; the warning says what went wrong.
+		m.o.Action = ActionFailed
+		m.warnings = append(m.warnings, fmt.Sprintf("could not migrate %s to %s: %v; nothing is half done, the next start retries", r.Legacy, r.Target, err))
 	}
 	m.o.Warning = strings.Join(m.warnings, "; ")
 	return m.o, nil
