@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -216,6 +217,19 @@ func legacyMount(dir string) string {
 `, dir)
 }
 
+// rootOwnedVolume makes a volume as root would before the image ever ran: root-owned
+// root directory, a subdirectory and a file the app must keep. As node the app would
+// hit EACCES.
+func rootOwnedVolume(tb testing.TB) string {
+	tb.Helper()
+	vol := dockertest.Name("moltctle2e-data-")
+	dockertest.Docker(tb, "volume", "create", vol)
+	tb.Cleanup(func() { dockertest.Run("docker", "volume", "rm", "-f", vol) })
+	dockertest.Docker(tb, "run", "--rm", "-v", vol+":/data", dockertest.Busybox(tb), "sh", "-c",
+		"mkdir -p /data/cron && echo keep-me >/data/cron/jobs.json && chown -R 0:0 /data && chmod -R go-w /data")
+	return vol
+}
+
 // TestGateway runs the gateway image with the repository's docker-compose.yml.
 func TestGateway(t *testing.T) {
 	img := productImages(t)
@@ -273,13 +287,7 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("root-owned volume", func(t *testing.T) {
-		// A volume made by root before the image ran: root-owned root directory, a
-		// subdirectory and a file the app must keep. As node the app would hit EACCES.
-		vol := dockertest.Name("moltctle2e-data-")
-		dockertest.Docker(t, "volume", "create", vol)
-		t.Cleanup(func() { dockertest.Run("docker", "volume", "rm", "-f", vol) })
-		dockertest.Docker(t, "run", "--rm", "-v", vol+":/data", dockertest.Busybox(t), "sh", "-c",
-			"mkdir -p /data/cron && echo keep-me >/data/cron/jobs.json && chown -R 0:0 /data && chmod -R go-w /data")
+		vol := rootOwnedVolume(t)
 
 		d := deploy(t, img, override{top: fmt.Sprintf("volumes:\n  moltbot_data:\n    external: true\n    name: %s\n", vol)})
 		d.up()
@@ -292,6 +300,32 @@ func TestGateway(t *testing.T) {
 		}
 		checkDropped(t, d.appStatus())
 		d.stable()
+	})
+
+	t.Run("started as node on a root-owned volume", func(t *testing.T) {
+		// No root, no chown: bootstrap stops with one line naming the directory and
+		// the fixes, before the app could fail with EACCES.
+		vol := rootOwnedVolume(t)
+		name := dockertest.Name("moltctle2e-node-")
+		t.Cleanup(func() { dockertest.Run("docker", "rm", "-f", name) })
+		out, err := exec.Command("docker", "run", "--name", name, "--user", "node",
+			"-v", vol+":/var/lib/moltbot", img.Gateway).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("docker run --user node: got %v, want exit code 1; output:\n%s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 {
+			t.Errorf("output: got %d lines, want one:\n%s", len(lines), out)
+		}
+		for _, want := range []string{"/var/lib/moltbot", "0:0", "moltctl migrate"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("output: got %q, want it to name %q", out, want)
+			}
+		}
+		if strings.Contains(string(out), "EACCES") {
+			t.Errorf("output: got %q, the app ran", out)
+		}
 	})
 
 	t.Run("bind-mounted legacy directory", func(t *testing.T) {
