@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // scenario sets up one migration and returns its rules.
@@ -146,40 +147,73 @@ func TestCrashAtEveryStep(t *testing.T) {
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 // TestParallel: two processes migrate the same directory at once; exactly
-// one renames it and the other finds it done. The first holds the lock for a
-// moment so the second really waits (the assertion does not depend on it).
+// one does the work and the other finds it done. The first to lock holds the
+// lock a moment so the second really waits (the assertion does not need it).
 func TestParallel(t *testing.T) {
-	rules, _ := Preset("moltbot", t.TempDir())
-	write(t, rules[0].Legacy, seed)
-	var wg sync.WaitGroup
-	results := make([][]Outcome, 2)
-	errs := make([]error, 2)
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := childCmd(t, Options{Rules: rules}, envHold+"=100ms")
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				errs[i] = errors.New(err.Error() + ": " + stderr.String())
-				return
+	tests := []struct {
+		sc   scenario
+		want string
+	}{
+		{scenarios[0], ActionRenamed},
+		{scenarios[3], ActionCopied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sc.name, func(t *testing.T) {
+			if tt.sc.root {
+				requireRoot(t)
 			}
-			errs[i] = json.Unmarshal(out, &results[i])
-		}()
+			rules := tt.sc.setup(t)
+			var wg sync.WaitGroup
+			results := make([][]Outcome, 2)
+			errs := make([]error, 2)
+			for i := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cmd := childCmd(t, Options{Rules: rules}, envHold+"=100ms")
+					var stderr strings.Builder
+					cmd.Stderr = &stderr
+					out, err := cmd.Output()
+					if err != nil {
+						errs[i] = errors.New(err.Error() + ": " + stderr.String())
+						return
+					}
+					errs[i] = json.Unmarshal(out, &results[i])
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := []string{results[0][0].Action, results[1][0].Action}
+			if !(eqStrings(got, []string{tt.want, ActionDone}) || eqStrings(got, []string{ActionDone, tt.want})) {
+				t.Errorf("got actions %v, want one %s and one done", got, tt.want)
+			}
+			if got := read(t, rules[0].Target); !equal(got, migrated(seed)) {
+				t.Errorf("got %v, want %v", got, migrated(seed))
+			}
+		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+}
+
+// TestLockWaitEndsWithContext: Migrate waiting for a lock held elsewhere
+// returns ctx's error and changes nothing.
+func TestLockWaitEndsWithContext(t *testing.T) {
+	rules := scenarios[0].setup(t)
+	held, err := acquire(context.Background(), lockPath(rules[0].Target, ""))
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := []string{results[0][0].Action, results[1][0].Action}
-	if !(eqStrings(got, []string{ActionRenamed, ActionDone}) || eqStrings(got, []string{ActionDone, ActionRenamed})) {
-		t.Errorf("got actions %v, want one renamed and one done", got)
+	defer held.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = Migrate(ctx, Options{Rules: rules})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, want context.DeadlineExceeded", err)
 	}
-	if got := read(t, rules[0].Target); !equal(got, migrated(seed)) {
-		t.Errorf("got %v, want %v", got, migrated(seed))
+	if got := read(t, rules[0].Legacy); !equal(got, seed) {
+		t.Errorf("got %v, want the legacy state untouched", got)
 	}
 }

@@ -250,3 +250,39 @@ func TestReadOnly(t *testing.T) {
 		t.Errorf("got %v, want the seed unchanged", got)
 	}
 }
+
+// TestCopySourceChanges: a source that changes while it is copied fails the
+// verify step: ActionFailed, the staging directory removed, the source intact;
+// the next run copies the new content.
+func TestCopySourceChanges(t *testing.T) {
+	requireRoot(t)
+	rules := exdevRules(t)
+	write(t, rules[0].Legacy, seed)
+	real := stepHook
+	stepHook = func(step string) {
+		if step == "staging-copied" {
+			os.WriteFile(filepath.Join(rules[0].Legacy, "sessions/a.jsonl"), []byte("one\ntwo\nthree\n"), 0o640)
+		}
+	}
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	stepHook = real
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out[0].Action; got != ActionFailed || !strings.Contains(out[0].Warning, "differs") {
+		t.Errorf("got %q %q, want %q naming the difference", got, out[0].Warning, ActionFailed)
+	}
+	if _, err := os.Lstat(stagingPath(rules[0].Target)); err == nil {
+		t.Error("got a staging directory left, want it removed")
+	}
+	if _, err := os.Lstat(rules[0].Target); err == nil {
+		t.Error("got a target, want none")
+	}
+	out, err = Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || out[0].Action != ActionCopied {
+		t.Fatalf("rerun: got %v, %v, want copied", actions(out), err)
+	}
+	if got := read(t, rules[0].Target)["sessions/a.jsonl"]; got != "one\ntwo\nthree\n" {
+		t.Errorf("got %q, want the changed content", got)
+	}
+}

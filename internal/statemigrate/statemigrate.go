@@ -130,12 +130,13 @@ func validate(r Rule) error {
 // and the others report ActionDone. Every step is crash safe: after a crash at
 // any point the app finds either the complete old state or the complete new
 // one, and the next Migrate finishes the job. Migrate fails with
-// ErrInvalidRule (before changing anything) for a bad rule, and with a wrapped
-// error when a lock cannot be taken (or ctx ends while waiting for one);
-// outcomes of the rules done so far are returned with the error. A step that
-// fails (a permission, a read-only or full filesystem) is not an error: its
-// rule's Outcome is ActionFailed with the reason in Warning, since the state
-// is left complete and the app can start.
+// ErrInvalidRule (before changing anything) for a bad rule, and with ctx's
+// error when ctx ends (checked before each rule and while waiting for a lock);
+// outcomes of the rules done so far are returned with the error. Anything
+// else that fails (a lock file that cannot be created, a permission, a
+// read-only or full filesystem, a source changing under the copy) is not an
+// error: its rule's Outcome is ActionFailed with the reason in Warning, since
+// the state is left complete and the app can start.
 func Migrate(ctx context.Context, opts Options) ([]Outcome, error) {
 	for _, r := range opts.Rules {
 		if err := validate(r); err != nil {
@@ -166,29 +167,11 @@ func exists(path string) (os.FileInfo, bool, error) {
 }
 
 func migrateRule(ctx context.Context, r Rule, lockDir string) (Outcome, error) {
-	// Nothing to do and nothing half done: no lock (and no lock file).
-	_, legacyOK, err := exists(r.Legacy)
-	if err != nil {
-		return Outcome{}, err
-	}
-	_, intentOK, err := exists(intentPath(r.Target))
-	if err != nil {
-		return Outcome{}, err
-	}
-	if !legacyOK && !intentOK {
-		return Outcome{Rule: r, Action: ActionAbsent}, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return Outcome{}, err
-	}
-	l, err := acquire(ctx, lockPath(r.Target, lockDir))
-	if err != nil {
-		return Outcome{}, err
-	}
-	defer l.release()
-	stepHook("locked")
 	m := &migration{r: r, o: Outcome{Rule: r}}
-	if err := m.run(); err != nil {
+	if err := m.locked(ctx, lockDir); err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}, err
+		}
 		// A failed step leaves what a crash there would: a complete state.
 		// The app can still start; the warning says what went wrong.
 		m.o.Action = ActionFailed
@@ -196,6 +179,34 @@ func migrateRule(ctx context.Context, r Rule, lockDir string) (Outcome, error) {
 	}
 	m.o.Warning = strings.Join(m.warnings, "; ")
 	return m.o, nil
+}
+
+// locked runs the migration under the lock, unless there is clearly nothing
+// to do: no legacy directory and nothing half done (then no lock file is
+// created either).
+func (m *migration) locked(ctx context.Context, lockDir string) error {
+	_, legacyOK, err := exists(m.r.Legacy)
+	if err != nil {
+		return err
+	}
+	_, intentOK, err := exists(intentPath(m.r.Target))
+	if err != nil {
+		return err
+	}
+	if !legacyOK && !intentOK {
+		m.o.Action = ActionAbsent
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l, err := acquire(ctx, lockPath(m.r.Target, lockDir))
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	stepHook("locked")
+	return m.run()
 }
 
 type migration struct {
