@@ -286,3 +286,18 @@ func TestCopySourceChanges(t *testing.T) {
 		t.Errorf("got %q, want the changed content", got)
 	}
 }
+
+// TestMountedLegacyStaleIntent: an intent left by a run that crashed before
+// its rename (which would have met EBUSY) is cleared by the mount path.
+func TestMountedLegacyStaleIntent(t *testing.T) {
+	requireRoot(t)
+	rules := scenarios[4].setup(t)
+	os.WriteFile(intentPath(rules[0].Target), []byte(rules[0].Legacy+"\n"), 0o644)
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || out[0].Action != ActionSkippedMount {
+		t.Fatalf("got %v, %v, want skipped-mount", actions(out), err)
+	}
+	if _, err := os.Lstat(intentPath(rules[0].Target)); err == nil {
+		t.Error("got the intent file left, want it removed")
+	}
+}

@@ -423,6 +423,12 @@ func (m *migration) linkMount() error {
 	r := m.r
 	m.o.Action = ActionSkippedMount
 	m.mountWarning()
+	// An intent left by a run that crashed before its rename met EBUSY.
+	if intent, err := readSmall(intentPath(r.Target)); err == nil && intent == r.Legacy {
+		if err := m.dropIntent(); err != nil {
+			return err
+		}
+	}
 	rel, err := filepath.Rel(filepath.Dir(r.Target), r.Legacy)
 	if err != nil {
 		return err
