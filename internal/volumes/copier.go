@@ -41,6 +41,7 @@ type copier struct {
 	res       CopyResult
 	buf       []byte
 	cfrBroken atomic.Bool
+	umask     uint32
 	last      time.Time
 	total     Progress
 
@@ -75,6 +76,8 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 	c := &copier{ctx: ctx, o: o, dstRoot: int(dst.Fd()), rootDev: uint64(rootSt.Dev),
 		man: map[string]*entry{}, links: map[devIno]string{}, buf: make([]byte, 1<<20)}
 	c.res.Pass = PassFull
+	c.umask = uint32(unix.Umask(0))
+	unix.Umask(int(c.umask))
 	st, err := openState(c.dstRoot)
 	if err != nil {
 		return nil, err
@@ -136,7 +139,7 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.setMeta(c.dstRoot, -1, "", root, int(src.Fd())); err != nil {
+	if err := c.setMeta(c.dstRoot, -1, "", root, int(src.Fd()), 1<<31); err != nil {
 		return nil, fmt.Errorf("setting the owner of the volume root: %w", err)
 	}
 	if o.Delta {
@@ -495,7 +498,7 @@ func (c *copier) copyDirEntry(srcfd, dstfd int, rel, name string, st *unix.Stat_
 	}
 	c.mu.Unlock()
 	if isNew || touched || c.old == nil {
-		if err := c.setMeta(int(dd.Fd()), -1, "", e, int(sd.Fd())); err != nil {
+		if err := c.setMeta(int(dd.Fd()), -1, "", e, int(sd.Fd()), 1<<31); err != nil {
 			return false, c.writeErr("setting owner and mode of", p, err)
 		}
 	}
@@ -615,7 +618,9 @@ func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry, buf []byte
 		return false, nil
 	}
 	*e = *entryOf(&st) // what is copied is what the next pass compares with
-	dfd, err := unix.Openat(dstfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	// created with its final permission bits: no chmod needed afterwards unless
+	// setuid/setgid/sticky (cleared by chown), xattrs or the umask say so
+	dfd, err := unix.Openat(dstfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, e.Mode&0o777)
 	if err != nil {
 		return false, c.writeErr("creating", p, err)
 	}
@@ -623,7 +628,7 @@ func (c *copier) copyFile(srcfd, dstfd int, p, name string, e *entry, buf []byte
 	if err := c.copyData(sfd, dfd, e.Size, e.Blocks*512 >= e.Size, buf); err != nil {
 		return false, c.writeErr("copying", p, err)
 	}
-	if err := c.setMeta(dfd, dstfd, name, e, sfd); err != nil {
+	if err := c.setMeta(dfd, dstfd, name, e, sfd, e.Mode&0o777&^c.umask); err != nil {
 		return false, c.writeErr("setting owner and mode of", p, err)
 	}
 	if e.Nlink > 1 {
@@ -729,7 +734,8 @@ func writeFull(fd int, b []byte, off int64) (int, error) {
 // xattrs, mode and mtime, in that order: chown clears setuid/setgid and file
 // capabilities, so the mode and security.capability come after it. The xattrs
 // are read from the open source sfd. For a file, dirfd/name set the times.
-func (c *copier) setMeta(fd, dirfd int, name string, e *entry, sfd int) error {
+// created is the mode the entry was created with.
+func (c *copier) setMeta(fd, dirfd int, name string, e *entry, sfd int, created uint32) error {
 	uid, gid := c.owner(e)
 	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return err
@@ -748,8 +754,10 @@ func (c *copier) setMeta(fd, dirfd int, name string, e *entry, sfd int) error {
 			return fmt.Errorf("setting xattr %s: %w", k, err)
 		}
 	}
-	if err := unix.Fchmod(fd, e.Mode); err != nil {
-		return err
+	if len(xs) > 0 || e.Mode != created {
+		if err := unix.Fchmod(fd, e.Mode); err != nil {
+			return err
+		}
 	}
 	if dirfd >= 0 {
 		return setTimes(dirfd, name, e.Mtime)
