@@ -2,7 +2,8 @@
 # bench/copy.sh — moltctl's volume copy (volumes.Copy through the helper container)
 # beside host `cp -a` (the physical baseline) and the busybox recipe
 # `docker run --rm -v SRC:/from -v VOL:/to busybox cp -a /from/. /to/`, in one run on
-# the same disk (cp -a too writes into a fresh volume's directory), on (a) 1 GiB in 64 MiB files and (b) 100k files of 4 KiB in nested
+# the same disk (cp -a too writes into a fresh volume's directory), on (a) 1 GiB in
+# 64 MiB files and (b) 100k files of 4 KiB in nested
 # dirs; then moltctl's delta pass after 1% of the files changed, against its full pass.
 # Conditions: WARM page cache (every contestant starts right after the source was read
 # in full; caches are never dropped — the machine is shared), `sync` before each timed

@@ -188,11 +188,21 @@ func run(dir, helper, busybox string, sets []string) error {
 		changed := 0
 		for round := 0; round < rounds; round++ {
 			stamp := fmt.Sprintf("%d", time.Now().UnixNano())
-			// host cp -a: the physical baseline
-			dst := filepath.Join(dir, "cp-"+stamp)
+			// host cp -a: the physical baseline, into a fresh volume's directory on
+			// the engine's host (this bench runs beside a local engine), so that
+			// every contestant writes to the same place
+			cpVol := "copybench-cp-" + stamp
+			if err := sh("docker", "volume", "create", cpVol); err != nil {
+				return err
+			}
+			mp, err := exec.Command("docker", "volume", "inspect", "-f", "{{.Mountpoint}}", cpVol).Output()
+			if err != nil {
+				return fmt.Errorf("inspecting %s: %w", cpVol, err)
+			}
+			dst := filepath.Join(strings.TrimSpace(string(mp)), "copy")
 			warm(src)
 			tcp, err := timed(func() error { return sh("cp", "-a", src, dst) })
-			os.RemoveAll(dst)
+			sh("docker", "volume", "rm", "-f", cpVol)
 			if err != nil {
 				return err
 			}
