@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,18 +11,6 @@ import (
 	"syscall"
 	"testing"
 )
-
-// bootstrapRequireRoot fails the test under CI=true when not root, and skips it elsewhere.
-func bootstrapRequireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("CI=true and not running as root")
-	}
-	tb.Skip("needs root")
-}
 
 // captureStderr runs f with os.Stderr sent to a pipe and returns what was written.
 func captureStderr(tb testing.TB, f func()) string {
@@ -45,7 +34,7 @@ func captureStderr(tb testing.TB, f func()) string {
 }
 
 func TestBootstrapFlagsWinOverEnvAndBadInput(t *testing.T) {
-	bootstrapRequireRoot(t)
+	dockertest.Root(t)
 	base := t.TempDir()
 	fromEnv, fromFlag := filepath.Join(base, "env"), filepath.Join(base, "flag")
 	t.Setenv("MOLTCTL_DIRS", fromEnv)
@@ -95,7 +84,7 @@ func TestBootstrapChild(t *testing.T) {
 }
 
 func TestBootstrapNotWritableMessage(t *testing.T) {
-	bootstrapRequireRoot(t)
+	dockertest.Root(t)
 	bin, err := os.MkdirTemp("", "moltctl-bootstrap-test")
 	if err != nil {
 		t.Fatal(err)

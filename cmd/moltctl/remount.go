@@ -10,8 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/moltctl/moltctl/internal/compose"
-	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/remount"
 )
 
@@ -53,24 +51,9 @@ remount is finished with --resume or undone with --rollback.`,
 	return cmd
 }
 
-func remountComposeEnv(g *globalOptions) []string {
-	var env []string
-	if g.engine.Host != "" {
-		env = append(env, "DOCKER_HOST="+g.engine.Host)
-	}
-	if g.engine.Context != "" {
-		env = append(env, "DOCKER_CONTEXT="+g.engine.Context)
-	}
-	return env
-}
-
 func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	ctx := cmd.Context()
-	project, err := compose.Load(ctx, g.compose)
-	if err != nil {
-		return err
-	}
-	eng, err := engine.Connect(ctx, g.engine)
+	project, eng, err := g.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,7 +61,7 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	stderr := cmd.ErrOrStderr()
 	tty := remountIsTerminal(stderr)
 	opts := remount.Options{
-		Project: project, Compose: g.compose, ComposeEnv: remountComposeEnv(g), Service: o.service,
+		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Service: o.service,
 		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
 		Progress: func(step, detail string) {
 			if tty && !o.json {

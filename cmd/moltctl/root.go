@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
 	"github.com/moltctl/moltctl/internal/compose"
@@ -18,6 +20,33 @@ import (
 type globalOptions struct {
 	compose compose.Options
 	engine  engine.Options
+}
+
+// connect loads the compose project the global flags select and connects to the
+// engine they select. The caller closes the client.
+func (g *globalOptions) connect(ctx context.Context) (*types.Project, *client.Client, error) {
+	project, err := compose.Load(ctx, g.compose)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := engine.Connect(ctx, g.engine)
+	if err != nil {
+		return nil, nil, err
+	}
+	return project, eng, nil
+}
+
+// composeEnv is the environment the docker compose CLI needs to reach the same
+// engine as moltctl: DOCKER_HOST and DOCKER_CONTEXT from -H and --context.
+func (g *globalOptions) composeEnv() []string {
+	var env []string
+	if g.engine.Host != "" {
+		env = append(env, "DOCKER_HOST="+g.engine.Host)
+	}
+	if g.engine.Context != "" {
+		env = append(env, "DOCKER_CONTEXT="+g.engine.Context)
+	}
+	return env
 }
 
 // exitCodeError makes execute exit with code instead of 1.

@@ -8,8 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/moltctl/moltctl/internal/compose"
-	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/remount"
 )
 
@@ -34,17 +32,13 @@ func newStatusCmd(g *globalOptions) *cobra.Command {
 
 func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	ctx := cmd.Context()
-	project, err := compose.Load(ctx, g.compose)
-	if err != nil {
-		return err
-	}
-	eng, err := engine.Connect(ctx, g.engine)
+	project, eng, err := g.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
 	rep, err := remount.Status(ctx, eng, remount.StatusOptions{
-		Project: project, Compose: g.compose, ComposeEnv: remountComposeEnv(g), Services: o.services,
+		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
 	})
 	if err != nil {
 		return fmt.Errorf("status: %w", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"io"
 	"os"
 	"os/exec"
@@ -81,18 +82,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
-}
-
-// requireRoot fails the test under CI=true when not root, and skips it elsewhere.
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("CI=true and not running as root")
-	}
-	tb.Skip("needs root")
 }
 
 // testBinary returns a copy of this test binary in a directory every user may
@@ -194,7 +183,7 @@ func parseReport(s string) map[string]string {
 }
 
 func TestRunAsRootDropsCompletely(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	base := t.TempDir()
 	existing := filepath.Join(base, "existing")
 	os.MkdirAll(filepath.Join(existing, "sub"), 0o755)
@@ -234,7 +223,7 @@ func TestRunAsRootDropsCompletely(t *testing.T) {
 }
 
 func TestExitCodeAndSignalsAreTheApps(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	bin := testBinary(t, "bootstrap.test", 0o755)
 	dir := t.TempDir()
 	t.Run("exit code", func(t *testing.T) {
@@ -282,7 +271,7 @@ func TestExitCodeAndSignalsAreTheApps(t *testing.T) {
 }
 
 func TestRunAsNonRoot(t *testing.T) {
-	requireRoot(t) // to make the directories and start the child as uid 1000
+	dockertest.Root(t) // to make the directories and start the child as uid 1000
 	bin := testBinary(t, "bootstrap.test", 0o755)
 	base := t.TempDir()
 	os.Chmod(filepath.Dir(base), 0o755) // t.TempDir's parent is 0700
@@ -327,7 +316,7 @@ func TestRunAsNonRoot(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, binMode string
@@ -370,7 +359,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestTwoBootstrapsAtOnce(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	bin := testBinary(t, "bootstrap.test", 0o755)
 	dir := t.TempDir()
 	for i := range 50 {
@@ -407,7 +396,7 @@ func TestTwoBootstrapsAtOnce(t *testing.T) {
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	base := t.TempDir()
 	dir := filepath.Join(base, "state")
 	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)

@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ func userHome(tb testing.TB) (home, legacy string) {
 }
 
 func TestLegacyMigrationRunsAsTheUser(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	home, legacy := userHome(t)
 	o := Options{User: "node", Dirs: []string{}, Legacy: "moltbot", Home: home, EtcDir: etcDir(t),
 		Command: []string{"sh", "-c", "cat $0/.moltbot/moltbot.json", home}}
@@ -53,7 +54,7 @@ func TestLegacyMigrationRunsAsTheUser(t *testing.T) {
 }
 
 func TestLegacyBindMountWarnsAndStarts(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	home, legacy := userHome(t)
 	src := filepath.Join(filepath.Dir(home), "host-dir")
 	os.Rename(legacy, src)

@@ -158,3 +158,12 @@ func Project(tb testing.TB, name, content string) string {
 	})
 	return dir
 }
+
+// Root makes sure the test runs as root (tests make real mounts and chown): it fails
+// the test when CI=true and skips it elsewhere.
+func Root(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(tb, "not running as root")
+	}
+}

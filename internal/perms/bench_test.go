@@ -3,6 +3,7 @@ package perms
 import (
 	"context"
 	"fmt"
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -56,7 +57,7 @@ func owned(fi fs.FileInfo) bool {
 // tree, root-owned (every entry changes) and already owned (nothing changes),
 // and reports the ratio (fix/naive; below 1 is faster).
 func BenchmarkFix(b *testing.B) {
-	requireRoot(b)
+	dockertest.Root(b)
 	for _, tc := range []struct {
 		name  string
 		owner int

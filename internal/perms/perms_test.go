@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,18 +17,6 @@ import (
 )
 
 const uid, gid = 1000, 1000
-
-// requireRoot fails the test under CI=true when not root, and skips it elsewhere.
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("CI=true and not running as root")
-	}
-	tb.Skip("needs root")
-}
 
 // owner returns the uid:gid of path itself (not following a symlink).
 func owner(tb testing.TB, path string) string {
@@ -73,7 +62,7 @@ func each(t *testing.T, f func(t *testing.T)) {
 }
 
 func TestFixChownsOnlyWhatIsWrongAndNeverLeaves(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	each(t, func(t *testing.T) {
 		base := t.TempDir()
 		root := filepath.Join(base, "state")
@@ -126,7 +115,7 @@ func TestFixChownsOnlyWhatIsWrongAndNeverLeaves(t *testing.T) {
 }
 
 func TestFixRefusesSymlinkRoot(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	base := t.TempDir()
 	os.Mkdir(filepath.Join(base, "real"), 0o755)
 	os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "state"))
@@ -155,7 +144,7 @@ func mount(tb testing.TB, src, target, fstype string, flags uintptr) {
 }
 
 func TestFixDoesNotCrossMounts(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	each(t, func(t *testing.T) {
 		base := t.TempDir()
 		root := filepath.Join(base, "state")
@@ -198,7 +187,7 @@ func TestFixDoesNotCrossMounts(t *testing.T) {
 // TestFixRace swaps entries for symlinks and hardlinks to files outside while
 // the walk runs; whatever the interleaving, nothing outside changes owner.
 func TestFixRace(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	each(t, func(t *testing.T) {
 		for _, sealed := range []bool{false, true} {
 			t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
@@ -293,7 +282,7 @@ func TestFixRace(t *testing.T) {
 }
 
 func TestFixDryRun(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	root := t.TempDir()
 	write(t, filepath.Join(root, "a", "f"), 0o644)
 	st, err := Fix(context.Background(), root, Options{UID: uid, GID: gid, DryRun: true})
@@ -309,7 +298,7 @@ func TestFixDryRun(t *testing.T) {
 }
 
 func TestMkdirAll(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	base := t.TempDir()
 	if err := MkdirAll(filepath.Join(base, "x", "y")); err != nil {
 		t.Fatal(err)
@@ -345,7 +334,7 @@ func TestUnescapeMountinfo(t *testing.T) {
 // (after it was examined, before it is changed), for a symlink or a hardlink to
 // a file outside, or a directory for a symlink to one outside.
 func TestFixSwappedBetweenExamineAndChange(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	each(t, func(t *testing.T) {
 		for _, attack := range []string{"symlink", "hardlink", "dir-symlink"} {
 			t.Run(attack, func(t *testing.T) {

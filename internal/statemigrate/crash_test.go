@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,7 +99,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			if sc.root {
-				requireRoot(t)
+				dockertest.Root(t)
 			}
 			// Reference run, counting the steps.
 			rules := sc.setup(t)
@@ -160,7 +161,7 @@ func TestParallel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.sc.name, func(t *testing.T) {
 			if tt.sc.root {
-				requireRoot(t)
+				dockertest.Root(t)
 			}
 			rules := tt.sc.setup(t)
 			var wg sync.WaitGroup

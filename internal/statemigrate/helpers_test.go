@@ -73,19 +73,6 @@ func childCmd(tb testing.TB, opts Options, env ...string) *exec.Cmd {
 	return cmd
 }
 
-// requireRoot skips a test that needs mounts when not root, and fails it
-// under CI=true, where tests run as root.
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("needs root to create mount points (CI runs tests as root)")
-	}
-	tb.Skip("needs root to create mount points")
-}
-
 // mount mounts (a bind mount when fstype is "", else a fresh fstype) on
 // target and unmounts it in Cleanup.
 func mount(tb testing.TB, source, target, fstype string) {

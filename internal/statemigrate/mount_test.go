@@ -2,6 +2,7 @@ package statemigrate
 
 import (
 	"context"
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,7 @@ func forceDetection(tb testing.TB, root, known bool) {
 }
 
 func TestIsMountPoint(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	dir := t.TempDir()
 	src, mnt, plain := filepath.Join(dir, "src"), filepath.Join(dir, "my mnt\tx"), filepath.Join(dir, "plain")
 	for _, d := range []string{src, mnt, plain} {
@@ -58,7 +59,7 @@ func TestIsMountPoint(t *testing.T) {
 // names the fix. Detection by statx, by mountinfo, and none at all (EBUSY
 // from the rename decides).
 func TestMountedLegacy(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	for _, mode := range []string{"statx", "mountinfo", "rename says EBUSY"} {
 		t.Run(mode, func(t *testing.T) {
 			switch mode {
@@ -135,7 +136,7 @@ func exdevRules(tb testing.TB) []Rule {
 // TestCopyAcrossFilesystems: EXDEV copies through a staging directory,
 // keeping modes, owners, times, links and special bits, and keeps the source.
 func TestCopyAcrossFilesystems(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	rules := exdevRules(t)
 	legacy, target := rules[0].Legacy, rules[0].Target
 	write(t, legacy, seed)
@@ -208,7 +209,7 @@ func TestCopyAcrossFilesystems(t *testing.T) {
 // rename answers EXDEV (target on another mount) is treated as a mount even
 // when statx said it was not one: never copied away from its mount.
 func TestMountedLegacyAcrossFilesystems(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	rules := exdevRules(t)
 	host := t.TempDir()
 	write(t, host, seed)
@@ -230,7 +231,7 @@ func TestMountedLegacyAcrossFilesystems(t *testing.T) {
 // TestReadOnly: a step that fails (here EROFS) is reported as ActionFailed
 // with a warning, not an error, and changes nothing.
 func TestReadOnly(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	ro := filepath.Join(t.TempDir(), "ro")
 	os.Mkdir(ro, 0o755)
 	mount(t, "", ro, "tmpfs")
@@ -255,7 +256,7 @@ func TestReadOnly(t *testing.T) {
 // verify step: ActionFailed, the staging directory removed, the source intact;
 // the next run copies the new content.
 func TestCopySourceChanges(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	rules := exdevRules(t)
 	write(t, rules[0].Legacy, seed)
 	real := stepHook
@@ -290,7 +291,7 @@ func TestCopySourceChanges(t *testing.T) {
 // TestMountedLegacyStaleIntent: an intent left by a run that crashed before
 // its rename (which would have met EBUSY) is cleared by the mount path.
 func TestMountedLegacyStaleIntent(t *testing.T) {
-	requireRoot(t)
+	dockertest.Root(t)
 	rules := scenarios[4].setup(t)
 	os.WriteFile(intentPath(rules[0].Target), []byte(rules[0].Legacy+"\n"), 0o644)
 	out, err := Migrate(context.Background(), Options{Rules: rules})

@@ -3,6 +3,7 @@ package volumes
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/moltctl/moltctl/internal/dockertest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -79,9 +80,7 @@ func capXattr() []byte {
 // makeTree builds a testTree under a new temporary directory. It needs root.
 func makeTree(tb testing.TB) *testTree {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root to create a root-owned tree with devices and capabilities")
-	}
+	dockertest.Root(tb)
 	base := tb.TempDir()
 	must(tb, os.Chmod(base, 0o755))
 	t := &testTree{Src: filepath.Join(base, "src"), Outside: filepath.Join(base, "outside")}
