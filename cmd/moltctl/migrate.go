@@ -7,12 +7,14 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/migrate"
+	"github.com/moltctl/moltctl/internal/remount"
 )
 
 type migrateOptions struct {
@@ -21,17 +23,29 @@ type migrateOptions struct {
 	owner       string
 	volumeNames []string
 	services    []string
+	yes         bool
+	quiet       bool
+	resume      bool
+	rollback    bool
+	copyBack    bool
+	keepOwner   bool
+	verifyFull  bool
+	waitTimeout time.Duration
 }
 
 func newMigrateCmd(g *globalOptions) *cobra.Command {
 	o := &migrateOptions{}
 	cmd := &cobra.Command{
-		Use:   "migrate --dry-run [OPTIONS] [SERVICE...]",
+		Use:   "migrate [OPTIONS] [SERVICE...]",
 		Short: "Move host directory bind mounts into named volumes (plan with --dry-run)",
 		Long: `migrate turns every host directory bind mount of the project (or of the given
 services) into a named volume owned by the user the service runs as, and rewrites
 the compose files that declare the mounts. With --dry-run it prints the plan and the
-diff of every compose file that would change, and changes nothing.`,
+diff of every compose file that would change, and changes nothing. Without it, it
+creates the volumes, copies while the services run, stops them, copies what changed,
+verifies, rewrites the compose files and remounts the services (keeping their
+writable layers). An interrupted migration is finished with --resume or undone
+with --rollback.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
 			return runMigrate(cmd, g, o)
@@ -49,21 +63,43 @@ diff of every compose file that would change, and changes nothing.`,
 	f.BoolVar(&o.json, "json", false, "print the plan as JSON")
 	f.StringVar(&o.owner, "owner", "", "owner of the migrated data: uid:gid or user[:group] of the image (default: the service's user, else the image's USER, else the directory's owner)")
 	f.StringArrayVar(&o.volumeNames, "volume-name", nil, "volume key for a host directory, SOURCE=KEY (repeatable)")
+	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines")
+	f.BoolVar(&o.resume, "resume", false, "finish an interrupted migration from its journal")
+	f.BoolVar(&o.rollback, "rollback", false, "undo the last migration: restore the compose files, put the services back on their binds")
+	f.BoolVar(&o.copyBack, "copy-back", false, "with --rollback: copy the volumes back into the bind directories (not implemented)")
+	f.BoolVar(&o.keepOwner, "keep-owner", false, "keep the files' numeric owners instead of the planned owner")
+	f.BoolVar(&o.verifyFull, "verify-full", false, "compare the content hash of every file (default: of what the delta pass copied)")
+	f.DurationVar(&o.waitTimeout, "wait-timeout", remount.DefaultWaitTimeout, "how long each remounted container must keep running (or has to turn healthy)")
+	cmd.MarkFlagsMutuallyExclusive("resume", "rollback", "dry-run")
 	return cmd
 }
 
 func runMigrate(cmd *cobra.Command, g *globalOptions, o *migrateOptions) error {
 	if !o.dryRun {
-		return errors.New("migrate: only --dry-run is implemented so far")
+		return runMigrateReal(cmd, g, o)
 	}
+	names, err := migrateVolumeNames(o)
+	if err != nil {
+		return err
+	}
+	return runMigrateDryRun(cmd, g, o, names)
+}
+
+// migrateVolumeNames parses --volume-name SOURCE=KEY.
+func migrateVolumeNames(o *migrateOptions) (map[string]string, error) {
 	names := map[string]string{}
 	for _, nv := range o.volumeNames {
 		src, key, ok := strings.Cut(nv, "=")
 		if !ok || src == "" || key == "" {
-			return fmt.Errorf("migrate: --volume-name %q: want SOURCE=KEY", nv)
+			return nil, fmt.Errorf("migrate: --volume-name %q: want SOURCE=KEY", nv)
 		}
 		names[src] = key
 	}
+	return names, nil
+}
+
+func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, names map[string]string) error {
 	ctx := cmd.Context()
 	project, err := compose.Load(ctx, g.compose)
 	if err != nil {
@@ -141,4 +177,127 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// runMigrateReal runs, resumes or rolls back the migration (one library call)
+// and prints progress on stderr and the report on stdout.
+func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) error {
+	names, err := migrateVolumeNames(o)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	stderr := cmd.ErrOrStderr()
+	opts := migrate.RunOptions{
+		Compose: g.compose, ComposeEnv: g.composeEnv(),
+		Plan:      migrate.PlanOptions{Services: o.services, Owner: o.owner, VolumeNames: names},
+		KeepOwner: o.keepOwner, VerifyFull: o.verifyFull, WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
+	}
+	if o.copyBack && !o.rollback {
+		return errors.New("migrate: --copy-back needs --rollback")
+	}
+	if !o.quiet {
+		var last time.Time
+		opts.Progress = func(e migrate.Event) {
+			if e.Copy == nil {
+				fmt.Fprintf(stderr, "migrate: %s %s\n", e.Step, e.Detail)
+				return
+			}
+			if time.Since(last) < 2*time.Second {
+				return
+			}
+			last = time.Now()
+			p := e.Copy
+			line := fmt.Sprintf("migrate: copy %s (%s): %d files, %s", e.Volume, p.Pass, p.Files, humanBytes(p.Bytes))
+			if p.TotalBytes > 0 {
+				line += fmt.Sprintf(" of %s", humanBytes(p.TotalBytes))
+			}
+			fmt.Fprintln(stderr, line)
+		}
+	}
+	if !o.resume && !o.rollback && !o.yes {
+		if in, ok := cmd.InOrStdin().(io.Writer); !ok || !remountIsTerminal(in) {
+			return errors.New("migrate: not a terminal to confirm on: pass --yes (or look first with --dry-run)")
+		}
+		fmt.Fprintf(stderr, "Migrate the project's bind mounts into named volumes? The affected services stop for the final copy. [y/N] ")
+		var answer string
+		fmt.Fscanln(cmd.InOrStdin(), &answer)
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return errors.New("migrate: not confirmed, nothing changed")
+		}
+	}
+	eng, err := engine.Connect(ctx, g.engine)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer eng.Close()
+	do := migrate.Run
+	switch {
+	case o.resume:
+		do = migrate.Resume
+	case o.rollback:
+		do = migrate.Rollback
+	}
+	rep, err := do(ctx, eng, opts)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return printMigrateReport(cmd.OutOrStdout(), stderr, o, rep)
+}
+
+func printMigrateReport(w, stderr io.Writer, o *migrateOptions, rep *migrate.Report) error {
+	for _, warn := range rep.Warnings {
+		fmt.Fprintf(stderr, "migrate: warning: %s\n", warn)
+	}
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	switch {
+	case rep.Nothing:
+		fmt.Fprintf(w, "Project %s: nothing to migrate.\n", rep.Project)
+		return nil
+	case rep.RolledBack:
+		fmt.Fprintf(w, "Project %s: rolled back; compose files restored: %s; services back on their binds: %s\n",
+			rep.Project, strings.Join(rep.Files, ", "), strings.Join(rep.Services, ", "))
+		return nil
+	}
+	fmt.Fprintf(w, "Project %s migrated in %s, downtime %s.\n", rep.Project, rep.Total.Round(time.Millisecond), rep.Downtime.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tVOLUME\tOWNER\tFULL PASS\tDELTA\tVERIFIED")
+	for _, v := range rep.Volumes {
+		full, delta, ver := "-", "-", "-"
+		if v.Full != nil {
+			full = fmt.Sprintf("%d files, %s", v.Full.Files, humanBytes(v.Full.Bytes))
+		}
+		if v.Delta != nil {
+			delta = fmt.Sprintf("+%d ~%d -%d", len(v.Delta.Added), len(v.Delta.Changed), len(v.Delta.Removed))
+		}
+		if v.Verify != nil {
+			ver = fmt.Sprintf("%d entries", v.Verify.Entries)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Source, v.Name, v.Owner, full, delta, ver)
+	}
+	tw.Flush()
+	if len(rep.Services) > 0 {
+		fmt.Fprintf(w, "Services remounted onto the volumes (writable layers kept): %s\n", strings.Join(rep.Services, ", "))
+	}
+	if len(rep.Files) > 0 {
+		fmt.Fprintf(w, "Compose files rewritten (previous content in FILE.moltctl-backup): %s\n", strings.Join(rep.Files, ", "))
+	}
+	return nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -65,7 +65,8 @@ func TestMigrateDryRun(t *testing.T) {
 		wantErr string
 		wantOut []string
 	}{
-		{"without --dry-run", []string{"migrate"}, "migrate: only --dry-run is implemented so far", nil},
+		{"without --dry-run, no terminal", []string{"migrate"}, "migrate: not a terminal to confirm on: pass --yes", nil},
+		{"--copy-back without --rollback", []string{"migrate", "--yes", "--copy-back"}, "migrate: --copy-back needs --rollback", nil},
 		{"bad --volume-name", []string{"migrate", "--dry-run", "--volume-name", "state"}, `migrate: --volume-name "state": want SOURCE=KEY`, nil},
 		{"no engine, owner from the image", []string{"migrate", "--dry-run"}, "no Docker Engine to read the image from", nil},
 		{"unknown service", []string{"migrate", "--dry-run", "--owner", "1:1", "nope"}, `no service "nope"`, nil},

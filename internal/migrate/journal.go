@@ -1,0 +1,139 @@
+package migrate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/moltctl/moltctl/internal/remount"
+)
+
+// Journal steps, in order. The journal names the last step that completed.
+const (
+	StepPlanned   = "planned"   // plan journaled, nothing changed
+	StepCreated   = "created"   // the volumes exist
+	StepCopied    = "copied"    // full pass done while the services ran
+	StepStopping  = "stopping"  // the services' running containers are recorded, stop begins
+	StepStopped   = "stopped"   // the affected services are stopped
+	StepDelta     = "delta"     // delta pass done
+	StepVerified  = "verified"  // volumes equal the sources
+	StepApplied   = "applied"   // compose files rewritten (backups beside them)
+	StepRemounted = "remounted" // every affected service runs on its volumes
+	StepDone      = "done"      // volumes finished, helper removed: the migration stands
+)
+
+// crashHook names a step after whose journal write the process SIGKILLs itself;
+// tests use it to simulate a crash.
+const crashHook = "MOLTCTL_MIGRATE_CRASH_AFTER"
+
+// fileEdit is one compose file change as journaled: the content before and
+// after (the journal is 0600 in a 0700 directory).
+type fileEdit struct {
+	Path      string `json:"path"`
+	OldSHA256 string `json:"old_sha256"`
+	NewSHA256 string `json:"new_sha256"`
+	Old       []byte `json:"old"`
+	New       []byte `json:"new"`
+}
+
+// journal is the on-disk record of a migration, under
+// remount.StateDir()/<project>/migrate.json.
+type journal struct {
+	ID          string       `json:"id"`
+	Project     string       `json:"project"`
+	Step        string       `json:"step"`
+	Conversions []Conversion `json:"conversions"`
+	Services    []string     `json:"services"`
+	Edits       []fileEdit   `json:"edits"`
+	// Volumes are the volumes this migration created (Create reported Created or Replaced).
+	Volumes []string `json:"volumes,omitempty"`
+	// Running are the affected services that had a running container before the stop.
+	Running []string `json:"running,omitempty"`
+	// Remounted are the services remounted onto their volumes so far; Current is
+	// the one being remounted.
+	Remounted []string `json:"remounted,omitempty"`
+	Current   string   `json:"current,omitempty"`
+	// Skipped are services without a container (docker compose up creates them).
+	Skipped   []string  `json:"skipped,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	StoppedAt time.Time `json:"stopped_at,omitzero"`
+}
+
+// JournalPath returns the file the migrate journal of project lives in.
+func JournalPath(project string) string {
+	return filepath.Join(remount.StateDir(), project, "migrate.json")
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// save records step: a temporary file, fsync, rename, directory fsync.
+func (j *journal) save(step string) error {
+	j.Step = step
+	b, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return fmt.Errorf("writing the journal: %w", err)
+	}
+	dir := filepath.Dir(JournalPath(j.Project))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("writing the journal: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".migrate-*.json")
+	if err != nil {
+		return fmt.Errorf("writing the journal: %w", err)
+	}
+	_, werr := tmp.Write(b)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), JournalPath(j.Project))
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing the journal: %w", werr)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	if os.Getenv(crashHook) == step {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	return nil
+}
+
+func (j *journal) remove() error {
+	if err := os.Remove(JournalPath(j.Project)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the journal: %w", err)
+	}
+	return nil
+}
+
+// readJournal returns the project's journal, or nil when there is none.
+func readJournal(project string) (*journal, error) {
+	b, err := os.ReadFile(JournalPath(project))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the journal: %w", err)
+	}
+	var j journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("reading the journal %s: %w", JournalPath(project), err)
+	}
+	return &j, nil
+}

@@ -1,0 +1,626 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/volumes"
+)
+
+// Errors Run, Resume and Rollback return for callers to branch on with errors.Is.
+var (
+	// ErrInterrupted: an interrupted migration's journal exists; resume or roll it back first.
+	ErrInterrupted = errors.New("an interrupted migration must be resumed (--resume) or rolled back (--rollback) first")
+	// ErrNoJournal: Resume or Rollback found no migration to finish or undo.
+	ErrNoJournal = errors.New("no migration to resume or roll back")
+	// ErrAborted: the migration stopped before the compose files changed and put
+	// everything back (services started again on their binds, new volumes removed).
+	ErrAborted = errors.New("migration aborted, nothing changed")
+	// ErrCopyBack: --copy-back is not implemented.
+	ErrCopyBack = errors.New("copying the volumes back into the bind directories is not implemented")
+)
+
+// RunEngine is the part of the Docker Engine API a migration uses: planning,
+// the volume copy engine and remount. *client.Client implements it.
+type RunEngine interface {
+	Engine
+	volumes.Engine
+	remount.Engine
+}
+
+// RunOptions describe a migration.
+type RunOptions struct {
+	// Compose selects the project, as the global flags do; the project is loaded
+	// (and loaded again after the rewrite) with it. Required.
+	Compose compose.Options
+	// ComposeEnv is extra environment for the docker compose CLI (DOCKER_HOST=…).
+	ComposeEnv []string
+	// Plan tunes the plan (services, owner, volume names); Run only.
+	Plan PlanOptions
+	// KeepOwner keeps the sources' numeric owners instead of the planned owner.
+	KeepOwner bool
+	// VerifyFull hashes every file in the verification (default: only what the delta touched).
+	VerifyFull bool
+	// Helper chooses the helper binary (default: the running executable, which must be static).
+	Helper volumes.HelperOptions
+	// WaitTimeout is how long each remounted container must keep running
+	// (default remount.DefaultWaitTimeout).
+	WaitTimeout time.Duration
+	// CopyBack (Rollback only) would copy the volumes back; not implemented: ErrCopyBack.
+	CopyBack bool
+	// Progress, when set, is called at each step and with running copy totals.
+	Progress func(Event)
+}
+
+// Event is one progress report: a step (with a detail), or a copy's running
+// totals (Copy set).
+type Event struct {
+	Step   string
+	Detail string
+	Volume string
+	Copy   *volumes.Progress
+}
+
+// VolumeReport is what happened to one volume.
+type VolumeReport struct {
+	Name   string                `json:"name"`
+	Source string                `json:"source"`
+	Owner  string                `json:"owner"`
+	Full   *volumes.CopyResult   `json:"full,omitempty"`
+	Delta  *volumes.CopyResult   `json:"delta,omitempty"`
+	Verify *volumes.VerifyReport `json:"verify,omitempty"`
+}
+
+// Report is the result of Run, Resume and Rollback.
+type Report struct {
+	Project string `json:"project"`
+	// Nothing: the plan found nothing to convert (e.g. after a successful migration).
+	Nothing bool           `json:"nothing,omitempty"`
+	Volumes []VolumeReport `json:"volumes,omitempty"`
+	// Services were remounted onto their volumes (Rollback: back onto their binds).
+	Services []string `json:"services,omitempty"`
+	// Skipped services have no container: `docker compose up` creates them.
+	Skipped []string `json:"skipped,omitempty"`
+	Files   []string `json:"files,omitempty"` // compose files rewritten (or restored)
+	// Downtime: from the stop of the services to the last one running again (ns in JSON).
+	Downtime time.Duration `json:"downtime_ns"`
+	Total    time.Duration `json:"total_ns"`
+	// RolledBack: Rollback ran. Warnings: what the caller should know.
+	RolledBack bool     `json:"rolled_back,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
+}
+
+var steps = []string{StepPlanned, StepCreated, StepCopied, StepStopping, StepStopped, StepDelta, StepVerified, StepApplied, StepRemounted, StepDone}
+
+func stepIndex(s string) int { return slices.Index(steps, s) }
+
+type runner struct {
+	eng  RunEngine
+	opts RunOptions
+	j    *journal
+	rep  *Report
+	t0   time.Time
+	// resumeCurrent: the service whose remount was interrupted (Resume).
+	resumeCurrent string
+}
+
+func (r *runner) progress(step, detail string) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(Event{Step: step, Detail: detail})
+	}
+}
+
+// Run migrates the project's host directory bind mounts into named volumes:
+// plan, create the volumes, copy while the services run, stop them, copy what
+// changed, verify, rewrite the compose files, remount every affected service,
+// finish the volumes and remove the helper image. It holds the project's lock
+// throughout and journals every step (JournalPath) so that an interruption is
+// finished by Resume or undone by Rollback. A plan with nothing to convert gives
+// a Report with Nothing set. A verification failure aborts before the compose
+// files change (error wrapping ErrAborted and volumes.ErrMismatch). Errors wrap
+// ErrInterrupted when an interrupted migration exists, remount.ErrLocked when
+// another run holds the lock.
+func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
+	project, err := compose.Load(ctx, opts.Compose)
+	if err != nil {
+		return nil, fmt.Errorf("loading the project: %w", err)
+	}
+	unlock, err := remount.Lock(project.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	old, err := readJournal(project.Name)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil && old.Step != StepDone {
+		return nil, fmt.Errorf("project %s (step %s): %w", project.Name, old.Step, ErrInterrupted)
+	}
+	plan, err := Prepare(ctx, eng, project, opts.Plan)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{eng: eng, opts: opts, rep: &Report{Project: project.Name}, t0: time.Now()}
+	if len(plan.Conversions) == 0 {
+		r.rep.Nothing = true
+		return r.rep, nil
+	}
+	id := make([]byte, 8)
+	rand.Read(id)
+	j := &journal{ID: hex.EncodeToString(id), Project: project.Name, Conversions: plan.Conversions,
+		Services: plan.Services, StartedAt: time.Now()}
+	for _, e := range plan.Edits {
+		j.Edits = append(j.Edits, fileEdit{Path: e.Path, Old: e.Old, New: e.New, OldSHA256: sum(e.Old), NewSHA256: sum(e.New)})
+	}
+	r.j = j
+	if err := j.save(StepPlanned); err != nil {
+		return nil, err
+	}
+	r.progress("plan", fmt.Sprintf("%d volume(s), services %s", len(j.Conversions), strings.Join(j.Services, ", ")))
+	return r.forward(ctx)
+}
+
+// Resume finishes the interrupted migration of the project from its journal's
+// step. It returns an error wrapping ErrNoJournal when there is none, and one
+// wrapping compose.ErrChanged when a compose file changed since the plan
+// (nothing is written then; fix the file or Rollback).
+func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
+	r, unlock, err := open(ctx, eng, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if r.j.Step == StepDone {
+		return nil, fmt.Errorf("project %s: the last migration completed: %w", r.j.Project, ErrNoJournal)
+	}
+	r.resumeCurrent = r.j.Current
+	r.progress("resume", "from step "+r.j.Step)
+	return r.forward(ctx)
+}
+
+func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(), error) {
+	project, err := compose.Load(ctx, opts.Compose)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading the project: %w", err)
+	}
+	unlock, err := remount.Lock(project.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := readJournal(project.Name)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	if j == nil {
+		unlock()
+		return nil, nil, fmt.Errorf("project %s: %w", project.Name, ErrNoJournal)
+	}
+	return &runner{eng: eng, opts: opts, j: j, rep: &Report{Project: j.Project}, t0: time.Now()}, unlock, nil
+}
+
+func (r *runner) volumeReport(c Conversion) *VolumeReport {
+	for i := range r.rep.Volumes {
+		if r.rep.Volumes[i].Name == c.Name {
+			return &r.rep.Volumes[i]
+		}
+	}
+	r.rep.Volumes = append(r.rep.Volumes, VolumeReport{Name: c.Name, Source: c.Source, Owner: c.Owner})
+	return &r.rep.Volumes[len(r.rep.Volumes)-1]
+}
+
+func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass) (*volumes.CopyResult, error) {
+	r.progress("copy", fmt.Sprintf("%s pass %s -> %s", pass, c.Source, c.Name))
+	o := volumes.CopyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner, KeepOwner: r.opts.KeepOwner,
+		Pass: pass, Helper: r.opts.Helper}
+	if r.opts.Progress != nil {
+		o.Progress = func(p volumes.Progress) {
+			r.opts.Progress(Event{Step: "copy", Volume: c.Name, Copy: &p})
+		}
+	}
+	res, err := volumes.Copy(ctx, r.eng, o)
+	if err != nil {
+		return nil, fmt.Errorf("copying %s into volume %s (%s pass): %w", c.Source, c.Name, pass, err)
+	}
+	return res, nil
+}
+
+// forward runs the steps after the journal's.
+func (r *runner) forward(ctx context.Context) (*Report, error) {
+	j := r.j
+	at := func(step string) bool { return stepIndex(j.Step) < stepIndex(step) }
+	if at(StepCreated) {
+		version, err := composeVersion(ctx, r.opts.ComposeEnv)
+		if err != nil {
+			return nil, r.abort(ctx, err)
+		}
+		for _, c := range j.Conversions {
+			r.progress("create", c.Name)
+			res, err := volumes.Create(ctx, r.eng, volumes.CreateOptions{Name: c.Name, Project: j.Project, Key: c.Volume,
+				ComposeVersion: version, Migration: j.ID, Helper: r.opts.Helper})
+			if err != nil {
+				return nil, r.abort(ctx, fmt.Errorf("creating volume %s: %w", c.Name, err))
+			}
+			if (res.Created || res.Replaced) && !slices.Contains(j.Volumes, c.Name) {
+				j.Volumes = append(j.Volumes, c.Name)
+				if err := j.save(StepPlanned); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := j.save(StepCreated); err != nil {
+			return nil, err
+		}
+	}
+	if at(StepCopied) {
+		for _, c := range j.Conversions {
+			res, err := r.copy(ctx, c, volumes.PassFull)
+			if err != nil {
+				return nil, r.abort(ctx, err)
+			}
+			r.volumeReport(c).Full = res
+		}
+		if err := j.save(StepCopied); err != nil {
+			return nil, err
+		}
+	}
+	if at(StepStopping) {
+		j.Running = nil
+		for _, s := range j.Services {
+			running, err := r.running(ctx, s)
+			if err != nil {
+				return nil, err
+			}
+			if running {
+				j.Running = append(j.Running, s)
+			}
+		}
+		j.StoppedAt = time.Now()
+		if err := j.save(StepStopping); err != nil {
+			return nil, err
+		}
+	}
+	if at(StepStopped) {
+		r.progress("stop", strings.Join(j.Services, ", "))
+		if err := r.compose(ctx, append([]string{"stop"}, j.Services...)...); err != nil {
+			return nil, r.abort(ctx, fmt.Errorf("stopping the services: %w", err))
+		}
+		if err := j.save(StepStopped); err != nil {
+			return nil, err
+		}
+	}
+	if at(StepDelta) {
+		for _, c := range j.Conversions {
+			res, err := r.copy(ctx, c, volumes.PassDelta)
+			if err != nil {
+				return nil, r.abort(ctx, err)
+			}
+			r.volumeReport(c).Delta = res
+		}
+		if err := j.save(StepDelta); err != nil {
+			return nil, err
+		}
+	}
+	if at(StepVerified) {
+		for _, c := range j.Conversions {
+			r.progress("verify", c.Name)
+			rep, err := volumes.Verify(ctx, r.eng, volumes.VerifyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner,
+				KeepOwner: r.opts.KeepOwner, Full: r.opts.VerifyFull, Helper: r.opts.Helper})
+			if err != nil {
+				return nil, r.abort(ctx, fmt.Errorf("verifying volume %s against %s: %w", c.Name, c.Source, err))
+			}
+			r.volumeReport(c).Verify = rep
+		}
+		if err := j.save(StepVerified); err != nil {
+			return nil, err
+		}
+	}
+	if at(StepApplied) {
+		r.progress("rewrite", fmt.Sprintf("%d compose file(s)", len(j.Edits)))
+		if err := applyEdits(j.Edits, false); err != nil {
+			return nil, fmt.Errorf("rewriting the compose files (services %s stay stopped; fix the file or run --rollback): %w",
+				strings.Join(j.Running, ", "), err)
+		}
+		if err := j.save(StepApplied); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range j.Edits {
+		r.rep.Files = append(r.rep.Files, e.Path)
+	}
+	if at(StepRemounted) {
+		project, err := compose.Load(ctx, r.opts.Compose)
+		if err != nil {
+			return nil, fmt.Errorf("loading the rewritten project: %w", err)
+		}
+		var lastUp time.Time
+		for _, s := range j.Services {
+			if slices.Contains(j.Remounted, s) || slices.Contains(j.Skipped, s) {
+				continue
+			}
+			j.Current = s
+			if err := j.save(StepApplied); err != nil {
+				return nil, err
+			}
+			r.progress("remount", s)
+			ro := remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
+				WaitTimeout: r.opts.WaitTimeout, Locked: true}
+			t := time.Now()
+			var res *remount.Result
+			err := remount.ErrNoJournal
+			if s == r.resumeCurrent {
+				res, err = remount.Resume(ctx, r.eng, ro)
+			}
+			if errors.Is(err, remount.ErrNoJournal) {
+				t = time.Now()
+				res, err = remount.Run(ctx, r.eng, ro)
+			}
+			switch {
+			case errors.Is(err, remount.ErrNoContainer):
+				j.Skipped = append(j.Skipped, s)
+			case err != nil:
+				return nil, fmt.Errorf("remounting service %s onto its volumes (finish with --resume or undo with --rollback): %w", s, err)
+			default:
+				j.Remounted = append(j.Remounted, s)
+				lastUp = t.Add(res.Downtime)
+			}
+			j.Current = ""
+			if err := j.save(StepApplied); err != nil {
+				return nil, err
+			}
+		}
+		if !lastUp.IsZero() && !j.StoppedAt.IsZero() {
+			r.rep.Downtime = lastUp.Sub(j.StoppedAt)
+		}
+		// Services that were stopped before the migration stay stopped.
+		var stop []string
+		for _, s := range j.Remounted {
+			if !slices.Contains(j.Running, s) {
+				stop = append(stop, s)
+			}
+		}
+		if len(stop) > 0 {
+			if err := r.compose(ctx, append([]string{"stop"}, stop...)...); err != nil {
+				return nil, fmt.Errorf("stopping again the services that were not running: %w", err)
+			}
+		}
+		if err := j.save(StepRemounted); err != nil {
+			return nil, err
+		}
+	}
+	if at(StepDone) {
+		for _, c := range j.Conversions {
+			r.progress("finish", c.Name)
+			if err := volumes.Finish(ctx, r.eng, volumes.FinishOptions{Volume: c.Name, Helper: r.opts.Helper}); err != nil {
+				return nil, fmt.Errorf("finishing volume %s: %w", c.Name, err)
+			}
+		}
+		if err := volumes.RemoveHelper(ctx, r.eng, r.opts.Helper); err != nil {
+			r.rep.Warnings = append(r.rep.Warnings, "removing the helper image: "+err.Error())
+		}
+		if err := j.save(StepDone); err != nil {
+			return nil, err
+		}
+	}
+	r.rep.Services, r.rep.Skipped = j.Remounted, j.Skipped
+	for _, c := range j.Conversions {
+		r.volumeReport(c)
+	}
+	for _, s := range j.Skipped {
+		r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("service %s has no container: `docker compose up` creates it on the volumes", s))
+	}
+	r.rep.Total = time.Since(r.t0)
+	return r.rep, nil
+}
+
+// abort undoes a migration that failed before the compose files changed: the
+// services that ran are started again on their binds, the volumes this
+// migration created are removed and the journal is removed. It returns err
+// wrapped with ErrAborted, or with what could not be undone.
+func (r *runner) abort(ctx context.Context, err error) error {
+	var undo []string
+	if len(r.j.Running) > 0 && stepIndex(r.j.Step) >= stepIndex(StepStopping) {
+		if e := r.compose(ctx, append([]string{"start"}, r.j.Running...)...); e != nil {
+			undo = append(undo, "starting the services again: "+e.Error())
+		}
+	}
+	for _, v := range r.j.Volumes {
+		if _, e := r.eng.VolumeRemove(ctx, v, client.VolumeRemoveOptions{}); e != nil {
+			undo = append(undo, fmt.Sprintf("removing volume %s: %v", v, e))
+		}
+	}
+	if len(undo) > 0 {
+		return fmt.Errorf("%w; undoing it failed (run --rollback): %s", err, strings.Join(undo, "; "))
+	}
+	volumes.RemoveHelper(ctx, r.eng, r.opts.Helper)
+	if e := r.j.remove(); e != nil {
+		return fmt.Errorf("%w; %v", err, e)
+	}
+	return fmt.Errorf("%w: %w", ErrAborted, err)
+}
+
+// running reports whether the service has a running container.
+func (r *runner) running(ctx context.Context, service string) (bool, error) {
+	f := client.Filters{}
+	f.Add("label", "com.docker.compose.project="+r.j.Project, "com.docker.compose.service="+service,
+		"com.docker.compose.oneoff=False")
+	res, err := r.eng.ContainerList(ctx, client.ContainerListOptions{Filters: f})
+	if err != nil {
+		return false, fmt.Errorf("listing the containers of service %s: %w", service, err)
+	}
+	return len(res.Items) > 0, nil
+}
+
+// applyEdits writes the journaled edits (reverse: restores the old content).
+// Files that already hold the wanted content are skipped, so an interrupted
+// apply can be finished; a file holding neither gives an error wrapping
+// compose.ErrChanged before anything is written.
+func applyEdits(edits []fileEdit, reverse bool) error {
+	var todo []compose.Edit
+	for _, e := range edits {
+		from, to := e.Old, e.New
+		if reverse {
+			from, to = to, from
+		}
+		cur, err := os.ReadFile(e.Path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", e.Path, err)
+		}
+		switch {
+		case bytes.Equal(cur, to):
+		case bytes.Equal(cur, from):
+			todo = append(todo, compose.Edit{Path: e.Path, Old: from, New: to})
+		default:
+			return fmt.Errorf("compose file %s %w (the migration's plan no longer applies)", e.Path, compose.ErrChanged)
+		}
+	}
+	return compose.Apply(todo)
+}
+
+// Rollback undoes the project's last migration, interrupted or completed:
+// restores the compose files (refusing, with an error wrapping
+// compose.ErrChanged, when one changed since the migration), puts the services
+// back onto their binds with their writable layers (remount), starts the
+// services that ran before, and removes the volumes the migration created when
+// no service used them yet. After a completed migration the volumes are kept and
+// a warning says that data written to them since stays in them. It returns an
+// error wrapping ErrNoJournal when there is nothing to roll back, ErrCopyBack
+// for opts.CopyBack.
+func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
+	if opts.CopyBack {
+		return nil, fmt.Errorf("--copy-back: %w", ErrCopyBack)
+	}
+	r, unlock, err := open(ctx, eng, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	j := r.j
+	r.rep.RolledBack = true
+	r.progress("rollback", "from step "+j.Step)
+	if stepIndex(j.Step) < stepIndex(StepVerified) {
+		// The compose files were not touched.
+		return r.rep, r.rollbackEarly(ctx)
+	}
+	r.progress("restore", fmt.Sprintf("%d compose file(s)", len(j.Edits)))
+	if err := applyEdits(j.Edits, true); err != nil {
+		return nil, fmt.Errorf("restoring the compose files: %w", err)
+	}
+	for _, e := range j.Edits {
+		r.rep.Files = append(r.rep.Files, e.Path)
+	}
+	project, err := compose.Load(ctx, opts.Compose)
+	if err != nil {
+		return nil, fmt.Errorf("loading the restored project: %w", err)
+	}
+	ro := func(s string) remount.Options {
+		return remount.Options{Project: project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
+			WaitTimeout: opts.WaitTimeout, Locked: true}
+	}
+	if j.Current != "" {
+		// A remount onto the volumes was interrupted: its own rollback puts the old container back.
+		r.progress("remount rollback", j.Current)
+		if _, err := remount.Rollback(ctx, eng, ro(j.Current)); err != nil && !errors.Is(err, remount.ErrNoJournal) {
+			return nil, fmt.Errorf("rolling back the remount of %s: %w", j.Current, err)
+		}
+		j.Current = ""
+		if err := j.save(j.Step); err != nil {
+			return nil, err
+		}
+	}
+	for len(j.Remounted) > 0 {
+		s := j.Remounted[0]
+		r.progress("remount", s+" onto its binds")
+		if _, err := remount.Run(ctx, eng, ro(s)); err != nil && !errors.Is(err, remount.ErrNoContainer) {
+			return nil, fmt.Errorf("remounting %s back onto its binds (run --rollback again): %w", s, err)
+		}
+		r.rep.Services = append(r.rep.Services, s)
+		j.Remounted = j.Remounted[1:]
+		if err := j.save(j.Step); err != nil {
+			return nil, err
+		}
+	}
+	if len(j.Running) > 0 {
+		if err := r.compose(ctx, append([]string{"start"}, j.Running...)...); err != nil {
+			return nil, fmt.Errorf("starting the services again: %w", err)
+		}
+	}
+	if j.Step == StepDone || j.Step == StepRemounted {
+		r.rep.Warnings = append(r.rep.Warnings, "data written to the volumes since the migration stays in the volumes "+
+			strings.Join(journalVolumes(j), ", ")+" (the services use their bind directories again)")
+	}
+	volumes.RemoveHelper(ctx, eng, opts.Helper)
+	if err := j.remove(); err != nil {
+		return nil, err
+	}
+	r.rep.Total = time.Since(r.t0)
+	return r.rep, nil
+}
+
+// rollbackEarly undoes a migration interrupted before the compose files could
+// have changed: restart what ran, remove the volumes it created.
+func (r *runner) rollbackEarly(ctx context.Context) error {
+	err := r.abort(ctx, errors.New("rolled back"))
+	if errors.Is(err, ErrAborted) {
+		r.rep.Total = time.Since(r.t0)
+		return nil
+	}
+	return err
+}
+
+func journalVolumes(j *journal) []string {
+	var n []string
+	for _, c := range j.Conversions {
+		n = append(n, c.Name)
+	}
+	return n
+}
+
+// compose runs a docker compose subcommand on the project.
+func (r *runner) compose(ctx context.Context, args ...string) error {
+	project, err := compose.Load(ctx, r.opts.Compose)
+	if err != nil {
+		return err
+	}
+	_, err = runCompose(ctx, r.opts.ComposeEnv, append(compose.Args(project, r.opts.Compose), args...)...)
+	return err
+}
+
+func runCompose(ctx context.Context, env []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", append([]string{"compose"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = strings.TrimSpace(msg[i+1:])
+		}
+		return "", fmt.Errorf("docker compose %s: %w: %s", args[len(args)-1], err, msg)
+	}
+	return stdout.String(), nil
+}
+
+// composeVersion returns the docker compose CLI's version (for the volumes'
+// com.docker.compose.version label).
+func composeVersion(ctx context.Context, env []string) (string, error) {
+	out, err := runCompose(ctx, env, "version", "--short")
+	if err != nil {
+		return "", fmt.Errorf("docker compose v2+ is required: %w", err)
+	}
+	return strings.TrimPrefix(strings.TrimSpace(out), "v"), nil
+}

@@ -1,0 +1,296 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/volumes"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// staticMoltctl builds the static moltctl (CGO_ENABLED=0) once: the helper
+// binary of the copy engine, and the process the crash tests kill.
+func staticMoltctl(tb testing.TB) string {
+	tb.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "migrate-test-")
+		if binErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			binErr = err
+			return
+		}
+		p := filepath.Join(binDir, "moltctl")
+		cmd := exec.Command("go", "build", "-o", p, "./cmd/moltctl")
+		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = errors.New("building the static moltctl: " + err.Error() + ": " + string(out))
+			return
+		}
+		binPath = p
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+	return binPath
+}
+
+// live is a running compose project: one busybox service (user 1000:1000)
+// with the root-owned directory state bind-mounted at /data and a file in its
+// writable layer.
+type live struct {
+	name, dir, file, state string
+	opts                   RunOptions
+}
+
+func newLive(tb testing.TB) *live {
+	tb.Helper()
+	dockertest.Root(tb)
+	eng := dockertest.Engine(tb)
+	image := dockertest.Busybox(tb)
+	bin := staticMoltctl(tb)
+	tb.Setenv("MOLTCTL_STATE_DIR", tb.TempDir())
+	l := &live{name: dockertest.Name("migrun")}
+	// Registered before dockertest.Project's `down -v`, so it runs after it.
+	tb.Cleanup(func() {
+		dockertest.Run("docker", "volume", "rm", "-f", l.name+"_state")
+		out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+l.name)
+		for _, id := range strings.Fields(out) {
+			dockertest.Run("docker", "image", "rm", "-f", id)
+		}
+		volumes.RemoveHelper(context.Background(), eng, volumes.HelperOptions{Binary: bin})
+	})
+	l.dir = dockertest.Project(tb, l.name, `name: `+l.name+`
+services:
+  app:
+    image: `+image+`
+    user: "1000:1000"
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    volumes:
+      - ./state:/data  # the state
+`)
+	l.file = filepath.Join(l.dir, "compose.yaml")
+	l.state = filepath.Join(l.dir, "state")
+	for p, content := range map[string]string{"a.txt": "alpha\n", "sub/b.txt": "beta\n", "sub/deep/c d é.txt": "gamma\n"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(l.state, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(l.state, p), []byte(content), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	os.Symlink("a.txt", filepath.Join(l.state, "link"))
+	l.compose(tb, "up", "-d")
+	l.compose(tb, "exec", "-T", "app", "sh", "-c", "echo layer >/tmp/layer.txt")
+	l.opts = RunOptions{Compose: compose.Options{Files: []string{l.file}}, Helper: volumes.HelperOptions{Binary: bin},
+		WaitTimeout: time.Second}
+	return l
+}
+
+func (l *live) compose(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := dockertest.Run("docker", append([]string{"compose", "-f", l.file}, args...)...)
+	if err != nil {
+		tb.Fatalf("docker compose %v: %v", args, err)
+	}
+	return out
+}
+
+func (l *live) containerID(tb testing.TB) string {
+	tb.Helper()
+	return strings.TrimSpace(l.compose(tb, "ps", "-q", "app"))
+}
+
+// mountType is the type of the container's mount at /data.
+func (l *live) mountType(tb testing.TB) string {
+	tb.Helper()
+	return strings.TrimSpace(dockertest.Docker(tb, "inspect", "-f", `{{range .Mounts}}{{if eq .Destination "/data"}}{{.Type}}{{end}}{{end}}`, l.containerID(tb)))
+}
+
+// checkSource fails when the source tree is not as newLive made it.
+func (l *live) checkSource(tb testing.TB) {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(l.state, "sub/deep/c d é.txt"))
+	if err != nil || string(b) != "gamma\n" {
+		tb.Errorf("got source file %q, %v, want gamma", b, err)
+	}
+	var st os.FileInfo
+	if st, err = os.Lstat(filepath.Join(l.state, "a.txt")); err != nil || st.Sys().(*syscall.Stat_t).Uid != 0 {
+		tb.Errorf("got source a.txt %v, want it root-owned", err)
+	}
+}
+
+// checkRunning fails unless the service runs with its writable-layer file and
+// the mount at /data has the given type.
+func (l *live) checkRunning(tb testing.TB, mount string) {
+	tb.Helper()
+	if got := strings.TrimSpace(l.compose(tb, "exec", "-T", "app", "cat", "/tmp/layer.txt", "/data/a.txt")); got != "layer\nalpha" {
+		tb.Errorf("got %q from the writable layer and /data, want layer and alpha", got)
+	}
+	if got := l.mountType(tb); got != mount {
+		tb.Errorf("got /data mounted as %q, want %q", got, mount)
+	}
+}
+
+func TestRunEndToEnd(t *testing.T) {
+	l := newLive(t)
+	ctx := context.Background()
+	eng := dockertest.Engine(t)
+	before, _ := os.ReadFile(l.file)
+	var steps []string
+	l.opts.Progress = func(e Event) {
+		if e.Copy == nil {
+			steps = append(steps, e.Step)
+		}
+	}
+	rep, err := Run(ctx, eng, l.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Services) != 1 || rep.Services[0] != "app" || len(rep.Volumes) != 1 || rep.Volumes[0].Name != l.name+"_state" {
+		t.Fatalf("got report %+v, want app remounted onto %s_state", rep, l.name)
+	}
+	if rep.Downtime <= 0 || rep.Downtime > rep.Total {
+		t.Errorf("got downtime %s of total %s, want it positive and within", rep.Downtime, rep.Total)
+	}
+	for _, s := range []string{"create", "copy", "stop", "verify", "rewrite", "remount", "finish"} {
+		if !strings.Contains(strings.Join(steps, " "), s) {
+			t.Errorf("got progress steps %v, want %s among them", steps, s)
+		}
+	}
+	l.checkSource(t)
+	l.checkRunning(t, "volume")
+	// Every entry in the volume belongs to the planned owner; no copy state left.
+	out := dockertest.Docker(t, "run", "--rm", "-v", l.name+"_state:/v", dockertest.Busybox(t),
+		"sh", "-c", "find /v -exec stat -c '%u:%g %n' {} +; ls -a /v")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasPrefix(line, "/") || strings.HasPrefix(line, ".") || line == "a.txt" || line == "link" || line == "sub" {
+			continue
+		}
+		if !strings.HasPrefix(line, "1000:1000 ") {
+			t.Errorf("got %q in the volume, want owner 1000:1000", line)
+		}
+	}
+	if strings.Contains(out, volumes.StateDir) {
+		t.Errorf("got the copy state left in the volume:\n%s", out)
+	}
+	after, _ := os.ReadFile(l.file)
+	if backup, _ := os.ReadFile(l.file + ".moltctl-backup"); string(backup) != string(before) || string(after) == string(before) {
+		t.Errorf("got compose file\n%s\nbackup\n%s\nwant the rewrite and the original as backup", after, backup)
+	}
+	// docker compose adopts the volume and the container.
+	id := l.containerID(t)
+	up := l.compose(t, "up", "-d")
+	if strings.Contains(up, "not created by Docker Compose") || strings.Contains(up, "Recreate") {
+		t.Errorf("got `docker compose up -d` output\n%s\nwant no volume warning, no recreate", up)
+	}
+	if got := l.containerID(t); got != id {
+		t.Errorf("got container %s after compose up, want %s kept", got, id)
+	}
+	// Again: nothing to do.
+	rep, err = Run(ctx, eng, l.opts)
+	if err != nil || !rep.Nothing {
+		t.Fatalf("got %+v, %v on the second run, want nothing to migrate", rep, err)
+	}
+	// Rollback after the completed migration: back onto the bind, layer kept, warning.
+	dockertest.Docker(t, "exec", id, "sh", "-c", "echo new >/data/new.txt")
+	rep, err = Rollback(ctx, eng, l.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Warnings) == 0 || !strings.Contains(rep.Warnings[0], "stays in the volumes") {
+		t.Errorf("got warnings %v, want one saying data stays in the volumes", rep.Warnings)
+	}
+	if got, _ := os.ReadFile(l.file); string(got) != string(before) {
+		t.Errorf("got compose file after rollback\n%s\nwant\n%s", got, before)
+	}
+	l.checkRunning(t, "bind")
+	l.checkSource(t)
+	if _, err := Rollback(ctx, eng, l.opts); !errors.Is(err, ErrNoJournal) {
+		t.Errorf("got %v rolling back twice, want ErrNoJournal", err)
+	}
+}
+
+// TestRunAborts changes the source while the services are stopped (verify
+// mismatch) or removes it (copy failure): the migration aborts and leaves
+// everything as it was.
+func TestRunAborts(t *testing.T) {
+	tests := []struct {
+		name string
+		step string
+		do   func(l *live)
+		want error
+	}{
+		{"verify mismatch", "verify", func(l *live) {
+			os.WriteFile(filepath.Join(l.state, "a.txt"), []byte("changed after the delta\n"), 0o644)
+		}, volumes.ErrMismatch},
+		{"source vanished", "copy", func(l *live) {
+			os.Rename(l.state, l.state+".gone")
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLive(t)
+			eng := dockertest.Engine(t)
+			before, _ := os.ReadFile(l.file)
+			id := l.containerID(t)
+			done := false
+			l.opts.Progress = func(e Event) {
+				if e.Step == tt.step && !done {
+					done = true
+					tt.do(l)
+				}
+			}
+			_, err := Run(context.Background(), eng, l.opts)
+			if !errors.Is(err, ErrAborted) || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("got %v, want ErrAborted (and %v)", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("got a multi-line error %q", err)
+			}
+			if got, _ := os.ReadFile(l.file); string(got) != string(before) {
+				t.Errorf("got the compose file changed by an aborted migration")
+			}
+			if _, err := os.Stat(l.file + ".moltctl-backup"); err == nil {
+				t.Errorf("got a backup written by an aborted migration")
+			}
+			if _, err := dockertest.Run("docker", "volume", "inspect", l.name+"_state"); err == nil {
+				t.Errorf("got volume %s_state left by an aborted migration", l.name)
+			}
+			if _, err := os.Stat(JournalPath(l.name)); err == nil {
+				t.Errorf("got a journal left by an aborted migration")
+			}
+			if got := l.containerID(t); got != id {
+				t.Errorf("got container %s, want %s as before", got, id)
+			}
+			if running := strings.TrimSpace(dockertest.Docker(t, "inspect", "-f", "{{.State.Running}}", id)); running != "true" {
+				t.Errorf("got the service running=%s after the abort, want it started again", running)
+			}
+		})
+	}
+}
