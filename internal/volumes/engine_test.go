@@ -52,7 +52,9 @@ func helperOpts(tb testing.TB) HelperOptions {
 		}
 		root := filepath.Dir(strings.TrimSpace(string(out)))
 		p := filepath.Join(binDir, "moltctl")
-		cmd := exec.Command("go", "build", "-o", p, "./cmd/moltctl")
+		// A version of its own makes this package's helper image tag (a hash of the
+		// binary) differ from other packages' tests, which remove theirs concurrently.
+		cmd := exec.Command("go", "build", "-ldflags", "-X main.version=volumes-test", "-o", p, "./cmd/moltctl")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
