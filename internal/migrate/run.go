@@ -516,11 +516,21 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		// The compose files were not touched.
 		return r.rep, r.rollbackEarly(ctx)
 	}
-	r.progress("restore", fmt.Sprintf("%d compose file(s)", len(j.Edits)))
-	if err := applyEdits(j.Edits, true); err != nil {
+	edits := j.Edits
+	if j.Step == StepVerified {
+		// The rewrite may have been interrupted: restore only the files it wrote.
+		edits = nil
+		for _, e := range j.Edits {
+			if cur, err := os.ReadFile(e.Path); err == nil && bytes.Equal(cur, e.New) {
+				edits = append(edits, e)
+			}
+		}
+	}
+	r.progress("restore", fmt.Sprintf("%d compose file(s)", len(edits)))
+	if err := applyEdits(edits, true); err != nil {
 		return nil, fmt.Errorf("restoring the compose files: %w", err)
 	}
-	for _, e := range j.Edits {
+	for _, e := range edits {
 		r.rep.Files = append(r.rep.Files, e.Path)
 	}
 	project, err := compose.Load(ctx, opts.Compose)
@@ -531,6 +541,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		return remount.Options{Project: project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
 			WaitTimeout: opts.WaitTimeout, Locked: true}
 	}
+	unused := j.Current == "" && len(j.Remounted) == 0 && stepIndex(j.Step) < stepIndex(StepRemounted)
 	if j.Current != "" {
 		// A remount onto the volumes was interrupted: its own rollback puts the old container back.
 		r.progress("remount rollback", j.Current)
@@ -562,6 +573,14 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	if j.Step == StepDone || j.Step == StepRemounted {
 		r.rep.Warnings = append(r.rep.Warnings, "data written to the volumes since the migration stays in the volumes "+
 			strings.Join(journalVolumes(j), ", ")+" (the services use their bind directories again)")
+	}
+	if unused {
+		// No service ever ran on the volumes: they hold nothing but the copy.
+		for _, v := range j.Volumes {
+			if _, err := eng.VolumeRemove(ctx, v, client.VolumeRemoveOptions{}); err != nil {
+				r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("removing volume %s: %v", v, err))
+			}
+		}
 	}
 	volumes.RemoveHelper(ctx, eng, opts.Helper)
 	if err := j.remove(); err != nil {

@@ -294,3 +294,107 @@ func TestRunAborts(t *testing.T) {
 		})
 	}
 }
+
+// TestRunCrash kills a moltctl migrate (SIGKILL from the journal hooks) at
+// step boundaries, then finishes it with Resume or undoes it with Rollback:
+// either way the data, the writable layer and the compose file are intact.
+func TestRunCrash(t *testing.T) {
+	points := []struct{ hook, step string }{
+		{"MOLTCTL_MIGRATE_CRASH_AFTER", StepCopied},
+		{"MOLTCTL_MIGRATE_CRASH_AFTER", StepStopped},
+		{"MOLTCTL_MIGRATE_CRASH_AFTER", StepApplied},
+		{"MOLTCTL_REMOUNT_CRASH_AFTER", "committed"}, // inside the remount of app
+	}
+	for _, p := range points {
+		for _, mode := range []string{"resume", "rollback"} {
+			t.Run(p.step+"/"+mode, func(t *testing.T) {
+				l := newLive(t)
+				eng := dockertest.Engine(t)
+				before, _ := os.ReadFile(l.file)
+				cmd := exec.Command(staticMoltctl(t), "-f", l.file, "migrate", "--yes", "--quiet", "--wait-timeout", "1s")
+				cmd.Env = append(os.Environ(), p.hook+"="+p.step)
+				out, err := cmd.CombinedOutput()
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+					t.Fatalf("got %v (%s), want the child killed after %s", err, out, p.step)
+				}
+				if _, err := Run(context.Background(), eng, l.opts); !errors.Is(err, ErrInterrupted) {
+					t.Errorf("got %v running again after the crash, want ErrInterrupted", err)
+				}
+				if mode == "resume" {
+					if _, err := Resume(context.Background(), eng, l.opts); err != nil {
+						t.Fatal(err)
+					}
+					l.checkRunning(t, "volume")
+					if rep, err := Run(context.Background(), eng, l.opts); err != nil || !rep.Nothing {
+						t.Errorf("got %+v, %v after the resume, want nothing to migrate", rep, err)
+					}
+				} else {
+					if _, err := Rollback(context.Background(), eng, l.opts); err != nil {
+						t.Fatal(err)
+					}
+					if got, _ := os.ReadFile(l.file); string(got) != string(before) {
+						t.Errorf("got compose file after rollback\n%s\nwant\n%s", got, before)
+					}
+					l.checkRunning(t, "bind")
+					if _, err := os.Stat(JournalPath(l.name)); err == nil {
+						t.Errorf("got the journal left after the rollback")
+					}
+				}
+				l.checkSource(t)
+			})
+		}
+	}
+}
+
+// TestRunVolumeTaken: a volume with the planned name that holds data is never
+// touched; the migration aborts with everything as before.
+func TestRunVolumeTaken(t *testing.T) {
+	l := newLive(t)
+	vol := l.name + "_state"
+	dockertest.Docker(t, "volume", "create", "--label", "com.docker.compose.project="+l.name,
+		"--label", "com.docker.compose.volume=state", vol)
+	dockertest.Docker(t, "run", "--rm", "-v", vol+":/v", dockertest.Busybox(t), "sh", "-c", "echo precious >/v/keep")
+	before, _ := os.ReadFile(l.file)
+	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	if !errors.Is(err, ErrAborted) || !errors.Is(err, volumes.ErrVolumeTaken) {
+		t.Fatalf("got %v, want ErrAborted and ErrVolumeTaken", err)
+	}
+	if got := strings.TrimSpace(dockertest.Docker(t, "run", "--rm", "-v", vol+":/v", dockertest.Busybox(t), "cat", "/v/keep")); got != "precious" {
+		t.Errorf("got %q in the taken volume, want its data untouched", got)
+	}
+	if got, _ := os.ReadFile(l.file); string(got) != string(before) {
+		t.Errorf("got the compose file changed")
+	}
+	l.checkRunning(t, "bind")
+}
+
+// TestResumeComposeChanged: a compose file edited after the plan makes Resume
+// refuse with compose.ErrChanged and write nothing; Rollback still works.
+func TestResumeComposeChanged(t *testing.T) {
+	l := newLive(t)
+	eng := dockertest.Engine(t)
+	before, _ := os.ReadFile(l.file)
+	cmd := exec.Command(staticMoltctl(t), "-f", l.file, "migrate", "--yes", "--quiet")
+	cmd.Env = append(os.Environ(), "MOLTCTL_MIGRATE_CRASH_AFTER="+StepVerified)
+	cmd.Run()
+	edited := append(append([]byte{}, before...), "# edited by hand\n"...)
+	os.WriteFile(l.file, edited, 0o644)
+	_, err := Resume(context.Background(), eng, l.opts)
+	if !errors.Is(err, compose.ErrChanged) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v, want one line wrapping compose.ErrChanged", err)
+	}
+	if got, _ := os.ReadFile(l.file); string(got) != string(edited) {
+		t.Errorf("got the edited compose file changed by the refused resume")
+	}
+	if _, err := os.Stat(l.file + ".moltctl-backup"); err == nil {
+		t.Errorf("got a backup written by the refused resume")
+	}
+	if _, err := Rollback(context.Background(), eng, l.opts); err != nil {
+		t.Fatal(err)
+	}
+	l.checkRunning(t, "bind")
+	if _, err := dockertest.Run("docker", "volume", "inspect", l.name+"_state"); err == nil {
+		t.Errorf("got volume %s_state left by the rollback of a migration no service used", l.name)
+	}
+}
