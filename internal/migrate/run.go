@@ -115,6 +115,9 @@ type runner struct {
 	t0   time.Time
 	// resumeCurrent: the service whose remount was interrupted (Resume).
 	resumeCurrent string
+	// resuming: Resume runs; a compose file changed since the plan is then
+	// refused (the journal stays) instead of aborting the migration.
+	resuming bool
 }
 
 func (r *runner) progress(step, detail string) {
@@ -188,6 +191,7 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 		return nil, fmt.Errorf("project %s: the last migration completed: %w", r.j.Project, ErrNoJournal)
 	}
 	r.resumeCurrent = r.j.Current
+	r.resuming = true
 	r.progress("resume", "from step "+r.j.Step)
 	return r.forward(ctx)
 }
@@ -279,6 +283,10 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 	}
 	if at(StepStopping) {
+		// A compose file edited since the plan: stop before any downtime.
+		if err := checkEdits(j.Edits); err != nil {
+			return nil, r.changed(ctx, err)
+		}
 		j.Running = nil
 		for _, s := range j.Services {
 			running, err := r.running(ctx, s)
@@ -331,7 +339,9 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 	}
 	if at(StepApplied) {
 		r.progress("rewrite", fmt.Sprintf("%d compose file(s)", len(j.Edits)))
-		if err := applyEdits(j.Edits, false); err != nil {
+		if err := applyEdits(j.Edits, false); errors.Is(err, compose.ErrChanged) {
+			return nil, r.changed(ctx, err)
+		} else if err != nil {
 			return nil, fmt.Errorf("rewriting the compose files (services %s stay stopped; fix the file or run --rollback): %w",
 				strings.Join(j.Running, ", "), err)
 		}
@@ -451,6 +461,30 @@ func (r *runner) abort(ctx context.Context, err error) error {
 		return fmt.Errorf("%w; %v", err, e)
 	}
 	return fmt.Errorf("%w: %w", ErrAborted, err)
+}
+
+// changed handles a compose file that changed since the plan: a run aborts
+// (nothing changed), a resume refuses and keeps the journal for --rollback.
+func (r *runner) changed(ctx context.Context, err error) error {
+	if r.resuming {
+		return fmt.Errorf("%w; fix the file or run --rollback", err)
+	}
+	return r.abort(ctx, err)
+}
+
+// checkEdits returns an error wrapping compose.ErrChanged when a compose file
+// holds neither the content the plan read nor the rewrite.
+func checkEdits(edits []fileEdit) error {
+	for _, e := range edits {
+		cur, err := os.ReadFile(e.Path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", e.Path, err)
+		}
+		if !bytes.Equal(cur, e.Old) && !bytes.Equal(cur, e.New) {
+			return fmt.Errorf("compose file %s %w (the migration's plan no longer applies)", e.Path, compose.ErrChanged)
+		}
+	}
+	return nil
 }
 
 // running reports whether the service has a running container.
