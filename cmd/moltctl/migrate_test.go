@@ -58,6 +58,8 @@ func runMoltctl(tb testing.TB, args ...string) (string, error) {
 func TestMigrateDryRun(t *testing.T) {
 	dir, file := migrateProject(t)
 	before, _ := os.ReadFile(file)
+	state := t.TempDir()
+	t.Setenv("MOLTCTL_STATE_DIR", state)
 	noEngine := []string{"-H", "unix://" + filepath.Join(dir, "no-engine.sock"), "-f", file}
 	tests := []struct {
 		name    string
@@ -66,6 +68,8 @@ func TestMigrateDryRun(t *testing.T) {
 		wantOut []string
 	}{
 		{"without --dry-run, no terminal", []string{"migrate"}, "migrate: not a terminal to confirm on: pass --yes", nil},
+		{"engine unreachable", []string{"migrate", "--yes"}, "migrate: connecting to the Docker Engine at unix://", nil},
+		{"engine unreachable, resume", []string{"migrate", "--resume"}, "migrate: connecting to the Docker Engine at unix://", nil},
 		{"--copy-back without --rollback", []string{"migrate", "--yes", "--copy-back"}, "migrate: --copy-back needs --rollback", nil},
 		{"bad --volume-name", []string{"migrate", "--dry-run", "--volume-name", "state"}, `migrate: --volume-name "state": want SOURCE=KEY`, nil},
 		{"no engine, owner from the image", []string{"migrate", "--dry-run"}, "no Docker Engine to read the image from", nil},
@@ -110,6 +114,9 @@ func TestMigrateDryRun(t *testing.T) {
 			}
 			if _, err := os.Stat(file + ".moltctl-backup"); err == nil {
 				t.Errorf("got a backup written by a dry run")
+			}
+			if left, _ := os.ReadDir(state); len(left) > 0 {
+				t.Errorf("got %v in the state directory, want nothing written", left)
 			}
 		})
 	}
