@@ -299,15 +299,24 @@ func TestRunAborts(t *testing.T) {
 // step boundaries, then finishes it with Resume or undoes it with Rollback:
 // either way the data, the writable layer and the compose file are intact.
 func TestRunCrash(t *testing.T) {
-	points := []struct{ hook, step string }{
-		{"MOLTCTL_MIGRATE_CRASH_AFTER", StepCopied},
-		{"MOLTCTL_MIGRATE_CRASH_AFTER", StepStopped},
-		{"MOLTCTL_MIGRATE_CRASH_AFTER", StepApplied},
-		{"MOLTCTL_REMOUNT_CRASH_AFTER", "committed"}, // inside the remount of app
+	type point struct{ hook, step string }
+	var points []point
+	// Every step boundary of the migration, then every one inside the remount of app.
+	for _, s := range steps {
+		if s != StepDone {
+			points = append(points, point{"MOLTCTL_MIGRATE_CRASH_AFTER", s})
+		}
+	}
+	for _, s := range []string{"begun", "stopped", "committed", "composing", "composed", "new-removed", "created", "started"} {
+		points = append(points, point{"MOLTCTL_REMOUNT_CRASH_AFTER", s})
 	}
 	for _, p := range points {
 		for _, mode := range []string{"resume", "rollback"} {
-			t.Run(p.step+"/"+mode, func(t *testing.T) {
+			name := p.step
+			if strings.Contains(p.hook, "REMOUNT") {
+				name = "remount-" + p.step
+			}
+			t.Run(name+"/"+mode, func(t *testing.T) {
 				l := newLive(t)
 				eng := dockertest.Engine(t)
 				before, _ := os.ReadFile(l.file)
