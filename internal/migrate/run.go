@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
@@ -161,6 +162,9 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	if len(plan.Conversions) == 0 {
 		r.rep.Nothing = true
 		return r.rep, nil
+	}
+	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
+		return nil, err
 	}
 	id := make([]byte, 8)
 	rand.Read(id)
@@ -482,6 +486,28 @@ func checkEdits(edits []fileEdit) error {
 		}
 		if !bytes.Equal(cur, e.Old) && !bytes.Equal(cur, e.New) {
 			return fmt.Errorf("compose file %s %w (the migration's plan no longer applies)", e.Path, compose.ErrChanged)
+		}
+	}
+	return nil
+}
+
+// checkReplicas refuses, before anything changes, a service remount can't
+// handle: scale > 1 in the compose file or more than one container.
+func (r *runner) checkReplicas(ctx context.Context, project string, services []string, svcs types.Services) error {
+	for _, s := range services {
+		svc := svcs[s]
+		if n := svc.GetScale(); n > 1 {
+			return fmt.Errorf("service %s has scale %d: %w (its replicas can't keep their layers); scale it to 1 first",
+				s, n, remount.ErrUnsupported)
+		}
+		f := client.Filters{}
+		f.Add("label", "com.docker.compose.project="+project, "com.docker.compose.service="+s, "com.docker.compose.oneoff=False")
+		res, err := r.eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+		if err != nil {
+			return fmt.Errorf("listing the containers of service %s: %w", s, err)
+		}
+		if len(res.Items) > 1 {
+			return fmt.Errorf("service %s has %d containers: %w; scale it to 1 first", s, len(res.Items), remount.ErrUnsupported)
 		}
 	}
 	return nil

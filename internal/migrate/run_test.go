@@ -14,6 +14,7 @@ import (
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
 
@@ -405,5 +406,26 @@ func TestResumeComposeChanged(t *testing.T) {
 	l.checkRunning(t, "bind")
 	if _, err := dockertest.Run("docker", "volume", "inspect", l.name+"_state"); err == nil {
 		t.Errorf("got volume %s_state left by the rollback of a migration no service used", l.name)
+	}
+}
+
+// TestRunScaled: a service with two containers is refused before anything
+// changes (remount keeps the layer of one container).
+func TestRunScaled(t *testing.T) {
+	l := newLive(t)
+	l.compose(t, "up", "-d", "--scale", "app=2")
+	before, _ := os.ReadFile(l.file)
+	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	if !errors.Is(err, remount.ErrUnsupported) || !strings.Contains(err.Error(), "2 containers") {
+		t.Fatalf("got %v, want remount.ErrUnsupported naming 2 containers", err)
+	}
+	if got, _ := os.ReadFile(l.file); string(got) != string(before) {
+		t.Errorf("got the compose file changed")
+	}
+	if _, err := os.Stat(JournalPath(l.name)); err == nil {
+		t.Errorf("got a journal written by a refused migration")
+	}
+	if _, err := dockertest.Run("docker", "volume", "inspect", l.name+"_state"); err == nil {
+		t.Errorf("got volume %s_state created by a refused migration", l.name)
 	}
 }
