@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/remount"
@@ -62,7 +64,8 @@ type RunOptions struct {
 	WaitTimeout time.Duration
 	// CopyBack (Rollback only) would copy the volumes back; not implemented: ErrCopyBack.
 	CopyBack bool
-	// Progress, when set, is called at each step and with running copy totals.
+	// Progress, when set, is called at each step and with running copy totals;
+	// never concurrently, though the delta and verify steps run the volumes side by side.
 	Progress func(Event)
 }
 
@@ -109,6 +112,7 @@ var steps = []string{StepPlanned, StepCreated, StepCopied, StepStopping, StepSto
 func stepIndex(s string) int { return slices.Index(steps, s) }
 
 type runner struct {
+	mu   sync.Mutex // serializes opts.Progress
 	eng  RunEngine
 	opts RunOptions
 	j    *journal
@@ -121,10 +125,31 @@ type runner struct {
 	resuming bool
 }
 
-func (r *runner) progress(step, detail string) {
-	if r.opts.Progress != nil {
-		r.opts.Progress(Event{Step: step, Detail: detail})
+// parallel is how many volumes the delta and verify steps handle at once.
+const parallel = 4
+
+// each runs fn for every conversion, up to parallel at once, and returns the
+// first error (the others are cancelled through ctx and waited for).
+func (r *runner) each(ctx context.Context, fn func(ctx context.Context, i int, c Conversion) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for i, c := range r.j.Conversions {
+		g.Go(func() error { return fn(ctx, i, c) })
 	}
+	return g.Wait()
+}
+
+// emit calls opts.Progress, never concurrently.
+func (r *runner) emit(e Event) {
+	if r.opts.Progress != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.opts.Progress(e)
+	}
+}
+
+func (r *runner) progress(step, detail string) {
+	r.emit(Event{Step: step, Detail: detail})
 }
 
 // Run migrates the project's host directory bind mounts into named volumes:
@@ -237,7 +262,7 @@ func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass) (*vo
 		Pass: pass, Helper: r.opts.Helper}
 	if r.opts.Progress != nil {
 		o.Progress = func(p volumes.Progress) {
-			r.opts.Progress(Event{Step: "copy", Volume: c.Name, Copy: &p})
+			r.emit(Event{Step: "copy", Volume: c.Name, Copy: &p})
 		}
 	}
 	res, err := volumes.Copy(ctx, r.eng, o)
@@ -316,26 +341,36 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 	}
 	if at(StepDelta) {
-		for _, c := range j.Conversions {
-			res, err := r.copy(ctx, c, volumes.PassDelta)
-			if err != nil {
-				return nil, r.abort(ctx, err)
-			}
-			r.volumeReport(c).Delta = res
+		// The services are down from here: the volumes are done side by side.
+		res := make([]*volumes.CopyResult, len(j.Conversions))
+		if err := r.each(ctx, func(ctx context.Context, i int, c Conversion) (err error) {
+			res[i], err = r.copy(ctx, c, volumes.PassDelta)
+			return err
+		}); err != nil {
+			return nil, r.abort(ctx, err)
+		}
+		for i, c := range j.Conversions {
+			r.volumeReport(c).Delta = res[i]
 		}
 		if err := j.save(StepDelta); err != nil {
 			return nil, err
 		}
 	}
 	if at(StepVerified) {
-		for _, c := range j.Conversions {
+		reps := make([]*volumes.VerifyReport, len(j.Conversions))
+		if err := r.each(ctx, func(ctx context.Context, i int, c Conversion) (err error) {
 			r.progress("verify", c.Name)
-			rep, err := volumes.Verify(ctx, r.eng, volumes.VerifyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner,
+			reps[i], err = volumes.Verify(ctx, r.eng, volumes.VerifyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner,
 				KeepOwner: r.opts.KeepOwner, Full: r.opts.VerifyFull, Helper: r.opts.Helper})
 			if err != nil {
-				return nil, r.abort(ctx, fmt.Errorf("verifying volume %s against %s: %w", c.Name, c.Source, err))
+				return fmt.Errorf("verifying volume %s against %s: %w", c.Name, c.Source, err)
 			}
-			r.volumeReport(c).Verify = rep
+			return nil
+		}); err != nil {
+			return nil, r.abort(ctx, err)
+		}
+		for i, c := range j.Conversions {
+			r.volumeReport(c).Verify = reps[i]
 		}
 		if err := j.save(StepVerified); err != nil {
 			return nil, err

@@ -429,3 +429,80 @@ func TestRunScaled(t *testing.T) {
 		t.Errorf("got volume %s_state created by a refused migration", l.name)
 	}
 }
+
+// TestRunVolumes migrates three directories of one service (delta and verify
+// run them side by side); a difference found in one of them aborts the whole
+// migration and removes all three volumes.
+func TestRunVolumes(t *testing.T) {
+	for _, mismatch := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ok", true: "one differs"}[mismatch], func(t *testing.T) {
+			dockertest.Root(t)
+			eng := dockertest.Engine(t)
+			bin := staticMoltctl(t)
+			t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
+			name := dockertest.Name("migvols")
+			t.Cleanup(func() {
+				for _, k := range []string{"s1", "s2", "s3"} {
+					dockertest.Run("docker", "volume", "rm", "-f", name+"_"+k)
+				}
+				out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+name)
+				for _, id := range strings.Fields(out) {
+					dockertest.Run("docker", "image", "rm", "-f", id)
+				}
+			})
+			dir := dockertest.Project(t, name, `name: `+name+`
+services:
+  app:
+    image: `+dockertest.Busybox(t)+`
+    user: "1000:1000"
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    volumes: [./s1:/s1, ./s2:/s2, ./s3:/s3]
+`)
+			file := filepath.Join(dir, "compose.yaml")
+			for _, k := range []string{"s1", "s2", "s3"} {
+				os.MkdirAll(filepath.Join(dir, k, "d"), 0o755)
+				os.WriteFile(filepath.Join(dir, k, "d", "f"), []byte(k+"\n"), 0o644)
+			}
+			dockertest.Docker(t, "compose", "-f", file, "up", "-d")
+			before, _ := os.ReadFile(file)
+			opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: bin},
+				WaitTimeout: time.Second}
+			var once sync.Once
+			opts.Progress = func(e Event) {
+				if mismatch && e.Step == "verify" {
+					once.Do(func() { os.WriteFile(filepath.Join(dir, "s2", "d", "f"), []byte("S2\n"), 0o644) })
+				}
+			}
+			rep, err := Run(context.Background(), eng, opts)
+			if mismatch {
+				if !errors.Is(err, ErrAborted) || !errors.Is(err, volumes.ErrMismatch) || !strings.Contains(err.Error(), name+"_s2") {
+					t.Fatalf("got %v, want ErrAborted and ErrMismatch naming %s_s2", err, name)
+				}
+				if got, _ := os.ReadFile(file); string(got) != string(before) {
+					t.Errorf("got the compose file changed")
+				}
+				for _, k := range []string{"s1", "s2", "s3"} {
+					if _, err := dockertest.Run("docker", "volume", "inspect", name+"_"+k); err == nil {
+						t.Errorf("got volume %s_%s left by the aborted migration", name, k)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Volumes) != 3 {
+				t.Fatalf("got %d volumes in the report, want 3", len(rep.Volumes))
+			}
+			for i, k := range []string{"s1", "s2", "s3"} {
+				if v := rep.Volumes[i]; v.Name != name+"_"+k || v.Delta == nil || v.Verify == nil || v.Verify.Entries != 3 {
+					t.Errorf("got report %+v, want %s_%s with its delta and 3 verified entries", v, name, k)
+				}
+				got := dockertest.Docker(t, "compose", "-f", file, "exec", "-T", "app", "cat", "/"+k+"/d/f")
+				if strings.TrimSpace(got) != k {
+					t.Errorf("got %q in /%s/d/f, want %s", got, k, k)
+				}
+			}
+		})
+	}
+}
