@@ -78,11 +78,29 @@ func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project,
 		c.Source, strings.Join(owners, ", "), ErrInvalid)
 }
 
+// BootstrapUserEnv is the variable naming the user `moltctl bootstrap` drops
+// to (docs/bootstrap.md): an image that starts as root with it set runs its app
+// as that user, so that user owns the migrated data.
+const BootstrapUserEnv = "MOLTCTL_USER"
+
 // serviceOwner is the uid:gid the service runs as: user:, else the image's USER,
-// else "" (the image runs as root and has no opinion).
+// else the user moltctl bootstrap drops to (BootstrapUserEnv in the service's
+// environment, else in the image's), else "" (the image runs as root and has
+// no opinion).
 func (r *ownerResolver) serviceOwner(ctx context.Context, project *types.Project, svc types.ServiceConfig) (string, error) {
 	if svc.User != "" {
 		return r.resolve(ctx, project, svc, svc.User)
+	}
+	bootstrapUser := func(imageEnv []string) string {
+		if v, ok := svc.Environment[BootstrapUserEnv]; ok && v != nil {
+			return *v
+		}
+		for _, e := range imageEnv {
+			if v, ok := strings.CutPrefix(e, BootstrapUserEnv+"="); ok {
+				return v
+			}
+		}
+		return ""
 	}
 	image := imageName(project, svc)
 	if r.eng == nil {
@@ -95,7 +113,16 @@ func (r *ownerResolver) serviceOwner(ctx context.Context, project *types.Project
 	if err != nil {
 		return "", fmt.Errorf("inspecting image %s: %w", image, err)
 	}
-	if res.Config == nil || res.Config.User == "" {
+	if res.Config == nil {
+		return "", nil
+	}
+	if u := res.Config.User; u != "" && u != "0" && u != "root" && !strings.HasPrefix(u, "0:") && !strings.HasPrefix(u, "root:") {
+		return r.resolve(ctx, project, svc, u)
+	}
+	if u := bootstrapUser(res.Config.Env); u != "" {
+		return r.resolve(ctx, project, svc, u)
+	}
+	if res.Config.User == "" {
 		return "", nil
 	}
 	return r.resolve(ctx, project, svc, res.Config.User)

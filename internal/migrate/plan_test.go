@@ -579,3 +579,32 @@ func TestPrepareSingleLetterDir(t *testing.T) {
 		t.Errorf("got %v, want ErrInvalid for a one-letter key", err)
 	}
 }
+
+// TestPrepareBootstrapUser: an image that starts as root and drops to
+// MOLTCTL_USER (moltctl bootstrap) gives its data to that user; the service's
+// environment overrides the image's.
+func TestPrepareBootstrapUser(t *testing.T) {
+	eng := dockertest.Engine(t)
+	bootstrapImage := userImage(t, "root\nENV MOLTCTL_USER=node")
+	rootImage := userImage(t, "root")
+	tests := []struct {
+		name, image, env, want string
+	}{
+		{"image env", bootstrapImage, "", "1000:1000"},
+		{"service env overrides", bootstrapImage, "    environment: {MOLTCTL_USER: nobody}\n", "65534:65534"},
+		{"service env on a root image", rootImage, "    environment: [MOLTCTL_USER=node]\n", "1000:1000"},
+		{"root image: the directory's owner", rootImage, "", "0:0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "services:\n  app:\n    image: "+tt.image+"\n"+tt.env+"    volumes: [\"./state:/state\"]\n")
+			plan, err := Prepare(context.Background(), eng, load(t, f, dockertest.Name("mig")), PlanOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := plan.Conversions[0].Owner; got != tt.want {
+				t.Errorf("got owner %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
