@@ -206,9 +206,11 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	// docker compose adopts the volume and the container.
 	id := l.containerID(t)
-	up := l.compose(t, "up", "-d")
-	if strings.Contains(up, "not created by Docker Compose") || strings.Contains(up, "Recreate") {
-		t.Errorf("got `docker compose up -d` output\n%s\nwant no volume warning, no recreate", up)
+	// compose reports on stderr: read both streams, and see its "Running" line.
+	b, err := exec.Command("docker", "compose", "-f", l.file, "up", "-d").CombinedOutput()
+	if up := string(b); err != nil || !strings.Contains(up, "Running") ||
+		strings.Contains(up, "not created by Docker Compose") || strings.Contains(up, "Recreate") {
+		t.Errorf("got `docker compose up -d` %v, output\n%s\nwant the container Running, no volume warning, no recreate", err, up)
 	}
 	if got := l.containerID(t); got != id {
 		t.Errorf("got container %s after compose up, want %s kept", got, id)
