@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
@@ -209,7 +210,29 @@ func (r *ownerResolver) userDB(ctx context.Context, image string) (*userDB, erro
 	return db, nil
 }
 
+// staleProbe is the age after which a probe container is taken for one a
+// killed run left behind (a probe lives for well under a second).
+const staleProbe = 10 * time.Minute
+
+// removeStaleProbes removes the never-started probe containers that runs killed
+// between create and remove left behind. Failures are ignored: they only leave
+// a stopped container.
+func removeStaleProbes(ctx context.Context, eng Engine) {
+	f := client.Filters{}
+	f.Add("label", ProbeLabel)
+	res, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return
+	}
+	for _, c := range res.Items {
+		if c.State == container.StateCreated && time.Since(time.Unix(c.Created, 0)) > staleProbe {
+			eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+		}
+	}
+}
+
 func readUserDB(ctx context.Context, eng Engine, image string) (_ *userDB, err error) {
+	removeStaleProbes(ctx, eng)
 	b := make([]byte, 6)
 	rand.Read(b)
 	name := "moltctl-probe-" + hex.EncodeToString(b)

@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
@@ -356,6 +358,9 @@ func (e failingEngine) ContainerCreate(context.Context, client.ContainerCreateOp
 func (e failingEngine) CopyFromContainer(context.Context, string, client.CopyFromContainerOptions) (client.CopyFromContainerResult, error) {
 	return client.CopyFromContainerResult{}, e.err
 }
+func (e failingEngine) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
+	return client.ContainerListResult{}, e.err
+}
 func (e failingEngine) ContainerRemove(context.Context, string, client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
 	return client.ContainerRemoveResult{}, e.err
 }
@@ -606,5 +611,35 @@ func TestPrepareBootstrapUser(t *testing.T) {
 				t.Errorf("got owner %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// probeEngine lists probe containers and records what is removed.
+type probeEngine struct {
+	failingEngine
+	items   []container.Summary
+	removed []string
+}
+
+func (e *probeEngine) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
+	return client.ContainerListResult{Items: e.items}, nil
+}
+func (e *probeEngine) ContainerRemove(_ context.Context, id string, _ client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
+	e.removed = append(e.removed, id)
+	return client.ContainerRemoveResult{}, nil
+}
+
+// TestRemoveStaleProbes: only probes a killed run left (never started, older
+// than staleProbe) are removed; a probe another run uses now is not.
+func TestRemoveStaleProbes(t *testing.T) {
+	old := time.Now().Add(-time.Hour).Unix()
+	e := &probeEngine{items: []container.Summary{
+		{ID: "left", State: container.StateCreated, Created: old},
+		{ID: "fresh", State: container.StateCreated, Created: time.Now().Unix()},
+		{ID: "started", State: container.StateRunning, Created: old},
+	}}
+	removeStaleProbes(context.Background(), e)
+	if !slices.Equal(e.removed, []string{"left"}) {
+		t.Errorf("got removed %v, want [left]", e.removed)
 	}
 }
