@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -196,24 +197,9 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	if o.copyBack && !o.rollback {
 		return errors.New("migrate: --copy-back needs --rollback")
 	}
-	if !o.quiet {
-		var last time.Time
-		opts.Progress = func(e migrate.Event) {
-			if e.Copy == nil {
-				fmt.Fprintf(stderr, "migrate: %s %s\n", e.Step, e.Detail)
-				return
-			}
-			if time.Since(last) < 2*time.Second {
-				return
-			}
-			last = time.Now()
-			p := e.Copy
-			line := fmt.Sprintf("migrate: copy %s (%s): %d files, %s", e.Volume, p.Pass, p.Files, humanBytes(p.Bytes))
-			if p.TotalBytes > 0 {
-				line += fmt.Sprintf(" of %s", humanBytes(p.TotalBytes))
-			}
-			fmt.Fprintln(stderr, line)
-		}
+	pr := migrateProgress(stderr, o, os.Getenv)
+	if pr != nil {
+		opts.Progress = pr.Event
 	}
 	if !o.resume && !o.rollback && !o.yes {
 		if in, ok := cmd.InOrStdin().(io.Writer); !ok || !remountIsTerminal(in) {
@@ -238,11 +224,32 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	case o.rollback:
 		do = migrate.Rollback
 	}
+	pr.start()
 	rep, err := do(ctx, eng, opts)
+	pr.Close(err)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return printMigrateReport(cmd.OutOrStdout(), stderr, o, rep)
+}
+
+// migrateProgress is the renderer of migrate's progress on stderr: the live
+// view of docker compose when stderr is a terminal (see progressOptionsFor),
+// plain "migrate: ..." lines otherwise, none (nil) with --quiet.
+func migrateProgress(stderr io.Writer, o *migrateOptions, getenv func(string) string) *progress {
+	if o.quiet {
+		return nil
+	}
+	po := progressOptionsFor(remountIsTerminal(stderr), getenv)
+	po.Size = terminalSize(stderr)
+	po.Prefix, po.Title = "migrate", "Migrating"
+	switch {
+	case o.resume:
+		po.Title = "Resuming the migration"
+	case o.rollback:
+		po.Title = "Rolling back the migration"
+	}
+	return newProgress(stderr, po)
 }
 
 func printMigrateReport(w, stderr io.Writer, o *migrateOptions, rep *migrate.Report) error {
