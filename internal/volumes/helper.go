@@ -20,7 +20,7 @@ const (
 
 // helperRequest is the one argument of `moltctl copy-helper`.
 type helperRequest struct {
-	Op        string `json:"op"` // copy, verify, finish, probe
+	Op        string `json:"op"` // copy, verify, finish, probe, copyback
 	Owner     string `json:"owner,omitempty"`
 	KeepOwner bool   `json:"keep_owner,omitempty"`
 	Pass      Pass   `json:"pass,omitempty"`
@@ -29,16 +29,23 @@ type helperRequest struct {
 	// From and To default to /from and /to; tests run the helper in-process on other paths.
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
+	// copyback: From is the volume, To the target's parent directory; Name is
+	// the target's name in it, ID the copy-back's; CrashAfter (tests) makes
+	// the helper exit abruptly after that step.
+	Name       string `json:"name,omitempty"`
+	ID         string `json:"id,omitempty"`
+	CrashAfter string `json:"crash_after,omitempty"`
 }
 
 // helperLine is one JSON line the helper writes on stdout.
 type helperLine struct {
-	Progress *Progress     `json:"progress,omitempty"`
-	Copy     *CopyResult   `json:"copy,omitempty"`
-	Verify   *VerifyReport `json:"verify,omitempty"`
-	Probe    *probeResult  `json:"probe,omitempty"`
-	Error    string        `json:"error,omitempty"`
-	Kind     string        `json:"kind,omitempty"`
+	Progress *Progress       `json:"progress,omitempty"`
+	Copy     *CopyResult     `json:"copy,omitempty"`
+	Verify   *VerifyReport   `json:"verify,omitempty"`
+	Probe    *probeResult    `json:"probe,omitempty"`
+	CopyBack *CopyBackResult `json:"copy_back,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Kind     string          `json:"kind,omitempty"`
 }
 
 type probeResult struct {
@@ -46,7 +53,7 @@ type probeResult struct {
 }
 
 // error kinds carried from the helper to the client
-var kinds = map[string]error{"nospace": ErrNoSpace, "nofirstpass": ErrNoFirstPass}
+var kinds = map[string]error{"nospace": ErrNoSpace, "nofirstpass": ErrNoFirstPass, "refused": ErrRefused, "mismatch": ErrMismatch}
 
 // Helper is the body of the hidden `moltctl copy-helper REQUEST` command that
 // runs inside the helper container: it reads the source at /from, writes the
@@ -130,6 +137,13 @@ func runHelper(ctx context.Context, args []string, emit func(helperLine)) error 
 			return fmt.Errorf("listing the volume: %w", err)
 		}
 		emit(helperLine{Probe: &probeResult{Empty: len(names) == 0}})
+	case "copyback":
+		res, err := copyBackTree(ctx, copyBackTreeOptions{Src: req.From, Parent: req.To, Name: req.Name, ID: req.ID,
+			Progress: func(p Progress) { emit(helperLine{Progress: &p}) }, Hook: crashHook(req.CrashAfter)})
+		if err != nil {
+			return err
+		}
+		emit(helperLine{CopyBack: res})
 	default:
 		return fmt.Errorf("copy-helper: unknown operation %q", req.Op)
 	}
