@@ -375,6 +375,16 @@ func (p *progress) paint(s, sgr string) string {
 	return "\x1b[" + sgr + "m" + s + "\x1b[0m"
 }
 
+// paintPadded paints s without the blanks around it.
+func (p *progress) paintPadded(s, sgr string) string {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return s
+	}
+	i := strings.Index(s, t)
+	return s[:i] + p.paint(t, sgr) + s[i+len(t):]
+}
+
 // frame returns the lines of the live view, each at most cols-1 columns.
 func (p *progress) frame(now time.Time, cols int) []string {
 	done, stepW := 0, 0
@@ -397,7 +407,8 @@ func (p *progress) frame(now time.Time, cols int) []string {
 		case taskFailed:
 			icon, iconSGR, status, statusSGR, end = "✘", sgrRed, "Error", sgrRed, t.end
 		}
-		timer := fmt.Sprintf("%.1fs", end.Sub(t.start).Seconds())
+		// Right-aligned in 5 columns: "Done" stays in its column up to 99.9s.
+		timer := fmt.Sprintf("%5s", fmt.Sprintf("%.1fs", end.Sub(t.start).Seconds()))
 		step := capitalize(t.step)
 		step += strings.Repeat(" ", stepW-utf8.RuneCountInString(step))
 		status += strings.Repeat(" ", 6-len(status))
@@ -411,7 +422,7 @@ func (p *progress) frame(now time.Time, cols int) []string {
 			detail := truncate(t.detail, room)
 			pad := room - utf8.RuneCountInString(detail) + 1
 			lines = append(lines, " "+p.paint(icon, iconSGR)+" "+step+" "+detail+strings.Repeat(" ", pad)+" "+
-				p.paint(strings.TrimRight(status, " "), statusSGR)+status[len(strings.TrimRight(status, " ")):]+p.paint(timer, sgrBlue))
+				p.paintPadded(status, statusSGR)+p.paintPadded(timer, sgrBlue))
 		}
 		if t.copy != nil && (t.state == taskRunning || !t.copy.lastAt.IsZero()) {
 			lines = append(lines, p.copyLine(t, width))
@@ -462,7 +473,7 @@ func copyFields(c *copyState) []string {
 	if l.TotalFiles > 0 {
 		f += "/" + groupDigits(l.TotalFiles)
 	}
-	fields := []string{b, f + " files"}
+	fields := []string{b, f + files(max(l.Files, l.TotalFiles))}
 	r := c.rate()
 	if r > 0 {
 		fields = append(fields, compactBytes(int64(r))+"/s")
@@ -477,11 +488,18 @@ func copyFields(c *copyState) []string {
 func copySummary(t *task) string {
 	l := t.copy.last
 	d := t.end.Sub(t.start)
-	s := fmt.Sprintf("%s files, %s in %.1fs", groupDigits(l.Files), compactBytes(l.Bytes), d.Seconds())
-	if d > 0 {
+	s := fmt.Sprintf("%s%s, %s in %.1fs", groupDigits(l.Files), files(l.Files), compactBytes(l.Bytes), d.Seconds())
+	if d > 0 && l.Bytes > 0 {
 		s += ", " + compactBytes(int64(float64(l.Bytes)/d.Seconds())) + "/s"
 	}
 	return s
+}
+
+func files(n int64) string {
+	if n == 1 {
+		return " file"
+	}
+	return " files"
 }
 
 // compactBytes is n in binary units without a space: 512B, 412.3MiB.

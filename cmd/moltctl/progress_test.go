@@ -183,7 +183,7 @@ func bar(n, width int) string {
 // step, the status and timer ending at column 119.
 func row(icon, step, detail, status, timer string) string {
 	left := " " + icon + " " + step + " " + detail
-	right := status + strings.Repeat(" ", 6-len(status)) + timer
+	right := status + strings.Repeat(" ", 6-len(status)) + fmt.Sprintf("%5s", timer)
 	return left + strings.Repeat(" ", 119-utf8.RuneCountInString(left)-len(right)) + right
 }
 
@@ -255,8 +255,8 @@ func TestProgressLiveViewColors(t *testing.T) {
 				t.Errorf("without colour, got an SGR sequence in\n%q", out)
 			}
 			s := render(t, 24, out)
-			if got := s.text(); !strings.HasPrefix(got[3], " ✘ Copy") || !strings.Contains(got[3], "Error 4.0s") {
-				t.Errorf("after Close with an error: got %q, want the running copy ✘ with Error 4.0s", got[3])
+			if got := s.text(); !strings.HasPrefix(got[3], " ✘ Copy") || !strings.Contains(got[3], "Error  4.0s") {
+				t.Errorf("after Close with an error: got %q, want the running copy ✘ with Error  4.0s", got[3])
 			}
 		})
 	}
@@ -497,6 +497,35 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestProgressCopyFigures(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		p       volumes.Progress
+		d       time.Duration
+		fields  string
+		summary string
+	}{
+		{"nothing to copy", volumes.Progress{Pass: volumes.PassDelta}, ms(600), "0B, 0 files", "0 files, 0B in 0.6s"},
+		{"one empty file", volumes.Progress{Pass: volumes.PassDelta, Files: 1}, ms(600), "0B, 1 file", "1 file, 0B in 0.6s"},
+		{"one file of a known total", volumes.Progress{Pass: volumes.PassFull, Bytes: 512, TotalBytes: 1024, TotalFiles: 1}, 2 * time.Second,
+			"512B/1.0KiB, 0/1 file, 256B/s, ETA 2s", "0 files, 512B in 2.0s, 256B/s"},
+		{"files", volumes.Progress{Pass: volumes.PassDelta, Bytes: 3 * 1024, Files: 3}, 2 * time.Second,
+			"3.0KiB, 3 files, 1.5KiB/s", "3 files, 3.0KiB in 2.0s, 1.5KiB/s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tk := &task{start: t0, end: t0.Add(tc.d), copy: &copyState{last: tc.p,
+				samples: []sample{{at: t0}, {at: t0.Add(tc.d), bytes: tc.p.Bytes}}}}
+			if got := strings.Join(copyFields(tk.copy), ", "); got != tc.fields {
+				t.Errorf("running: got %q, want %q", got, tc.fields)
+			}
+			if got := copySummary(tk); got != tc.summary {
+				t.Errorf("ended: got %q, want %q", got, tc.summary)
+			}
+		})
+	}
 }
 
 func TestProgressFormats(t *testing.T) {
