@@ -503,18 +503,7 @@ func files(n int64) string {
 }
 
 // compactBytes is n in binary units without a space: 512B, 412.3MiB.
-func compactBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + "B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func compactBytes(n int64) string { return strings.ReplaceAll(humanBytes(n), " ", "") }
 
 // groupDigits writes n with thousands separators: 51,203.
 func groupDigits(n int64) string {
