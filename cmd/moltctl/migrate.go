@@ -30,7 +30,7 @@ type migrateOptions struct {
 	rollback    bool
 	copyBack    bool
 	keepOwner   bool
-	verifyFull  bool
+	verify      string
 	waitTimeout time.Duration
 }
 
@@ -70,7 +70,7 @@ with --rollback.`,
 	f.BoolVar(&o.rollback, "rollback", false, "undo the last migration: restore the compose files, put the services back on their binds")
 	f.BoolVar(&o.copyBack, "copy-back", false, "with --rollback: copy the volumes back into the bind directories (not implemented)")
 	f.BoolVar(&o.keepOwner, "keep-owner", false, "keep the files' numeric owners instead of the planned owner")
-	f.BoolVar(&o.verifyFull, "verify-full", false, "compare the content hash of every file (default: of what the delta pass copied)")
+	f.StringVar(&o.verify, "verify", "delta", `content hashes to compare: "delta" (of what the delta pass copied; metadata of everything) or "full" (of every file)`)
 	f.DurationVar(&o.waitTimeout, "wait-timeout", remount.DefaultWaitTimeout, "how long each remounted container must keep running (or has to turn healthy)")
 	cmd.MarkFlagsMutuallyExclusive("resume", "rollback", "dry-run")
 	return cmd
@@ -192,10 +192,13 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	opts := migrate.RunOptions{
 		Compose: g.compose, ComposeEnv: g.composeEnv(),
 		Plan:      migrate.PlanOptions{Services: o.services, Owner: o.owner, VolumeNames: names},
-		KeepOwner: o.keepOwner, VerifyFull: o.verifyFull, WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
+		KeepOwner: o.keepOwner, VerifyFull: o.verify == "full", WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
 	}
 	if o.copyBack && !o.rollback {
 		return errors.New("migrate: --copy-back needs --rollback")
+	}
+	if o.verify != "delta" && o.verify != "full" {
+		return fmt.Errorf("migrate: --verify %q: want delta or full", o.verify)
 	}
 	pr := migrateProgress(stderr, o, os.Getenv)
 	if pr != nil {
@@ -266,8 +269,14 @@ func printMigrateReport(w, stderr io.Writer, o *migrateOptions, rep *migrate.Rep
 		fmt.Fprintf(w, "Project %s: nothing to migrate.\n", rep.Project)
 		return nil
 	case rep.RolledBack:
-		fmt.Fprintf(w, "Project %s: rolled back; compose files restored: %s; services back on their binds: %s\n",
-			rep.Project, strings.Join(rep.Files, ", "), strings.Join(rep.Services, ", "))
+		files, services := "untouched", "none remounted"
+		if len(rep.Files) > 0 {
+			files = "restored: " + strings.Join(rep.Files, ", ")
+		}
+		if len(rep.Services) > 0 {
+			services = "back on their binds: " + strings.Join(rep.Services, ", ")
+		}
+		fmt.Fprintf(w, "Project %s: rolled back; compose files %s; services %s.\n", rep.Project, files, services)
 		return nil
 	}
 	fmt.Fprintf(w, "Project %s migrated in %s, downtime %s.\n", rep.Project, rep.Total.Round(time.Millisecond), rep.Downtime.Round(time.Millisecond))
@@ -276,13 +285,13 @@ func printMigrateReport(w, stderr io.Writer, o *migrateOptions, rep *migrate.Rep
 	for _, v := range rep.Volumes {
 		full, delta, ver := "-", "-", "-"
 		if v.Full != nil {
-			full = fmt.Sprintf("%d files, %s", v.Full.Files, humanBytes(v.Full.Bytes))
+			full = fmt.Sprintf("%d %s, %s", v.Full.Files, plural(int(v.Full.Files), "file", "files"), humanBytes(v.Full.Bytes))
 		}
 		if v.Delta != nil {
 			delta = fmt.Sprintf("+%d ~%d -%d", len(v.Delta.Added), len(v.Delta.Changed), len(v.Delta.Removed))
 		}
 		if v.Verify != nil {
-			ver = fmt.Sprintf("%d entries", v.Verify.Entries)
+			ver = fmt.Sprintf("%d %s", v.Verify.Entries, plural(v.Verify.Entries, "entry", "entries"))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Source, v.Name, v.Owner, full, delta, ver)
 	}

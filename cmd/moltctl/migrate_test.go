@@ -70,6 +70,7 @@ func TestMigrateDryRun(t *testing.T) {
 		{"without --dry-run, no terminal", []string{"migrate"}, "migrate: not a terminal to confirm on: pass --yes", nil},
 		{"engine unreachable", []string{"migrate", "--yes"}, "migrate: connecting to the Docker Engine at unix://", nil},
 		{"engine unreachable, resume", []string{"migrate", "--resume"}, "migrate: connecting to the Docker Engine at unix://", nil},
+		{"bad --verify", []string{"migrate", "--yes", "--verify", "some"}, `migrate: --verify "some": want delta or full`, nil},
 		{"--copy-back without --rollback", []string{"migrate", "--yes", "--copy-back"}, "migrate: --copy-back needs --rollback", nil},
 		{"bad --volume-name", []string{"migrate", "--dry-run", "--volume-name", "state"}, `migrate: --volume-name "state": want SOURCE=KEY`, nil},
 		{"no engine, owner from the image", []string{"migrate", "--dry-run"}, "no Docker Engine to read the image from", nil},
