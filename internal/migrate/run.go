@@ -481,6 +481,8 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 // migration created are removed and the journal is removed. It returns err
 // wrapped with ErrAborted, or with what could not be undone.
 func (r *runner) abort(ctx context.Context, err error) error {
+	// The undo runs to its end even when ctx was cancelled (Ctrl-C).
+	ctx = context.WithoutCancel(ctx)
 	var undo []string
 	if len(r.j.Running) > 0 && stepIndex(r.j.Step) >= stepIndex(StepStopping) {
 		if e := r.compose(ctx, append([]string{"start"}, r.j.Running...)...); e != nil {
