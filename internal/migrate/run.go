@@ -362,10 +362,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			r.progress("verify", c.Name)
 			reps[i], err = volumes.Verify(ctx, r.eng, volumes.VerifyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner,
 				KeepOwner: r.opts.KeepOwner, Full: r.opts.VerifyFull, Helper: r.opts.Helper})
-			if err != nil {
-				return fmt.Errorf("verifying volume %s against %s: %w", c.Name, c.Source, err)
-			}
-			return nil
+			return err // it names the volume and the source
 		}); err != nil {
 			return nil, r.abort(ctx, err)
 		}

@@ -574,6 +574,8 @@ func (r *run) stop(ctx context.Context) error {
 // abort handles a failure before anything was removed: start the old container
 // again if it was running, drop the snapshot if one was made, drop the journal.
 func (r *run) abort(ctx context.Context, step string, cause error) error {
+	// The undo runs to its end even when ctx was cancelled (Ctrl-C).
+	ctx = context.WithoutCancel(ctx)
 	restored := "the container was left as it was"
 	if r.j.Running {
 		if _, err := r.eng.ContainerStart(ctx, r.j.OldID, client.ContainerStartOptions{}); err != nil {
@@ -587,6 +589,7 @@ func (r *run) abort(ctx context.Context, step string, cause error) error {
 
 // fail rolls back after a failure past the commit.
 func (r *run) fail(ctx context.Context, step string, cause error) error {
+	ctx = context.WithoutCancel(ctx) // as in abort
 	restored, err := r.rollback(ctx)
 	if err != nil {
 		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)", err, r.j.Service, JournalPath(r.j.Project))}
