@@ -21,8 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrRefused: CopyBack refused before changing anything (the target is not a
-// directory or is a mount point, its parent is not writable or can't exchange
+// ErrRefused: CopyBack refused before changing anything (the volume does not
+// exist, the target is not a directory or is a mount point, its parent is not writable or can't exchange
 // directories atomically, a name it needs is taken, a running container uses
 // the volume or the target, the volume holds unfinished copy state).
 var ErrRefused = errors.New("copy-back refused, nothing changed")
@@ -116,6 +116,12 @@ func CopyBack(ctx context.Context, eng Engine, o CopyBackOptions) (*CopyBackResu
 	parent, name := filepath.Split(o.Target)
 	if len(copyBackKept(name, o.ID)) > 255 {
 		return nil, fmt.Errorf("%s: the name %q is too long to keep the old content beside it: %w", what, name, ErrRefused)
+	}
+	// The engine would create a missing volume for the helper's mount: an empty copy.
+	if _, err := eng.VolumeInspect(ctx, o.Volume, client.VolumeInspectOptions{}); isNotFound(err) {
+		return nil, fmt.Errorf("%s: the volume does not exist: %w", what, ErrRefused)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: inspecting the volume: %w", what, err)
 	}
 	if err := notInUse(ctx, eng, o.Volume, o.Target); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)

@@ -239,6 +239,15 @@ func TestEngineCopyBackRefused(t *testing.T) {
 			dockertest.Docker(t, "run", "-d", "--name", name, "-v", c.vol+":/data", img, "sleep", "300")
 			return c.tr.Src
 		}, "running container copyback-user"},
+		{"volume missing", func(t *testing.T, c *copyBackCase) string {
+			dockertest.Docker(t, "volume", "rm", c.vol)
+			t.Cleanup(func() {
+				if _, err := dockertest.Run("docker", "volume", "inspect", c.vol); err == nil {
+					t.Errorf("got volume %s created by the refused copy-back", c.vol)
+				}
+			})
+			return c.tr.Src
+		}, "the volume does not exist"},
 		{"volume not finished", func(t *testing.T, c *copyBackCase) string {
 			inVolume(t, c.vol, "mkdir /v/"+StateDir)
 			return c.tr.Src
