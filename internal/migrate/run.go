@@ -32,8 +32,6 @@ var (
 	// ErrAborted: the migration stopped before the compose files changed and put
 	// everything back (services started again on their binds, new volumes removed).
 	ErrAborted = errors.New("migration aborted, nothing changed")
-	// ErrCopyBack: --copy-back is not implemented.
-	ErrCopyBack = errors.New("copying the volumes back into the bind directories is not implemented")
 )
 
 // RunEngine is the part of the Docker Engine API a migration uses: planning,
@@ -62,7 +60,9 @@ type RunOptions struct {
 	// WaitTimeout is how long each remounted container must keep running
 	// (default remount.DefaultWaitTimeout).
 	WaitTimeout time.Duration
-	// CopyBack (Rollback only) would copy the volumes back; not implemented: ErrCopyBack.
+	// CopyBack (Rollback only) copies the volumes the services wrote to back
+	// into their bind directories (volumes.CopyBack), keeping each directory's
+	// previous content beside it; default false: the data stays in the volumes.
 	CopyBack bool
 	// Progress, when set, is called at each step and with running copy totals;
 	// never concurrently, though the delta and verify steps run the volumes side by side.
@@ -590,14 +590,17 @@ func applyEdits(edits []fileEdit, reverse bool) error {
 // compose.ErrChanged, when one changed since the migration), puts the services
 // back onto their binds with their writable layers (remount), starts the
 // services that ran before, and removes the volumes the migration created when
-// no service used them yet. After a completed migration the volumes are kept and
-// a warning says that data written to them since stays in them. It returns an
-// error wrapping ErrNoJournal when there is nothing to roll back, ErrCopyBack
-// for opts.CopyBack.
+// no service used them yet. Once services ran on the volumes they are kept and
+// a warning says that data written to them since stays in them, unless
+// opts.CopyBack: then, first, the services on those volumes are stopped and
+// each volume is copied back into its bind directory (volumes.CopyBack, the
+// directory's previous content kept beside it and named in a warning), every
+// volume journaled (CopyBackPath) so a rerun after kill -9 goes on; a copy-back
+// once begun is finished by any later Rollback. Before any service ran on the
+// volumes CopyBack changes nothing. It returns an error wrapping ErrNoJournal
+// when there is nothing to roll back, volumes.ErrRefused when the first volume
+// can't be copied back (nothing changed then).
 func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
-	if opts.CopyBack {
-		return nil, fmt.Errorf("--copy-back: %w", ErrCopyBack)
-	}
 	r, unlock, err := open(ctx, eng, opts)
 	if err != nil {
 		return nil, err
@@ -609,6 +612,11 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	if stepIndex(j.Step) < stepIndex(StepVerified) {
 		// The compose files were not touched.
 		return r.rep, r.rollbackEarly(ctx)
+	}
+	written := writtenConversions(j) // before the steps below change the journal
+	cb, err := r.copyBack(ctx)
+	if err != nil {
+		return nil, err
 	}
 	edits := j.Edits
 	if j.Step == StepVerified {
@@ -659,14 +667,28 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 			return nil, err
 		}
 	}
-	if len(j.Running) > 0 {
-		if err := r.compose(ctx, append([]string{"start"}, j.Running...)...); err != nil {
+	start := j.Running
+	if cb != nil {
+		for _, s := range cb.Stopped {
+			if !slices.Contains(start, s) {
+				start = append(slices.Clip(start), s)
+			}
+		}
+	}
+	if len(start) > 0 {
+		if err := r.compose(ctx, append([]string{"start"}, start...)...); err != nil {
 			return nil, fmt.Errorf("starting the services again: %w", err)
 		}
 	}
-	if j.Step == StepDone || j.Step == StepRemounted {
+	if cb != nil {
+		r.rep.Warnings = append(r.rep.Warnings, cb.warnings(j)...)
+	} else if len(written) > 0 {
+		var names []string
+		for _, c := range written {
+			names = append(names, c.Name)
+		}
 		r.rep.Warnings = append(r.rep.Warnings, "data written to the volumes since the migration stays in the volumes "+
-			strings.Join(journalVolumes(j), ", ")+" (the services use their bind directories again)")
+			strings.Join(names, ", ")+" (the services use their bind directories again; --copy-back copies it back)")
 	}
 	if unused {
 		// No service ever ran on the volumes: they hold nothing but the copy.
@@ -678,6 +700,9 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	}
 	volumes.RemoveHelper(ctx, eng, opts.Helper)
 	if err := j.remove(); err != nil {
+		return nil, err
+	}
+	if err := removeCopyBack(j.Project); err != nil {
 		return nil, err
 	}
 	r.rep.Total = time.Since(r.t0)
@@ -693,14 +718,6 @@ func (r *runner) rollbackEarly(ctx context.Context) error {
 		return nil
 	}
 	return err
-}
-
-func journalVolumes(j *journal) []string {
-	var n []string
-	for _, c := range j.Conversions {
-		n = append(n, c.Name)
-	}
-	return n
 }
 
 // compose runs a docker compose subcommand on the project.

@@ -1,0 +1,261 @@
+package migrate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/volumes"
+)
+
+// Journal steps of a copy-back (Rollback with CopyBack), written to the
+// copy-back journal; crashHook accepts them too.
+const (
+	StepCopyBackStopping = "copyback-stopping" // the volumes to copy back and the services running on them are recorded
+	StepCopiedBack       = "copied-back"       // one more volume is copied back into its bind directory
+)
+
+// copyBackJournal is the progress of a copy-back, beside the migrate journal
+// (<state dir>/<project>/migrate-copyback.json): which volumes to copy back,
+// which services were stopped for it, which volumes are done. volumes.CopyBack
+// itself resumes an interrupted volume from the marks it leaves on disk.
+type copyBackJournal struct {
+	ID      string   `json:"id"`      // the migration's
+	Volumes []string `json:"volumes"` // to copy back, in order
+	// Stopped are the services that were running on the volumes and were
+	// stopped for the copy; Rollback starts them again.
+	Stopped []string `json:"stopped,omitempty"`
+	// Kept maps each volume copied back to where its bind directory's previous
+	// content is ("" when the directory did not exist).
+	Kept map[string]string `json:"kept"`
+}
+
+// CopyBackPath returns the file the copy-back journal of project lives in.
+func CopyBackPath(project string) string {
+	return filepath.Join(remount.StateDir(), project, "migrate-copyback.json")
+}
+
+// readCopyBack returns the copy-back journal of the migration j, or nil when
+// there is none (a journal of another migration is ignored).
+func readCopyBack(j *journal) (*copyBackJournal, error) {
+	b, err := os.ReadFile(CopyBackPath(j.Project))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the copy-back journal: %w", err)
+	}
+	var cb copyBackJournal
+	if err := json.Unmarshal(b, &cb); err != nil {
+		return nil, fmt.Errorf("reading the copy-back journal %s: %w", CopyBackPath(j.Project), err)
+	}
+	if cb.ID != j.ID {
+		return nil, nil
+	}
+	if cb.Kept == nil {
+		cb.Kept = map[string]string{}
+	}
+	return &cb, nil
+}
+
+// save writes the copy-back journal like the migrate journal: a temporary
+// file, fsync, rename, directory fsync; then the crash hook.
+func (cb *copyBackJournal) save(project, step string) error {
+	b, err := json.MarshalIndent(cb, "", "  ")
+	if err != nil {
+		return fmt.Errorf("writing the copy-back journal: %w", err)
+	}
+	p := CopyBackPath(project)
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("writing the copy-back journal: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".migrate-copyback-*.json")
+	if err != nil {
+		return fmt.Errorf("writing the copy-back journal: %w", err)
+	}
+	_, werr := tmp.Write(b)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), p)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing the copy-back journal: %w", werr)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	if os.Getenv(crashHook) == step {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	return nil
+}
+
+func removeCopyBack(project string) error {
+	if err := os.Remove(CopyBackPath(project)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the copy-back journal: %w", err)
+	}
+	return nil
+}
+
+// writtenConversions are the conversions whose volumes a service may have
+// written to: every volume mounted read-write once the migration remounted
+// the services (StepRemounted, StepDone), and before that those of the
+// services already remounted onto them (or being remounted) when it was
+// interrupted. Call it before Rollback changes j.Remounted and j.Current.
+func writtenConversions(j *journal) []Conversion {
+	all := stepIndex(j.Step) >= stepIndex(StepRemounted)
+	if !all && j.Step != StepApplied {
+		return nil
+	}
+	var out []Conversion
+	for _, c := range j.Conversions {
+		if slices.ContainsFunc(c.Mounts, func(m Mount) bool {
+			return !m.ReadOnly && (all || slices.Contains(j.Remounted, m.Service) || m.Service == j.Current)
+		}) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// copyBack copies the volumes the services wrote to back into their bind
+// directories (volumes.CopyBack), for Rollback: it records the volumes and the
+// running services in the copy-back journal, stops those services, finishes
+// the volumes and copies each back, journaling each one. It returns nil when
+// there is nothing to copy back: CopyBack not asked for and no copy-back begun
+// (one that was begun is always finished, so that no bind directory is left
+// half-way), or no service wrote to the volumes. When the first volume is
+// refused (volumes.ErrRefused) the services are started again and the
+// journal removed: nothing changed.
+func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
+	j := r.j
+	cb, err := readCopyBack(j)
+	if err != nil {
+		return nil, err
+	}
+	if cb == nil {
+		written := writtenConversions(j)
+		if !r.opts.CopyBack || len(written) == 0 {
+			return nil, nil
+		}
+		cb = &copyBackJournal{ID: j.ID, Kept: map[string]string{}}
+		for _, c := range written {
+			cb.Volumes = append(cb.Volumes, c.Name)
+		}
+		for _, s := range cb.services(j) {
+			running, err := r.running(ctx, s)
+			if err != nil {
+				return nil, err
+			}
+			if running {
+				cb.Stopped = append(cb.Stopped, s)
+			}
+		}
+		if err := cb.save(j.Project, StepCopyBackStopping); err != nil {
+			return nil, err
+		}
+	}
+	if len(cb.Kept) == len(cb.Volumes) {
+		return cb, nil // done before an interruption: the services may run on their binds again
+	}
+	services := cb.services(j)
+	r.progress("stop", strings.Join(services, ", ")+" (copy back)")
+	if err := r.compose(ctx, append([]string{"stop"}, services...)...); err != nil {
+		return nil, fmt.Errorf("stopping the services to copy the volumes back (nothing copied back yet is lost; run --rollback --copy-back again): %w", err)
+	}
+	for _, c := range j.Conversions {
+		if _, done := cb.Kept[c.Name]; done || !slices.Contains(cb.Volumes, c.Name) {
+			continue
+		}
+		if _, err := r.eng.VolumeInspect(ctx, c.Name, client.VolumeInspectOptions{}); err == nil && j.Step != StepDone {
+			// The copy state is still in the volume: remove it as the migration's last step does
+			// (not in a missing volume: the helper's mount would create it; CopyBack refuses it).
+			if err := volumes.Finish(ctx, r.eng, volumes.FinishOptions{Volume: c.Name, Helper: r.opts.Helper}); err != nil {
+				return nil, fmt.Errorf("finishing volume %s before copying it back: %w", c.Name, err)
+			}
+		}
+		r.emit(Event{Step: "copy", Detail: "back " + c.Name + " -> " + c.Source, Volume: c.Name})
+		o := volumes.CopyBackOptions{Volume: c.Name, Target: c.Source, ID: j.ID, Helper: r.opts.Helper}
+		if r.opts.Progress != nil {
+			o.Progress = func(p volumes.Progress) { r.emit(Event{Step: "copy", Volume: c.Name, Copy: &p}) }
+		}
+		res, err := volumes.CopyBack(ctx, r.eng, o)
+		if errors.Is(err, volumes.ErrRefused) && len(cb.Kept) == 0 {
+			return nil, r.undoCopyBack(ctx, cb, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rolling back with --copy-back (services %s stay stopped; fix it and run --rollback --copy-back again): %w",
+				strings.Join(services, ", "), err)
+		}
+		cb.Kept[c.Name] = res.Kept
+		if err := cb.save(j.Project, StepCopiedBack); err != nil {
+			return nil, err
+		}
+	}
+	return cb, nil
+}
+
+// undoCopyBack puts things back after the first volume was refused: the
+// stopped services start again, the copy-back journal goes.
+func (r *runner) undoCopyBack(ctx context.Context, cb *copyBackJournal, err error) error {
+	if len(cb.Stopped) > 0 {
+		if e := r.compose(ctx, append([]string{"start"}, cb.Stopped...)...); e != nil {
+			return fmt.Errorf("rolling back with --copy-back: %w; starting the services %s again failed: %v", err, strings.Join(cb.Stopped, ", "), e)
+		}
+	}
+	if e := removeCopyBack(r.j.Project); e != nil {
+		return fmt.Errorf("rolling back with --copy-back: %w; %v", err, e)
+	}
+	return fmt.Errorf("rolling back with --copy-back (fix that, or roll back without --copy-back): %w", err)
+}
+
+// services are the services that mount the volumes to copy back.
+func (cb *copyBackJournal) services(j *journal) []string {
+	var out []string
+	for _, c := range j.Conversions {
+		if !slices.Contains(cb.Volumes, c.Name) {
+			continue
+		}
+		for _, m := range c.Mounts {
+			if !slices.Contains(out, m.Service) {
+				out = append(out, m.Service)
+			}
+		}
+	}
+	return out
+}
+
+// warnings name where the bind directories' previous content was kept.
+func (cb *copyBackJournal) warnings(j *journal) []string {
+	var out []string
+	for _, c := range j.Conversions {
+		kept, ok := cb.Kept[c.Name]
+		switch {
+		case !ok:
+		case kept == "":
+			out = append(out, fmt.Sprintf("volume %s copied back into %s (which did not exist); the volume is kept", c.Name, c.Source))
+		default:
+			out = append(out, fmt.Sprintf("volume %s copied back into %s; its previous content is kept in %s (remove it when no longer needed); the volume is kept",
+				c.Name, c.Source, kept))
+		}
+	}
+	return out
+}
