@@ -68,7 +68,7 @@ with --rollback.`,
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines")
 	f.BoolVar(&o.resume, "resume", false, "finish an interrupted migration from its journal")
 	f.BoolVar(&o.rollback, "rollback", false, "undo the last migration: restore the compose files, put the services back on their binds")
-	f.BoolVar(&o.copyBack, "copy-back", false, "with --rollback: copy the volumes back into the bind directories (not implemented)")
+	f.BoolVar(&o.copyBack, "copy-back", false, "with --rollback: copy what the services wrote to the volumes back into the bind directories (the previous content is kept beside each)")
 	f.BoolVar(&o.keepOwner, "keep-owner", false, "keep the files' numeric owners instead of the planned owner")
 	f.StringVar(&o.verify, "verify", "delta", `content hashes to compare: "delta" (of what the delta pass copied; metadata of everything) or "full" (of every file)`)
 	f.DurationVar(&o.waitTimeout, "wait-timeout", remount.DefaultWaitTimeout, "how long each remounted container must keep running (or has to turn healthy)")
