@@ -1,8 +1,6 @@
 package volumes
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,10 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
@@ -126,12 +121,13 @@ func CopyBack(ctx context.Context, eng Engine, o CopyBackOptions) (*CopyBackResu
 	if err := notInUse(ctx, eng, o.Volume, o.Target); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	line, err := runHelperMounts(ctx, eng, helperRun{
+	line, err := runHelperContainer(ctx, eng, helperRun{
 		req:    helperRequest{Op: "copyback", Name: name, ID: o.ID, CrashAfter: o.crashAfter},
 		volume: o.Volume, progress: o.Progress, helper: o.Helper,
-	}, []mount.Mount{
-		{Type: mount.TypeVolume, Source: o.Volume, Target: helperFrom, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
-		{Type: mount.TypeBind, Source: filepath.Clean(parent), Target: helperTo},
+		mounts: []mount.Mount{
+			{Type: mount.TypeVolume, Source: o.Volume, Target: helperFrom, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
+			{Type: mount.TypeBind, Source: filepath.Clean(parent), Target: helperTo},
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -535,108 +531,3 @@ func writeCopyBackMarker(sfd int, m copyBackMarker) error {
 	return nil
 }
 
-// runHelperMounts runs the helper with the given mounts (runHelperContainer
-// fixes its mounts to a read-only source and the volume) and returns its
-// result line. The container is labelled for r.volume, so a helper left
-// running by a killed moltctl is removed before the next one on that volume
-// starts, and it is removed whatever happens.
-func runHelperMounts(ctx context.Context, eng Engine, r helperRun, mounts []mount.Mount) (*helperLine, error) {
-	ref, err := EnsureHelper(ctx, eng, r.helper)
-	if err != nil {
-		return nil, err
-	}
-	arg, _ := json.Marshal(r.req)
-	left, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: client.Filters{}.Add("label", LabelHelperVolume+"="+r.volume)})
-	if err != nil {
-		return nil, fmt.Errorf("listing helper containers: %w", err)
-	}
-	for _, c := range left.Items {
-		if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
-			return nil, fmt.Errorf("removing the helper container left by an interrupted run: %w", err)
-		}
-	}
-	created, err := eng.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: "moltctl-helper-" + randHex(),
-		Config: &container.Config{
-			Image: ref, Entrypoint: []string{"/moltctl", "copy-helper"}, Cmd: []string{string(arg)},
-			User: "0:0", WorkingDir: "/", AttachStdout: true, AttachStderr: true,
-			Labels: map[string]string{LabelHelper: r.req.Op, LabelHelperVolume: r.volume},
-		},
-		HostConfig: &container.HostConfig{
-			Mounts: mounts, NetworkMode: "none", ReadonlyRootfs: true, AutoRemove: true,
-			CapDrop: []string{"ALL"}, CapAdd: helperCaps, SecurityOpt: []string{"no-new-privileges"},
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating the helper container: %w", err)
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		eng.ContainerRemove(rctx, created.ID, client.ContainerRemoveOptions{Force: true})
-	}()
-	att, err := eng.ContainerAttach(ctx, created.ID, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
-	if err != nil {
-		return nil, fmt.Errorf("attaching to the helper container: %w", err)
-	}
-	defer att.Close()
-	wait := eng.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
-	if _, err := eng.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		return nil, fmt.Errorf("starting the helper container: %w", err)
-	}
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	go func() {
-		_, err := stdcopy.StdCopy(pw, &stderr, att.Reader)
-		pw.CloseWithError(err)
-	}()
-	var result *helperLine
-	br := bufio.NewReaderSize(pr, 1<<16)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) > 0 {
-			var l helperLine
-			if jerr := json.Unmarshal(line, &l); jerr != nil {
-				stderr.Write(line)
-			} else if l.Progress != nil {
-				if r.progress != nil {
-					r.progress(*l.Progress)
-				}
-			} else {
-				result = &l
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	var code int64
-	select {
-	case w := <-wait.Result:
-		code = w.StatusCode
-	case err := <-wait.Error:
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("waiting for the helper container: %w", err)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if result != nil && result.Error != "" {
-		if e, ok := kinds[result.Kind]; ok && !strings.Contains(result.Error, e.Error()) {
-			return nil, fmt.Errorf("%w: %s", e, result.Error)
-		} else if ok {
-			return nil, &helperError{msg: result.Error, kind: e}
-		}
-		return nil, errors.New(result.Error)
-	}
-	if code != 0 || result == nil {
-		msg := strings.TrimSpace(stderr.String())
-		if len(msg) > 500 {
-			msg = msg[len(msg)-500:]
-		}
-		return nil, fmt.Errorf("the helper container exited with status %d: %s", code, msg)
-	}
-	return result, nil
-}

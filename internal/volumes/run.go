@@ -172,6 +172,9 @@ type helperRun struct {
 	readOnly bool   // mount the volume read-only
 	progress func(Progress)
 	helper   HelperOptions
+	// mounts, when set, replace the mounts made of source and volume (CopyBack
+	// binds the target's parent); volume still names the helper for cleanup.
+	mounts []mount.Mount
 }
 
 // runHelperContainer runs the helper and returns its result line. The
@@ -186,6 +189,9 @@ func runHelperContainer(ctx context.Context, eng Engine, r helperRun) (*helperLi
 		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
 	if r.source != "" {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: r.source, Target: helperFrom, ReadOnly: true})
+	}
+	if r.mounts != nil {
+		mounts = r.mounts
 	}
 	// a helper left by a moltctl killed with -9 must not write beside this one
 	left, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true,
