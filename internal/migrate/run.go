@@ -404,7 +404,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			}
 			r.progress("remount", s)
 			ro := remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
-				WaitTimeout: r.opts.WaitTimeout, Locked: true}
+				WaitTimeout: r.opts.WaitTimeout, Locked: true, NoWait: true}
 			t := time.Now()
 			var res *remount.Result
 			err := remount.ErrNoJournal
@@ -431,6 +431,21 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 		if !lastUp.IsZero() && !j.StoppedAt.IsZero() {
 			r.rep.Downtime = lastUp.Sub(j.StoppedAt)
+		}
+		// Each service started as soon as it was remounted; whether they keep
+		// running (or turn healthy) is checked for all of them together, so one
+		// service's check does not keep the next one down.
+		var check []string
+		for _, s := range j.Remounted {
+			if slices.Contains(j.Running, s) {
+				check = append(check, s)
+			}
+		}
+		if len(check) > 0 {
+			r.progress("check", strings.Join(check, ", "))
+			if err := r.check(ctx, check); err != nil {
+				return nil, fmt.Errorf("%w (the compose files use the volumes now: see `docker compose logs`, then --resume to check again or --rollback)", err)
+			}
 		}
 		// Services that were stopped before the migration stay stopped.
 		var stop []string
@@ -545,6 +560,30 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 		}
 	}
 	return nil
+}
+
+// check runs remount.Check on the container of each service, side by side.
+func (r *runner) check(ctx context.Context, services []string) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, s := range services {
+		g.Go(func() error {
+			f := client.Filters{}
+			f.Add("label", "com.docker.compose.project="+r.j.Project, "com.docker.compose.service="+s,
+				"com.docker.compose.oneoff=False")
+			res, err := r.eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+			if err != nil {
+				return fmt.Errorf("listing the containers of service %s: %w", s, err)
+			}
+			if len(res.Items) != 1 {
+				return fmt.Errorf("checking service %s on its volumes: %d containers, want 1", s, len(res.Items))
+			}
+			if err := remount.Check(ctx, r.eng, res.Items[0].ID, r.opts.WaitTimeout); err != nil {
+				return fmt.Errorf("checking service %s on its volumes: %w", s, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // running reports whether the service has a running container.

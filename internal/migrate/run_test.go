@@ -536,3 +536,57 @@ func TestRunCancelled(t *testing.T) {
 		t.Errorf("got the service running=%s, want it started again", running)
 	}
 }
+
+// TestRunCheckFails: a service that fails on its volumes after the remount
+// (it exits once /data/fail appears) stops the migration with the journal kept;
+// --rollback puts it back on its bind, running.
+func TestRunCheckFails(t *testing.T) {
+	dockertest.Root(t)
+	eng := dockertest.Engine(t)
+	bin := staticMoltctl(t)
+	t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
+	name := dockertest.Name("migcheck")
+	t.Cleanup(func() {
+		dockertest.Run("docker", "volume", "rm", "-f", name+"_state")
+		out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+name)
+		for _, id := range strings.Fields(out) {
+			dockertest.Run("docker", "image", "rm", "-f", id)
+		}
+	})
+	dir := dockertest.Project(t, name, `name: `+name+`
+services:
+  app:
+    image: `+dockertest.Busybox(t)+`
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do [ -e /data/fail ] && exit 3; sleep 0.2; done"]
+    volumes: [./state:/data]
+`)
+	file := filepath.Join(dir, "compose.yaml")
+	os.MkdirAll(filepath.Join(dir, "state"), 0o755)
+	os.WriteFile(filepath.Join(dir, "state", "a"), []byte("a\n"), 0o644)
+	dockertest.Docker(t, "compose", "-f", file, "up", "-d")
+	opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: bin},
+		WaitTimeout: 3 * time.Second, Plan: PlanOptions{Owner: "0:0"}}
+	opts.Progress = func(e Event) {
+		if e.Step == "check" {
+			dockertest.Docker(t, "compose", "-f", file, "exec", "-T", "app", "touch", "/data/fail")
+		}
+	}
+	_, err := Run(context.Background(), eng, opts)
+	if err == nil || !strings.Contains(err.Error(), "checking service app on its volumes: the new container exited (code 3)") {
+		t.Fatalf("got %v, want the check of app failing with exit code 3", err)
+	}
+	if _, err := os.Stat(JournalPath(name)); err != nil {
+		t.Fatalf("got no journal after the failed check: %v", err)
+	}
+	opts.Progress = nil
+	if _, err := Rollback(context.Background(), eng, opts); err != nil {
+		t.Fatal(err)
+	}
+	out := dockertest.Docker(t, "compose", "-f", file, "ps", "--format", "{{.State}}", "app")
+	if out != "running" {
+		t.Errorf("got app %q after the rollback, want running", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "fail")); err == nil {
+		t.Errorf("got /data/fail in the bind directory, want the source untouched")
+	}
+}

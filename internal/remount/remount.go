@@ -105,6 +105,11 @@ type Options struct {
 	MaxLayers int
 	// WaitTimeout: see DefaultWaitTimeout (the default when zero).
 	WaitTimeout time.Duration
+	// NoWait returns as soon as the new container started, without the check of
+	// WaitTimeout: the caller checks it with Check (migrate remounts several
+	// services one after the other and checks them together). A container that
+	// fails later is then not rolled back by Run.
+	NoWait bool
 	// DryRun checks everything and returns the plan without changing anything.
 	DryRun bool
 	// Locked says the caller already holds the project's Lock.
@@ -534,9 +539,9 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, "journal", err)
 		}
 	}
-	if j.Step == stepStarted {
+	if j.Step == stepStarted && !r.opts.NoWait {
 		r.progress("wait", fmt.Sprintf("up to %s", r.opts.WaitTimeout))
-		if err := r.wait(ctx, j.CloneID); err != nil {
+		if err := Check(ctx, r.eng, j.CloneID, r.opts.WaitTimeout); err != nil {
 			return nil, r.fail(ctx, "checking the new container", err)
 		}
 	}
@@ -701,12 +706,19 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 	return restored, nil
 }
 
-// wait checks the started container: with a healthcheck it must turn healthy
-// within WaitTimeout; without one it must keep running for WaitTimeout.
-func (r *run) wait(ctx context.Context, id string) error {
-	deadline := time.Now().Add(r.opts.WaitTimeout)
+// Check checks a started container: with a healthcheck it must turn healthy
+// within timeout (default DefaultWaitTimeout); without one it must keep
+// running for timeout. The error says how it failed (exited with its code,
+// unhealthy, still starting).
+func Check(ctx context.Context, eng interface {
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+}, id string, timeout time.Duration) error {
+	if timeout == 0 {
+		timeout = DefaultWaitTimeout
+	}
+	deadline := time.Now().Add(timeout)
 	for {
-		ins, err := r.eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		ins, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if err != nil {
 			return err
 		}
@@ -728,7 +740,7 @@ func (r *run) wait(ctx context.Context, id string) error {
 		}
 		if time.Now().After(deadline) {
 			if st.Health != nil && st.Health.Status != container.Healthy {
-				return fmt.Errorf("the new container is still %s after %s", st.Health.Status, r.opts.WaitTimeout)
+				return fmt.Errorf("the new container is still %s after %s", st.Health.Status, timeout)
 			}
 			return nil
 		}
