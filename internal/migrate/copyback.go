@@ -2,18 +2,16 @@ package migrate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/statefile"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
 
@@ -47,18 +45,10 @@ func CopyBackPath(project string) string {
 // readCopyBack returns the copy-back journal of the migration j, or nil when
 // there is none (a journal of another migration is ignored).
 func readCopyBack(j *journal) (*copyBackJournal, error) {
-	b, err := os.ReadFile(CopyBackPath(j.Project))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the copy-back journal: %w", err)
-	}
 	var cb copyBackJournal
-	if err := json.Unmarshal(b, &cb); err != nil {
-		return nil, fmt.Errorf("reading the copy-back journal %s: %w", CopyBackPath(j.Project), err)
-	}
-	if cb.ID != j.ID {
+	if ok, err := statefile.Load(CopyBackPath(j.Project), &cb); err != nil {
+		return nil, fmt.Errorf("reading the copy-back journal: %w", err)
+	} else if !ok || cb.ID != j.ID {
 		return nil, nil
 	}
 	if cb.Kept == nil {
@@ -67,49 +57,17 @@ func readCopyBack(j *journal) (*copyBackJournal, error) {
 	return &cb, nil
 }
 
-// save writes the copy-back journal like the migrate journal: a temporary
-// file, fsync, rename, directory fsync; then the crash hook.
+// save writes the copy-back journal like the migrate journal, then the crash hook.
 func (cb *copyBackJournal) save(project, step string) error {
-	b, err := json.MarshalIndent(cb, "", "  ")
-	if err != nil {
+	if err := statefile.Save(CopyBackPath(project), cb); err != nil {
 		return fmt.Errorf("writing the copy-back journal: %w", err)
 	}
-	p := CopyBackPath(project)
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("writing the copy-back journal: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".migrate-copyback-*.json")
-	if err != nil {
-		return fmt.Errorf("writing the copy-back journal: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), p)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing the copy-back journal: %w", werr)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	if os.Getenv(crashHook) == step {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {}
-	}
+	statefile.CrashAfter(crashHook, step)
 	return nil
 }
 
 func removeCopyBack(project string) error {
-	if err := os.Remove(CopyBackPath(project)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := statefile.Remove(CopyBackPath(project)); err != nil {
 		return fmt.Errorf("removing the copy-back journal: %w", err)
 	}
 	return nil

@@ -3,15 +3,12 @@ package migrate
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // Journal steps, in order. The journal names the last step that completed.
@@ -75,48 +72,18 @@ func sum(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// save records step: a temporary file, fsync, rename, directory fsync.
+// save records step durably (statefile.Save), then the crash hook.
 func (j *journal) save(step string) error {
 	j.Step = step
-	b, err := json.MarshalIndent(j, "", "  ")
-	if err != nil {
+	if err := statefile.Save(JournalPath(j.Project), j); err != nil {
 		return fmt.Errorf("writing the journal: %w", err)
 	}
-	dir := filepath.Dir(JournalPath(j.Project))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("writing the journal: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".migrate-*.json")
-	if err != nil {
-		return fmt.Errorf("writing the journal: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), JournalPath(j.Project))
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing the journal: %w", werr)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	if os.Getenv(crashHook) == step {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {}
-	}
+	statefile.CrashAfter(crashHook, step)
 	return nil
 }
 
 func (j *journal) remove() error {
-	if err := os.Remove(JournalPath(j.Project)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := statefile.Remove(JournalPath(j.Project)); err != nil {
 		return fmt.Errorf("removing the journal: %w", err)
 	}
 	return nil
@@ -124,16 +91,12 @@ func (j *journal) remove() error {
 
 // readJournal returns the project's journal, or nil when there is none.
 func readJournal(project string) (*journal, error) {
-	b, err := os.ReadFile(JournalPath(project))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the journal: %w", err)
-	}
 	var j journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("reading the journal %s: %w", JournalPath(project), err)
+	if ok, err := statefile.Load(JournalPath(project), &j); !ok || err != nil {
+		if err != nil {
+			return nil, fmt.Errorf("reading the journal: %w", err)
+		}
+		return nil, nil
 	}
 	return &j, nil
 }

@@ -530,4 +530,3 @@ func writeCopyBackMarker(sfd int, m copyBackMarker) error {
 	}
 	return nil
 }
-
