@@ -195,29 +195,15 @@ func TestRollbackCopyBackCrash(t *testing.T) {
 // TestRollbackCopyBackVolumes: a kill -9 between two volumes; the rerun copies
 // back only the second.
 func TestRollbackCopyBackVolumes(t *testing.T) {
-	dockertest.Root(t)
-	eng := dockertest.Engine(t)
-	bin := staticMoltctl(t)
-	t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
-	name := dockertest.Name("migcb")
-	t.Cleanup(func() {
-		for _, k := range []string{"s1", "s2"} {
-			dockertest.Run("docker", "volume", "rm", "-f", name+"_"+k)
-		}
-		out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+name)
-		for _, id := range strings.Fields(out) {
-			dockertest.Run("docker", "image", "rm", "-f", id)
-		}
-	})
-	dir := dockertest.Project(t, name, `name: `+name+`
-services:
-  app:
+	name, file := newProject(t, "migcb", []string{"s1", "s2"}, `  app:
     image: `+dockertest.Busybox(t)+`
     user: "1000:1000"
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
     volumes: [./s1:/s1, ./s2:/s2]
 `)
-	file := filepath.Join(dir, "compose.yaml")
+	dir := filepath.Dir(file)
+	eng := dockertest.Engine(t)
+	bin := staticMoltctl(t)
 	for _, k := range []string{"s1", "s2"} {
 		os.MkdirAll(filepath.Join(dir, k), 0o755)
 		os.WriteFile(filepath.Join(dir, k, "old"), []byte(k+"\n"), 0o644)

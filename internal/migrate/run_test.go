@@ -63,6 +63,31 @@ func staticMoltctl(tb testing.TB) string {
 	return binPath
 }
 
+// newProject makes the compose project of a migration test, named after
+// prefix, with services (the YAML under `services:`): a private state dir, and
+// a cleanup, run after dockertest.Project's `down -v`, of the volumes
+// <name>_<key>, the snapshot images and the helper image.
+func newProject(tb testing.TB, prefix string, keys []string, services string) (name, file string) {
+	tb.Helper()
+	dockertest.Root(tb)
+	eng := dockertest.Engine(tb)
+	bin := staticMoltctl(tb)
+	tb.Setenv("MOLTCTL_STATE_DIR", tb.TempDir())
+	name = dockertest.Name(prefix)
+	tb.Cleanup(func() {
+		for _, k := range keys {
+			dockertest.Run("docker", "volume", "rm", "-f", name+"_"+k)
+		}
+		out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+name)
+		for _, id := range strings.Fields(out) {
+			dockertest.Run("docker", "image", "rm", "-f", id)
+		}
+		volumes.RemoveHelper(context.Background(), eng, volumes.HelperOptions{Binary: bin})
+	})
+	dir := dockertest.Project(tb, name, "name: "+name+"\nservices:\n"+services)
+	return name, filepath.Join(dir, "compose.yaml")
+}
+
 // live is a running compose project: one busybox service (user 1000:1000)
 // with the root-owned directory state bind-mounted at /data and a file in its
 // writable layer.
@@ -73,31 +98,15 @@ type live struct {
 
 func newLive(tb testing.TB) *live {
 	tb.Helper()
-	dockertest.Root(tb)
-	eng := dockertest.Engine(tb)
-	image := dockertest.Busybox(tb)
-	bin := staticMoltctl(tb)
-	tb.Setenv("MOLTCTL_STATE_DIR", tb.TempDir())
-	l := &live{name: dockertest.Name("migrun")}
-	// Registered before dockertest.Project's `down -v`, so it runs after it.
-	tb.Cleanup(func() {
-		dockertest.Run("docker", "volume", "rm", "-f", l.name+"_state")
-		out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+l.name)
-		for _, id := range strings.Fields(out) {
-			dockertest.Run("docker", "image", "rm", "-f", id)
-		}
-		volumes.RemoveHelper(context.Background(), eng, volumes.HelperOptions{Binary: bin})
-	})
-	l.dir = dockertest.Project(tb, l.name, `name: `+l.name+`
-services:
-  app:
-    image: `+image+`
+	l := &live{}
+	l.name, l.file = newProject(tb, "migrun", []string{"state"}, `  app:
+    image: `+dockertest.Busybox(tb)+`
     user: "1000:1000"
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
     volumes:
       - ./state:/data  # the state
 `)
-	l.file = filepath.Join(l.dir, "compose.yaml")
+	l.dir = filepath.Dir(l.file)
 	l.state = filepath.Join(l.dir, "state")
 	for p, content := range map[string]string{"a.txt": "alpha\n", "sub/b.txt": "beta\n", "sub/deep/c d é.txt": "gamma\n"} {
 		os.MkdirAll(filepath.Dir(filepath.Join(l.state, p)), 0o755)
@@ -108,7 +117,7 @@ services:
 	os.Symlink("a.txt", filepath.Join(l.state, "link"))
 	l.compose(tb, "up", "-d")
 	l.compose(tb, "exec", "-T", "app", "sh", "-c", "echo layer >/tmp/layer.txt")
-	l.opts = RunOptions{Compose: compose.Options{Files: []string{l.file}}, Helper: volumes.HelperOptions{Binary: bin},
+	l.opts = RunOptions{Compose: compose.Options{Files: []string{l.file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(tb)},
 		WaitTimeout: time.Second}
 	return l
 }
@@ -438,29 +447,15 @@ func TestRunScaled(t *testing.T) {
 func TestRunVolumes(t *testing.T) {
 	for _, mismatch := range []bool{false, true} {
 		t.Run(map[bool]string{false: "ok", true: "one differs"}[mismatch], func(t *testing.T) {
-			dockertest.Root(t)
-			eng := dockertest.Engine(t)
-			bin := staticMoltctl(t)
-			t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
-			name := dockertest.Name("migvols")
-			t.Cleanup(func() {
-				for _, k := range []string{"s1", "s2", "s3"} {
-					dockertest.Run("docker", "volume", "rm", "-f", name+"_"+k)
-				}
-				out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+name)
-				for _, id := range strings.Fields(out) {
-					dockertest.Run("docker", "image", "rm", "-f", id)
-				}
-			})
-			dir := dockertest.Project(t, name, `name: `+name+`
-services:
-  app:
+			name, file := newProject(t, "migvols", []string{"s1", "s2", "s3"}, `  app:
     image: `+dockertest.Busybox(t)+`
     user: "1000:1000"
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
     volumes: [./s1:/s1, ./s2:/s2, ./s3:/s3]
 `)
-			file := filepath.Join(dir, "compose.yaml")
+			dir := filepath.Dir(file)
+			eng := dockertest.Engine(t)
+			bin := staticMoltctl(t)
 			for _, k := range []string{"s1", "s2", "s3"} {
 				os.MkdirAll(filepath.Join(dir, k, "d"), 0o755)
 				os.WriteFile(filepath.Join(dir, k, "d", "f"), []byte(k+"\n"), 0o644)
@@ -541,26 +536,14 @@ func TestRunCancelled(t *testing.T) {
 // (it exits once /data/fail appears) stops the migration with the journal kept;
 // --rollback puts it back on its bind, running.
 func TestRunCheckFails(t *testing.T) {
-	dockertest.Root(t)
-	eng := dockertest.Engine(t)
-	bin := staticMoltctl(t)
-	t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
-	name := dockertest.Name("migcheck")
-	t.Cleanup(func() {
-		dockertest.Run("docker", "volume", "rm", "-f", name+"_state")
-		out, _ := dockertest.Run("docker", "image", "ls", "-q", "--filter", "label=io.moltctl.snapshot.project="+name)
-		for _, id := range strings.Fields(out) {
-			dockertest.Run("docker", "image", "rm", "-f", id)
-		}
-	})
-	dir := dockertest.Project(t, name, `name: `+name+`
-services:
-  app:
+	name, file := newProject(t, "migcheck", []string{"state"}, `  app:
     image: `+dockertest.Busybox(t)+`
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do [ -e /data/fail ] && exit 3; sleep 0.2; done"]
     volumes: [./state:/data]
 `)
-	file := filepath.Join(dir, "compose.yaml")
+	dir := filepath.Dir(file)
+	eng := dockertest.Engine(t)
+	bin := staticMoltctl(t)
 	os.MkdirAll(filepath.Join(dir, "state"), 0o755)
 	os.WriteFile(filepath.Join(dir, "state", "a"), []byte("a\n"), 0o644)
 	dockertest.Docker(t, "compose", "-f", file, "up", "-d")
