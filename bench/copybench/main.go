@@ -7,151 +7,32 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/moltctl/moltctl/bench/internal/benchdata"
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 var rounds = 1
 
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-type dataset struct {
-	name  string
-	make  func(dir string) error
-	files int
-}
-
 func main() {
 	dir := flag.String("dir", "/var/tmp/moltctl-copybench", "work directory (on the disk docker's volumes live on)")
 	helper := flag.String("helper", "", "static moltctl binary for the helper image")
 	busybox := flag.String("busybox", "moltctl-test/busybox:1", "busybox image for the recipe")
-	sets := flag.String("sets", "large,small", "data sets: large (1 GiB in 64 MiB files), small (100k files of 4 KiB)")
+	sets := flag.String("sets", "large,small", "data sets: large (1 GiB in 64 MiB files), small (100k files of 4 KiB), tiny (1,000 files)")
 	flag.IntVar(&rounds, "rounds", 1, "rounds per data set; the median of each contestant is printed")
 	flag.Parse()
 	if err := run(*dir, *helper, *busybox, strings.Split(*sets, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "copybench:", err)
 		os.Exit(1)
 	}
-}
-
-var all = map[string]dataset{
-	"large": {"1 GiB in 64 MiB files", func(d string) error {
-		for i := 0; i < 16; i++ {
-			if err := randFile(filepath.Join(d, fmt.Sprintf("blob%02d", i)), 64<<20); err != nil {
-				return err
-			}
-		}
-		return nil
-	}, 16},
-	"small": {"100k files of 4 KiB in nested dirs", func(d string) error {
-		buf := make([]byte, 4096)
-		for i := 0; i < 100; i++ {
-			for j := 0; j < 10; j++ {
-				sub := filepath.Join(d, fmt.Sprintf("d%03d", i), fmt.Sprintf("e%02d", j))
-				if err := os.MkdirAll(sub, 0o755); err != nil {
-					return err
-				}
-				for k := 0; k < 100; k++ {
-					rand.Read(buf)
-					if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%03d", k)), buf, 0o644); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		return nil
-	}, 100000},
-}
-
-func randFile(p string, size int) error {
-	f, err := os.Create(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for n := 0; n < size; n += len(buf) {
-		rand.Read(buf)
-		if _, err := f.Write(buf); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func sh(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-// timed runs f after a sync (so earlier runs' dirty pages do not count) and
-// returns its wall time.
-func timed(f func() error) (time.Duration, error) {
-	sh("sync")
-	start := time.Now()
-	err := f()
-	return time.Since(start), err
-}
-
-// warm reads every file of the tree so that each contestant starts from a warm page cache.
-func warm(dir string) {
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if b, err := os.ReadFile(p); err == nil {
-				_ = b
-			}
-		}
-		return nil
-	})
-}
-
-// change1pct rewrites 1% of the files (at least one) in place, same size.
-func change1pct(dir string, total int) (int, error) {
-	want := total / 100
-	if want == 0 {
-		want = 1
-	}
-	n, i := 0, 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() || n >= want {
-			return err
-		}
-		i++
-		if i%100 != 1 && want > 1 {
-			return nil
-		}
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		b := make([]byte, 4096)
-		rand.Read(b)
-		if _, err := f.WriteAt(b, 0); err != nil {
-			return err
-		}
-		n++
-		return nil
-	})
-	return n, err
 }
 
 func run(dir, helper, busybox string, sets []string) error {
@@ -168,20 +49,9 @@ func run(dir, helper, busybox string, sets []string) error {
 	defer volumes.RemoveHelper(context.Background(), eng, hopts)
 	fmt.Printf("%-36s %-28s %10s %10s\n", "data set", "copy", "seconds", "ratio")
 	for _, name := range sets {
-		ds, ok := all[name]
-		if !ok {
-			return fmt.Errorf("unknown data set %q", name)
-		}
-		src := filepath.Join(dir, "src-"+name)
-		if _, err := os.Stat(filepath.Join(dir, name+".done")); err != nil {
-			os.RemoveAll(src)
-			if err := os.MkdirAll(src, 0o755); err != nil {
-				return err
-			}
-			if err := ds.make(src); err != nil {
-				return fmt.Errorf("making data set %s: %w", name, err)
-			}
-			os.WriteFile(filepath.Join(dir, name+".done"), nil, 0o644)
+		src, ds, err := benchdata.Source(dir, name)
+		if err != nil {
+			return err
 		}
 		var cps, bbs, fulls, deltas []time.Duration
 		var res, dres *volumes.CopyResult
@@ -192,7 +62,7 @@ func run(dir, helper, busybox string, sets []string) error {
 			// the engine's host (this bench runs beside a local engine), so that
 			// every contestant writes to the same place
 			cpVol := "copybench-cp-" + stamp
-			if err := sh("docker", "volume", "create", cpVol); err != nil {
+			if err := benchdata.Sh("docker", "volume", "create", cpVol); err != nil {
 				return err
 			}
 			mp, err := exec.Command("docker", "volume", "inspect", "-f", "{{.Mountpoint}}", cpVol).Output()
@@ -200,22 +70,22 @@ func run(dir, helper, busybox string, sets []string) error {
 				return fmt.Errorf("inspecting %s: %w", cpVol, err)
 			}
 			dst := filepath.Join(strings.TrimSpace(string(mp)), "copy")
-			warm(src)
-			tcp, err := timed(func() error { return sh("cp", "-a", src, dst) })
-			sh("docker", "volume", "rm", "-f", cpVol)
+			benchdata.Warm(src)
+			tcp, err := benchdata.Timed(func() error { return benchdata.Sh("cp", "-a", src, dst) })
+			benchdata.Sh("docker", "volume", "rm", "-f", cpVol)
 			if err != nil {
 				return err
 			}
 			// the busybox recipe
 			bbVol := "copybench-bb-" + stamp
-			if err := sh("docker", "volume", "create", bbVol); err != nil {
+			if err := benchdata.Sh("docker", "volume", "create", bbVol); err != nil {
 				return err
 			}
-			warm(src)
-			tbb, err := timed(func() error {
-				return sh("docker", "run", "--rm", "--network", "none", "-v", src+":/from:ro", "-v", bbVol+":/to", busybox, "cp", "-a", "/from/.", "/to/")
+			benchdata.Warm(src)
+			tbb, err := benchdata.Timed(func() error {
+				return benchdata.Sh("docker", "run", "--rm", "--network", "none", "-v", src+":/from:ro", "-v", bbVol+":/to", busybox, "cp", "-a", "/from/.", "/to/")
 			})
-			sh("docker", "volume", "rm", "-f", bbVol)
+			benchdata.Sh("docker", "volume", "rm", "-f", bbVol)
 			if err != nil {
 				return err
 			}
@@ -224,31 +94,31 @@ func run(dir, helper, busybox string, sets []string) error {
 			if _, err := volumes.Create(ctx, eng, volumes.CreateOptions{Name: vol, Project: "copybench", Key: name, Migration: stamp, Helper: hopts}); err != nil {
 				return err
 			}
-			warm(src)
-			tfull, err := timed(func() error {
+			benchdata.Warm(src)
+			tfull, err := benchdata.Timed(func() error {
 				res, err = volumes.Copy(ctx, eng, volumes.CopyOptions{Source: src, Volume: vol, Owner: "1000:1000", Helper: hopts})
 				return err
 			})
 			if err != nil {
-				sh("docker", "volume", "rm", "-f", vol)
+				benchdata.Sh("docker", "volume", "rm", "-f", vol)
 				return err
 			}
-			changed, err = change1pct(src, ds.files)
+			changed, err = benchdata.Change1pct(src, ds.Files)
 			if err != nil {
 				return err
 			}
-			tdelta, err := timed(func() error {
+			tdelta, err := benchdata.Timed(func() error {
 				dres, err = volumes.Copy(ctx, eng, volumes.CopyOptions{Source: src, Volume: vol, Owner: "1000:1000", Pass: volumes.PassDelta, Helper: hopts})
 				return err
 			})
-			sh("docker", "volume", "rm", "-f", vol)
+			benchdata.Sh("docker", "volume", "rm", "-f", vol)
 			if err != nil {
 				return err
 			}
 			cps, bbs, fulls, deltas = append(cps, tcp), append(bbs, tbb), append(fulls, tfull), append(deltas, tdelta)
 		}
-		tcp, tbb, tfull, tdelta := median(cps), median(bbs), median(fulls), median(deltas)
-		label := ds.name
+		tcp, tbb, tfull, tdelta := benchdata.Median(cps), benchdata.Median(bbs), benchdata.Median(fulls), benchdata.Median(deltas)
+		label := ds.Name
 		if rounds > 1 {
 			label += fmt.Sprintf(" (median of %d)", rounds)
 		}
