@@ -168,13 +168,22 @@ func verifyTree(src, dst string, o compareOptions, full bool) (*VerifyReport, er
 		touched[p] = true
 	}
 	hash := func(p string) bool { return full || touched[p] }
+	// The two walks are independent: side by side they take about half the
+	// time on two cores (verify runs while the services are stopped).
+	var dm map[string]*entry
+	var derr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dm, _, derr = manifest(dst, StateDir, hash)
+	}()
 	sm, mounts, err := manifest(src, "", hash)
+	<-done
 	if err != nil {
 		return nil, fmt.Errorf("reading the source: %w", err)
 	}
-	dm, _, err := manifest(dst, StateDir, hash)
-	if err != nil {
-		return nil, fmt.Errorf("reading the volume: %w", err)
+	if derr != nil {
+		return nil, fmt.Errorf("reading the volume: %w", derr)
 	}
 	for _, p := range mounts { // not copied: not compared
 		for q := range sm {
