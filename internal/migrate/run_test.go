@@ -504,31 +504,38 @@ func TestRunVolumes(t *testing.T) {
 	}
 }
 
-// TestRunCancelled: Ctrl-C (the context cancelled) while the services are
-// stopped aborts the migration, and the undo still runs to its end.
+// TestRunCancelled: Ctrl-C (the context cancelled) during the full pass (the
+// helper container is killed) or while the services are stopped aborts the
+// migration, and the undo still runs to its end: the volume is removed, the
+// service runs on its bind.
 func TestRunCancelled(t *testing.T) {
-	l := newLive(t)
-	before, _ := os.ReadFile(l.file)
-	id := l.containerID(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	l.opts.Progress = func(e Event) {
-		if e.Step == "verify" {
-			cancel()
-		}
-	}
-	_, err := Run(ctx, dockertest.Engine(t), l.opts)
-	if !errors.Is(err, ErrAborted) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("got %v, want ErrAborted and context.Canceled", err)
-	}
-	if got, _ := os.ReadFile(l.file); string(got) != string(before) {
-		t.Errorf("got the compose file changed")
-	}
-	if _, err := dockertest.Run("docker", "volume", "inspect", l.name+"_state"); err == nil {
-		t.Errorf("got volume %s_state left by the cancelled migration", l.name)
-	}
-	if running := strings.TrimSpace(dockertest.Docker(t, "inspect", "-f", "{{.State.Running}}", id)); running != "true" {
-		t.Errorf("got the service running=%s, want it started again", running)
+	// "copy progress": the helper reported running totals, so it runs.
+	for _, step := range []string{"copy progress", "verify"} {
+		t.Run(step, func(t *testing.T) {
+			l := newLive(t)
+			before, _ := os.ReadFile(l.file)
+			id := l.containerID(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l.opts.Progress = func(e Event) {
+				if e.Step == step || (step == "copy progress" && e.Copy != nil) {
+					cancel()
+				}
+			}
+			_, err := Run(ctx, dockertest.Engine(t), l.opts)
+			if !errors.Is(err, ErrAborted) || !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v, want ErrAborted and context.Canceled", err)
+			}
+			if got, _ := os.ReadFile(l.file); string(got) != string(before) {
+				t.Errorf("got the compose file changed")
+			}
+			if _, err := dockertest.Run("docker", "volume", "inspect", l.name+"_state"); err == nil {
+				t.Errorf("got volume %s_state left by the cancelled migration", l.name)
+			}
+			if running := strings.TrimSpace(dockertest.Docker(t, "inspect", "-f", "{{.State.Running}}", id)); running != "true" {
+				t.Errorf("got the service running=%s, want it started again", running)
+			}
+		})
 	}
 }
 

@@ -222,9 +222,17 @@ func runHelperContainer(ctx context.Context, eng Engine, r helperRun) (*helperLi
 		return nil, fmt.Errorf("creating the helper container: %w", err)
 	}
 	defer func() {
+		// Gone before returning: with AutoRemove the engine may still be removing
+		// it, and the volume can't be removed (abort) while it exists.
 		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		eng.ContainerRemove(rctx, created.ID, client.ContainerRemoveOptions{Force: true})
+		for rctx.Err() == nil {
+			if _, err := eng.ContainerInspect(rctx, created.ID, client.ContainerInspectOptions{}); isNotFound(err) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}()
 	att, err := eng.ContainerAttach(ctx, created.ID, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
