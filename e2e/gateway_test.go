@@ -142,6 +142,16 @@ done; true`)
 	return fields
 }
 
+// statusField returns the value of the "KEY: value" line of `moltbot status`.
+func statusField(status, key string) string {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, key+": "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // checkDropped checks the app runs as node (1000:1000) with node's groups only (users,
 // 100, in the stand-in's /etc/group; never root's disk, 6, or 0), no capabilities, not
 // even in the bounding set, and no-new-privs.
@@ -343,12 +353,7 @@ func TestGateway(t *testing.T) {
 		if !strings.Contains(status, "state: /home/node/.openclaw") || !strings.Contains(status, "gateway: running") {
 			t.Errorf("moltbot status printed\n%s\nwant state /home/node/.openclaw and the gateway running", status)
 		}
-		var cfg string
-		for _, line := range strings.Split(status, "\n") {
-			if v, ok := strings.CutPrefix(line, "config: "); ok {
-				cfg = v
-			}
-		}
+		cfg := statusField(status, "config")
 		if got := d.exec("cat", cfg); !strings.Contains(got, marker) {
 			t.Errorf("the app's config %s: got %q, want the legacy state (%s)", cfg, got, marker)
 		}

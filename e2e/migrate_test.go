@@ -97,13 +97,7 @@ func TestMigrateGateway(t *testing.T) {
 		t.Errorf("got %q from the writable layer, want it kept", got)
 	}
 	checkDropped(t, d.appStatus())
-	status := d.exec("moltbot", "status")
-	var cfg string
-	for _, line := range strings.Split(status, "\n") {
-		if v, ok := strings.CutPrefix(line, "config: "); ok {
-			cfg = v
-		}
-	}
+	cfg := statusField(d.exec("moltbot", "status"), "config")
 	if got := d.exec("cat", cfg); !strings.Contains(got, marker) {
 		t.Errorf("got the app's config %s %q, want the migrated state (%s)", cfg, got, marker)
 	}
