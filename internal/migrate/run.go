@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 
@@ -120,6 +120,7 @@ type runner struct {
 	t0   time.Time
 	// resumeCurrent: the service whose remount was interrupted (Resume).
 	resumeCurrent string
+	cli           *remount.Compose // see composeCLI
 	// resuming: Resume runs; a compose file changed since the plan is then
 	// refused (the journal stays) instead of aborting the migration.
 	resuming bool
@@ -277,10 +278,11 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 	j := r.j
 	at := func(step string) bool { return stepIndex(j.Step) < stepIndex(step) }
 	if at(StepCreated) {
-		version, err := composeVersion(ctx, r.opts.ComposeEnv)
+		cli, err := r.composeCLI(ctx)
 		if err != nil {
 			return nil, r.abort(ctx, err)
 		}
+		version := cli.Version()
 		for _, c := range j.Conversions {
 			r.progress("create", c.Name)
 			res, err := volumes.Create(ctx, r.eng, volumes.CreateOptions{Name: c.Name, Project: j.Project, Key: c.Volume,
@@ -549,14 +551,12 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 			return fmt.Errorf("service %s has scale %d: %w (its replicas can't keep their layers); scale it to 1 first",
 				s, n, remount.ErrUnsupported)
 		}
-		f := client.Filters{}
-		f.Add("label", "com.docker.compose.project="+project, "com.docker.compose.service="+s, "com.docker.compose.oneoff=False")
-		res, err := r.eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
 		if err != nil {
-			return fmt.Errorf("listing the containers of service %s: %w", s, err)
+			return err
 		}
-		if len(res.Items) > 1 {
-			return fmt.Errorf("service %s has %d containers: %w; scale it to 1 first", s, len(res.Items), remount.ErrUnsupported)
+		if len(cs) > 1 {
+			return fmt.Errorf("service %s has %d containers: %w; scale it to 1 first", s, len(cs), remount.ErrUnsupported)
 		}
 	}
 	return nil
@@ -567,17 +567,14 @@ func (r *runner) check(ctx context.Context, services []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range services {
 		g.Go(func() error {
-			f := client.Filters{}
-			f.Add("label", "com.docker.compose.project="+r.j.Project, "com.docker.compose.service="+s,
-				"com.docker.compose.oneoff=False")
-			res, err := r.eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+			cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, s)
 			if err != nil {
-				return fmt.Errorf("listing the containers of service %s: %w", s, err)
+				return err
 			}
-			if len(res.Items) != 1 {
-				return fmt.Errorf("checking service %s on its volumes: %d containers, want 1", s, len(res.Items))
+			if len(cs) != 1 {
+				return fmt.Errorf("checking service %s on its volumes: %d containers, want 1", s, len(cs))
 			}
-			if err := remount.Check(ctx, r.eng, res.Items[0].ID, r.opts.WaitTimeout); err != nil {
+			if err := remount.Check(ctx, r.eng, cs[0].ID, r.opts.WaitTimeout); err != nil {
 				return fmt.Errorf("checking service %s on its volumes: %w", s, err)
 			}
 			return nil
@@ -588,14 +585,16 @@ func (r *runner) check(ctx context.Context, services []string) error {
 
 // running reports whether the service has a running container.
 func (r *runner) running(ctx context.Context, service string) (bool, error) {
-	f := client.Filters{}
-	f.Add("label", "com.docker.compose.project="+r.j.Project, "com.docker.compose.service="+service,
-		"com.docker.compose.oneoff=False")
-	res, err := r.eng.ContainerList(ctx, client.ContainerListOptions{Filters: f})
+	cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, service)
 	if err != nil {
-		return false, fmt.Errorf("listing the containers of service %s: %w", service, err)
+		return false, err
 	}
-	return len(res.Items) > 0, nil
+	for _, c := range cs {
+		if c.State == container.StateRunning {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // applyEdits writes the journaled edits (reverse: restores the old content).
@@ -759,37 +758,25 @@ func (r *runner) rollbackEarly(ctx context.Context) error {
 	return err
 }
 
-// compose runs a docker compose subcommand on the project.
+// compose runs a docker compose subcommand on the project, with the CLI
+// found (and the project loaded) once per run.
 func (r *runner) compose(ctx context.Context, args ...string) error {
-	project, err := compose.Load(ctx, r.opts.Compose)
+	cli, err := r.composeCLI(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = runCompose(ctx, r.opts.ComposeEnv, append(compose.Args(project, r.opts.Compose), args...)...)
-	return err
+	return cli.Run(ctx, args...)
 }
 
-func runCompose(ctx context.Context, env []string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "docker", append([]string{"compose"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
-			msg = strings.TrimSpace(msg[i+1:])
+func (r *runner) composeCLI(ctx context.Context) (*remount.Compose, error) {
+	if r.cli == nil {
+		project, err := compose.Load(ctx, r.opts.Compose)
+		if err != nil {
+			return nil, err
 		}
-		return "", fmt.Errorf("docker compose %s: %w: %s", args[len(args)-1], err, msg)
+		if r.cli, err = remount.FindCompose(ctx, project, r.opts.Compose, r.opts.ComposeEnv); err != nil {
+			return nil, err
+		}
 	}
-	return stdout.String(), nil
-}
-
-// composeVersion returns the docker compose CLI's version (for the volumes'
-// com.docker.compose.version label).
-func composeVersion(ctx context.Context, env []string) (string, error) {
-	out, err := runCompose(ctx, env, "version", "--short")
-	if err != nil {
-		return "", fmt.Errorf("docker compose v2+ is required: %w", err)
-	}
-	return strings.TrimPrefix(strings.TrimSpace(out), "v"), nil
+	return r.cli, nil
 }

@@ -108,3 +108,27 @@ func (c *composeCLI) wouldRecreate(ctx context.Context, services ...string) (map
 	}
 	return res, nil
 }
+
+// Compose is the docker compose v2+ CLI bound to a project's global flags.
+type Compose struct{ c *composeCLI }
+
+// FindCompose locates the docker compose CLI ("docker compose", else a
+// "docker-compose" v2+ binary) for project p, with env added to its
+// environment. Errors wrap ErrCompose when none is installed or only v1 is.
+func FindCompose(ctx context.Context, p *types.Project, opts compose.Options, env []string) (*Compose, error) {
+	c, err := findCompose(ctx, p, opts, env)
+	if err != nil {
+		return nil, err
+	}
+	return &Compose{c}, nil
+}
+
+// Version is the CLI's version, without a leading "v".
+func (c *Compose) Version() string { return c.c.version }
+
+// Run runs a compose subcommand on the project; the error ends with compose's
+// last line on stderr.
+func (c *Compose) Run(ctx context.Context, args ...string) error {
+	_, err := c.c.run(ctx, args...)
+	return err
+}

@@ -301,8 +301,9 @@ func recoverJournal(ctx context.Context, eng Engine, opts Options, rollback bool
 	return r.forward(ctx)
 }
 
-// serviceContainers lists the containers compose counts as the service's.
-func serviceContainers(ctx context.Context, eng Engine, project, service string) ([]container.Summary, error) {
+// ServiceContainers lists every container compose made for the service
+// (running or not; one-off `run` containers excluded).
+func ServiceContainers(ctx context.Context, eng Engine, project, service string) ([]container.Summary, error) {
 	f := client.Filters{}
 	f.Add("label", "com.docker.compose.project="+project, "com.docker.compose.service="+service,
 		"com.docker.compose.oneoff=False", "com.docker.compose.config-hash")
@@ -342,7 +343,7 @@ func (r *run) preflight(ctx context.Context) error {
 			return fmt.Errorf("service %s depends on %s with restart: true: %w; remount would not restart it", other.Name, name, ErrUnsupported)
 		}
 	}
-	cs, err := serviceContainers(ctx, r.eng, p.Name, name)
+	cs, err := ServiceContainers(ctx, r.eng, p.Name, name)
 	if err != nil {
 		return err
 	}
@@ -473,7 +474,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		if err := r.cli.createService(ctx, j.Service); err != nil {
 			return nil, r.fail(ctx, "creating the container with docker compose", err)
 		}
-		cs, err := serviceContainers(ctx, r.eng, j.Project, j.Service)
+		cs, err := ServiceContainers(ctx, r.eng, j.Project, j.Service)
 		if err != nil {
 			return nil, r.fail(ctx, "finding compose's container", err)
 		}
@@ -638,7 +639,7 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 	if err := json.Unmarshal(j.Old, &old); err != nil {
 		return "", fmt.Errorf("reading the journal: %w", err)
 	}
-	cs, err := serviceContainers(ctx, r.eng, j.Project, j.Service)
+	cs, err := ServiceContainers(ctx, r.eng, j.Project, j.Service)
 	if err != nil {
 		return "", err
 	}
