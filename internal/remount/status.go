@@ -90,7 +90,7 @@ func Status(ctx context.Context, eng Engine, opts StatusOptions) (*Report, error
 	}
 	for _, n := range names {
 		svc := p.Services[n]
-		cs, err := serviceContainers(ctx, eng, p.Name, n)
+		cs, err := ServiceContainers(ctx, eng, p.Name, n)
 		if err != nil {
 			return nil, err
 		}
