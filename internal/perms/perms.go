@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options tune Fix.
@@ -41,6 +43,11 @@ const (
 	SkipHardlink
 	// SkipChanged: the entry was replaced (e.g. by a symlink) while Fix ran.
 	SkipChanged
+	// SkipNoAccess: a directory root may not open (a capability set without
+	// CAP_DAC_OVERRIDE, e.g. --cap-drop ALL --cap-add CHOWN,SETUID,SETGID, and a
+	// mode such as 0700). The directory itself now belongs to the user, who can
+	// fix what is inside; its contents were not examined.
+	SkipNoAccess
 )
 
 func (r SkipReason) String() string {
@@ -51,6 +58,8 @@ func (r SkipReason) String() string {
 		return "hardlinked elsewhere"
 	case SkipChanged:
 		return "changed during the walk"
+	case SkipNoAccess:
+		return "root may not open it without CAP_DAC_OVERRIDE; its contents are left to the user"
 	}
 	return fmt.Sprintf("reason %d", int(r))
 }
@@ -85,8 +94,8 @@ var ErrSymlink = errors.New("refusing to follow a symlink")
 // itself must be a directory, not a symlink (ErrSymlink).
 // Fix stops at the first I/O error or when ctx is done, returning the stats so far.
 func Fix(ctx context.Context, root string, opts Options) (Stats, error) {
-	if opts.UID < 0 || opts.GID < 0 {
-		return Stats{}, fmt.Errorf("fixing ownership of %s: invalid owner %d:%d", root, opts.UID, opts.GID)
+	if !ValidID(opts.UID) || !ValidID(opts.GID) {
+		return Stats{}, fmt.Errorf("fixing ownership of %q: invalid owner %d:%d", root, opts.UID, opts.GID)
 	}
 	if opts.MaxSkips <= 0 {
 		opts.MaxSkips = 100
@@ -94,14 +103,33 @@ func Fix(ctx context.Context, root string, opts Options) (Stats, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
-	fd, err := openDir(root, false)
+	r, err := resolve(root, false)
 	if err != nil {
-		return Stats{}, fmt.Errorf("fixing ownership of %s: %w", root, err)
+		return Stats{}, fmt.Errorf("fixing ownership of %q: %w", root, err)
 	}
 	w := newWalker(ctx, root, opts)
+	fd, err := unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EACCES) {
+		// Root may not read it (no CAP_DAC_OVERRIDE): the user's to fix.
+		w.noAccessFd(r.fd, root)
+		unix.Close(r.fd)
+		if w.err != nil {
+			return w.stats(), fmt.Errorf("fixing ownership of %q: %w", root, w.err)
+		}
+		return w.stats(), nil
+	}
+	unix.Close(r.fd)
+	if err != nil {
+		return Stats{}, fmt.Errorf("fixing ownership of %q: %w", root, err)
+	}
 	err = w.run(fd)
 	if err != nil {
-		return w.stats(), fmt.Errorf("fixing ownership of %s: %w", root, err)
+		return w.stats(), fmt.Errorf("fixing ownership of %q: %w", root, err)
 	}
 	return w.stats(), nil
 }
+
+// ValidID reports whether id is a user or group id the kernel and Fix take:
+// 0 <= id < 2^31 (-1 means "unchanged" to chown, and the kernel refuses ids
+// from 2^31 on in user namespaces and setgroups).
+func ValidID(id int) bool { return id >= 0 && id < 1<<31 }

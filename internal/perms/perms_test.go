@@ -383,3 +383,254 @@ func TestFixSwappedBetweenExamineAndChange(t *testing.T) {
 		}
 	})
 }
+
+// escapeShape builds the shape of issue 12 under a root-only base: the image's
+// root-owned link srv/moltbot -> home/node/.moltbot, and the app, which owns
+// home/node, replaced .moltbot with a link to usr (libc inside).
+func escapeShape(tb testing.TB) (base string) {
+	tb.Helper()
+	base = tb.TempDir()
+	write(tb, filepath.Join(base, "usr", "lib", "libc.so.6"), 0o755)
+	for _, d := range []string{"srv", "home/node"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(base, "home", "node"), uid, gid); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "home", "node", ".moltbot"), filepath.Join(base, "srv", "moltbot")); err != nil {
+		tb.Fatal(err)
+	}
+	// The app: rm -rf ~/.moltbot && ln -s /usr ~/.moltbot
+	if err := os.Symlink(filepath.Join(base, "usr"), filepath.Join(base, "home", "node", ".moltbot")); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Lchown(filepath.Join(base, "home", "node", ".moltbot"), uid, gid); err != nil {
+		tb.Fatal(err)
+	}
+	return base
+}
+
+// TestTrustedLinkIsTrustedOnlyAsFarAsItsTarget is issue 12's ownership escape:
+// a link the app owns, met inside the target of a trusted root link, is never
+// followed, by any of the ways in (Fix, MkdirAll, Resolve).
+func TestTrustedLinkIsTrustedOnlyAsFarAsItsTarget(t *testing.T) {
+	dockertest.Root(t)
+	each(t, func(t *testing.T) {
+		base := escapeShape(t)
+		dir := filepath.Join(base, "srv", "moltbot", "lib")
+		for _, tc := range []struct {
+			name string
+			do   func() error
+		}{
+			{"Fix", func() error { _, err := Fix(context.Background(), dir, Options{UID: uid, GID: gid}); return err }},
+			{"Fix dry run", func() error {
+				_, err := Fix(context.Background(), dir, Options{UID: uid, GID: gid, DryRun: true})
+				return err
+			}},
+			{"MkdirAll", func() error { return MkdirAll(filepath.Join(dir, "new")) }},
+			{"Resolve", func() error { _, err := Resolve(dir); return err }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if err := tc.do(); !errors.Is(err, ErrSymlink) {
+					t.Errorf("got %v, want ErrSymlink", err)
+				}
+				for _, p := range []string{"usr", "usr/lib", "usr/lib/libc.so.6"} {
+					if got := owner(t, filepath.Join(base, p)); got != "0:0" {
+						t.Errorf("owner of %s: got %s, want 0:0", p, got)
+					}
+				}
+				if _, err := os.Lstat(filepath.Join(base, "usr", "lib", "new")); err == nil {
+					t.Errorf("%s/usr/lib/new was created", base)
+				}
+			})
+		}
+	})
+}
+
+// TestTrustedLinksChained follows trusted links inside trusted links'
+// targets (absolute and relative, with ".."), and refuses a link that is
+// root's but sits in a directory the user can write.
+func TestTrustedLinksChained(t *testing.T) {
+	dockertest.Root(t)
+	each(t, func(t *testing.T) {
+		base := t.TempDir()
+		write(t, filepath.Join(base, "real", "state", "f"), 0o644)
+		os.MkdirAll(filepath.Join(base, "srv"), 0o755)
+		os.MkdirAll(filepath.Join(base, "opt"), 0o755)
+		os.Symlink(filepath.Join(base, "opt", "b"), filepath.Join(base, "srv", "a")) // absolute
+		os.Symlink("../real", filepath.Join(base, "opt", "b"))                       // relative, with ..
+		dir := filepath.Join(base, "srv", "a", "state")
+		got, err := Resolve(dir)
+		if want := filepath.Join(base, "real", "state"); err != nil || got != want {
+			t.Fatalf("Resolve: got %q, %v; want %q", got, err, want)
+		}
+		if _, err := Fix(context.Background(), dir, Options{UID: uid, GID: gid}); err != nil {
+			t.Fatal(err)
+		}
+		if got := owner(t, filepath.Join(base, "real", "state", "f")); got != "1000:1000" {
+			t.Errorf("owner through trusted links: got %s, want 1000:1000", got)
+		}
+		// The same root-owned link in a directory the user owns is not trusted.
+		os.Chown(filepath.Join(base, "opt"), uid, gid)
+		if _, err := Fix(context.Background(), dir, Options{UID: uid, GID: gid}); !errors.Is(err, ErrSymlink) {
+			t.Errorf("through a root link in the user's directory: got %v, want ErrSymlink", err)
+		}
+	})
+}
+
+func TestSystemDirsRefused(t *testing.T) {
+	dockertest.Root(t)
+	base := t.TempDir()
+	os.Symlink("/usr", filepath.Join(base, "sys")) // a trusted link to a system tree
+	for _, dir := range []string{"/", "/etc", "/etc/", "/usr/lib", "/lib64", "/var/log/app", "/proc/1", "/var",
+		"/home/node/../../usr", "/var/lib/../../etc", filepath.Join(base, "sys", "local")} {
+		t.Run(dir, func(t *testing.T) {
+			// A dry run: old code must not be able to harm the host here.
+			if _, err := Fix(context.Background(), dir, Options{UID: uid, GID: gid, DryRun: true}); !errors.Is(err, ErrSystemDir) {
+				t.Errorf("Fix: got %v, want ErrSystemDir", err)
+			}
+			if _, err := Resolve(dir); !errors.Is(err, ErrSystemDir) {
+				t.Errorf("Resolve: got %v, want ErrSystemDir", err)
+			}
+		})
+	}
+	made := "/usr/local/moltctl-test-" + filepath.Base(base)
+	t.Cleanup(func() { os.Remove(made) })
+	if err := MkdirAll(made); !errors.Is(err, ErrSystemDir) {
+		t.Errorf("MkdirAll(%q): got %v, want ErrSystemDir", made, err)
+	}
+	for _, dir := range []string{"/var/lib/moltbot", "/home/node/clawd", "/srv/moltbot", "/libre-office-data/x", base} {
+		if SystemDir(filepath.Clean(dir)) && dir != "/libre-office-data/x" {
+			t.Errorf("SystemDir(%q): got true, want false", dir)
+		}
+	}
+}
+
+// TestFixDeepTreeBoundedDescriptors walks 5,000 levels with an open-file limit
+// of 1,024.
+func TestFixDeepTreeBoundedDescriptors(t *testing.T) {
+	dockertest.Root(t)
+	const depth = 5000
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	each(t, func(t *testing.T) {
+		root := t.TempDir()
+		fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < depth; i++ {
+			if err := unix.Mkdirat(fd, "d", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if i == depth/2 {
+				unix.Mkdirat(fd, "side", 0o700) // a sibling walked after a deep subtree
+			}
+			nfd, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			unix.Close(fd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fd = nfd
+		}
+		ffd, err := unix.Openat(fd, "leaf", unix.O_CREAT|unix.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(ffd)
+		defer unix.Close(fd)
+		lim := unix.Rlimit{Cur: 1024, Max: old.Max}
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		st, err := Fix(context.Background(), root, Options{UID: uid, GID: gid})
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+		if err != nil {
+			t.Fatalf("Fix: got %.300v, want nil", err)
+		}
+		if want := int64(depth + 3); st.Changed != want { // root, levels, side, leaf
+			t.Errorf("changed: got %d, want %d", st.Changed, want)
+		}
+		var fst unix.Stat_t
+		if err := unix.Fstatat(fd, "leaf", &fst, unix.AT_SYMLINK_NOFOLLOW); err != nil || fst.Uid != uid {
+			t.Errorf("owner of the deepest file: got %d (%v), want %d", fst.Uid, err, uid)
+		}
+	})
+}
+
+// TestFixWithoutDACOverride runs Fix on a thread whose effective capabilities
+// lack CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (docker run --cap-drop ALL
+// --cap-add CHOWN,SETUID,SETGID): a 0700 directory root may not open is left
+// to the user (and given to it when it is not yet), reported, and no error.
+func TestFixWithoutDACOverride(t *testing.T) {
+	dockertest.Root(t)
+	root := t.TempDir()
+	os.Chmod(root, 0o755)
+	write(t, filepath.Join(root, "credentials", "token"), 0o600)
+	write(t, filepath.Join(root, "other", "x"), 0o600)
+	write(t, filepath.Join(root, "f"), 0o644)
+	os.Chown(filepath.Join(root, "credentials"), uid, gid)
+	os.Chown(filepath.Join(root, "credentials", "token"), uid, gid)
+	os.Chmod(filepath.Join(root, "credentials"), 0o700)
+	os.Chown(filepath.Join(root, "other"), 1234, 1234)
+	os.Chmod(filepath.Join(root, "other"), 0o700)
+	own := t.TempDir() // the state directory itself unreadable to root
+	os.Chown(own, uid, gid)
+	os.Chmod(own, 0o700)
+
+	type result struct {
+		st  Stats
+		err error
+	}
+	run := func(dir string) result {
+		ch := make(chan result)
+		go func() {
+			// This goroutine's thread loses the capabilities and ends with it
+			// (never unlocked).
+			runtime.LockOSThread()
+			hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+			var data [2]unix.CapUserData
+			if err := unix.Capget(&hdr, &data[0]); err != nil {
+				ch <- result{err: err}
+				return
+			}
+			for _, c := range []uint{unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH, unix.CAP_FOWNER} {
+				data[c/32].Effective &^= 1 << (c % 32)
+			}
+			if err := unix.Capset(&hdr, &data[0]); err != nil {
+				ch <- result{err: err}
+				return
+			}
+			st, err := Fix(context.Background(), dir, Options{UID: uid, GID: gid, Workers: 1})
+			ch <- result{st, err}
+		}()
+		return <-ch
+	}
+	r := run(root)
+	if r.err != nil {
+		t.Fatalf("Fix: got %v, want nil", r.err)
+	}
+	want := map[string]bool{filepath.Join(root, "credentials"): true, filepath.Join(root, "other"): true}
+	for _, s := range r.st.Skipped {
+		if !want[s.Path] || s.Reason != SkipNoAccess {
+			t.Errorf("skipped %q (%s), want only credentials and other (no access)", s.Path, s.Reason)
+		}
+		delete(want, s.Path)
+	}
+	if len(want) > 0 {
+		t.Errorf("not reported: %v", want)
+	}
+	for p, w := range map[string]string{"": "1000:1000", "f": "1000:1000", "other": "1000:1000", "other/x": "0:0", "credentials/token": "1000:1000"} {
+		if got := owner(t, filepath.Join(root, p)); got != w {
+			t.Errorf("owner of %q: got %s, want %s", p, got, w)
+		}
+	}
+	r = run(own)
+	if r.err != nil || r.st.SkippedTotal != 1 {
+		t.Errorf("state directory root may not open: got %+v, %v; want it reported, nil", r.st, r.err)
+	}
+}

@@ -3,6 +3,7 @@ package perms
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -111,30 +112,98 @@ func (w *walker) run(fd int) error {
 		w.mounts = mountPoints(w.root)
 	}
 	w.entries.Add(1)
-	w.subdir(fd, w.root, &st)
+	w.subdir(fd, w.root, &st, 0)
 	if w.failed.Load() {
 		return w.err
 	}
 	return w.ctx.Err()
 }
 
-// subdir walks the directory open as fd (fstat st), chowns it when wrong and
-// closes fd.
-func (w *walker) subdir(fd int, path string, st *unix.Stat_t) {
+// subdir walks the directory open as fd (fstat st) at depth below the root,
+// chowns it when wrong and closes fd. Past deepAfter levels it goes on with
+// deep, which holds a bounded number of descriptors.
+func (w *walker) subdir(fd int, path string, st *unix.Stat_t, depth int) {
+	if depth >= deepAfter {
+		if pfd := w.deep(fd, path, st, depth, false); pfd >= 0 {
+			unix.Close(pfd)
+		}
+		return
+	}
 	defer unix.Close(fd)
 	sealed := st.Uid == 0 && st.Mode&0o022 == 0
-	w.dir(fd, path, st.Dev, sealed)
+	var wg sync.WaitGroup
+	w.dir(fd, path, st.Dev, sealed, func(name []byte) { w.childDir(fd, path, st.Dev, name, depth+1, &wg) })
+	wg.Wait()
 	if w.failed.Load() {
 		return
 	}
-	if st.Uid != w.uid || st.Gid != w.gid {
-		w.changed.Add(1)
-		if !w.opts.DryRun {
-			if err := unix.Fchown(fd, int(w.uid), int(w.gid)); err != nil {
-				w.fail(&pathError{op: "chown", path: path, err: err})
-			}
+	w.chownSelf(fd, path, st)
+}
+
+// chownSelf gives the directory open as fd (fstat st) to the user when wrong.
+func (w *walker) chownSelf(fd int, path string, st *unix.Stat_t) {
+	if st.Uid == w.uid && st.Gid == w.gid {
+		return
+	}
+	w.changed.Add(1)
+	if w.opts.DryRun {
+		return
+	}
+	if err := unix.Fchown(fd, int(w.uid), int(w.gid)); err != nil {
+		w.fail(&pathError{op: "chown", path: path, err: err})
+	}
+}
+
+// deepAfter is the depth from which the walk stops holding one descriptor per
+// level: each directory there is listed first, then its subdirectories are
+// walked one at a time with its own descriptor closed, and it is re-opened
+// through the subdirectory's ".." afterwards, checked to be the same inode.
+// Up to deepAfter descriptors per worker, then a handful whatever the depth.
+const deepAfter = 64
+
+// deep walks the directory open as fd (fstat st) sequentially, chowns it when
+// wrong and closes fd. With wantParent it first opens its "..", which it
+// returns (-1 when it could not: the caller then stops, see SkipChanged).
+func (w *walker) deep(fd int, path string, st *unix.Stat_t, depth int, wantParent bool) int {
+	sealed := st.Uid == 0 && st.Mode&0o022 == 0
+	var subdirs [][]byte
+	w.dir(fd, path, st.Dev, sealed, func(name []byte) { subdirs = append(subdirs, append([]byte(nil), name...)) })
+	for _, name := range subdirs {
+		if w.failed.Load() {
+			break
+		}
+		cfd, cst, ok := w.openChild(fd, path, st.Dev, name)
+		if !ok {
+			continue
+		}
+		unix.Close(fd)
+		fd = w.deep(cfd, childPath(path, name), cst, depth+1, true)
+		if fd < 0 {
+			return -1
+		}
+		var now unix.Stat_t
+		if err := unix.Fstat(fd, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
+			// The subdirectory was moved meanwhile: its ".." is not this
+			// directory any more. Leave the rest to the next run.
+			unix.Close(fd)
+			w.skip(path, SkipChanged)
+			return -1
 		}
 	}
+	defer unix.Close(fd)
+	if w.failed.Load() {
+		return -1
+	}
+	w.chownSelf(fd, path, st)
+	if !wantParent {
+		return -1
+	}
+	pfd, err := unix.Openat(fd, "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		w.fail(&pathError{op: "re-opening the parent of", path: path, err: err})
+		return -1
+	}
+	return pfd
 }
 
 type pathError struct {
@@ -142,10 +211,13 @@ type pathError struct {
 	err      error
 }
 
-func (e *pathError) Error() string { return e.op + " " + e.path + ": " + e.err.Error() }
+func (e *pathError) Error() string { return fmt.Sprintf("%s %q: %v", e.op, e.path, e.err) }
 func (e *pathError) Unwrap() error { return e.err }
 
-func (w *walker) dir(fd int, path string, dev uint64, sealed bool) {
+// dir lists the directory open as fd and handles every entry: non-directories
+// itself, directories through onDir (name NUL-terminated, valid during the
+// call only).
+func (w *walker) dir(fd int, path string, dev uint64, sealed bool, onDir func(name []byte)) {
 	if w.ctx.Err() != nil {
 		w.fail(w.ctx.Err())
 		return
@@ -153,8 +225,6 @@ func (w *walker) dir(fd int, path string, dev uint64, sealed bool) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for !w.failed.Load() {
 		n, err := unix.Getdents(fd, buf)
 		if errors.Is(err, unix.EINTR) {
@@ -183,7 +253,7 @@ func (w *walker) dir(fd int, path string, dev uint64, sealed bool) {
 				continue // not NUL-terminated: cannot happen
 			}
 			w.entries.Add(1)
-			w.entry(fd, path, dev, sealed, name[:nl+1], typ, &wg)
+			w.entry(fd, path, dev, sealed, name[:nl+1], typ, onDir)
 			if w.failed.Load() {
 				return
 			}
@@ -196,9 +266,9 @@ func childPath(dir string, name []byte) string {
 }
 
 // entry handles one directory entry; name is NUL-terminated.
-func (w *walker) entry(dirfd int, path string, dev uint64, sealed bool, name []byte, typ uint8, wg *sync.WaitGroup) {
+func (w *walker) entry(dirfd int, path string, dev uint64, sealed bool, name []byte, typ uint8, onDir func([]byte)) {
 	if typ == unix.DT_DIR {
-		w.childDir(dirfd, path, dev, name, wg)
+		onDir(name)
 		return
 	}
 	var stx unix.Statx_t
@@ -211,7 +281,7 @@ func (w *walker) entry(dirfd int, path string, dev uint64, sealed bool, name []b
 		return
 	}
 	if stx.Mode&unix.S_IFMT == unix.S_IFDIR {
-		w.childDir(dirfd, path, dev, name, wg)
+		onDir(name)
 		return
 	}
 	if stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 ||
@@ -296,7 +366,31 @@ func (w *walker) pinned(dirfd int, path string, dev uint64, name []byte) {
 
 // childDir opens the directory entry name in dirfd without following symlinks
 // or crossing mounts and walks it, in another goroutine when a worker is free.
-func (w *walker) childDir(dirfd int, path string, dev uint64, name []byte, wg *sync.WaitGroup) {
+func (w *walker) childDir(dirfd int, path string, dev uint64, name []byte, depth int, wg *sync.WaitGroup) {
+	fd, st, ok := w.openChild(dirfd, path, dev, name)
+	if !ok {
+		return
+	}
+	cpath := childPath(path, name)
+	if w.sem != nil && depth < deepAfter {
+		select {
+		case w.sem <- struct{}{}:
+			wg.Add(1)
+			go func() {
+				defer func() { <-w.sem; wg.Done() }()
+				w.subdir(fd, cpath, st, depth)
+			}()
+			return
+		default:
+		}
+	}
+	w.subdir(fd, cpath, st, depth)
+}
+
+// openChild opens the directory entry name in dirfd for reading, without
+// following symlinks or crossing mounts. ok is false when the entry is to be
+// left alone (reported) or the walk failed.
+func (w *walker) openChild(dirfd int, path string, dev uint64, name []byte) (fd int, st *unix.Stat_t, ok bool) {
 	cpath := childPath(path, name)
 	if testHookBeforeChange != nil {
 		testHookBeforeChange(cpath)
@@ -304,42 +398,87 @@ func (w *walker) childDir(dirfd int, path string, dev uint64, name []byte, wg *s
 	fd, err := w.openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		return
+		return -1, nil, false
 	case errors.Is(err, unix.EXDEV):
 		w.skip(cpath, SkipMount)
-		return
+		return -1, nil, false
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EAGAIN):
 		// Replaced by a symlink or a file since it was listed: leave it to the next run.
 		w.skip(cpath, SkipChanged)
-		return
+		return -1, nil, false
+	case errors.Is(err, unix.EACCES):
+		w.noAccess(dirfd, path, dev, name)
+		return -1, nil, false
 	case err != nil:
 		w.fail(&pathError{op: "opening", path: cpath, err: err})
-		return
+		return -1, nil, false
 	}
-	st := new(unix.Stat_t)
+	st = new(unix.Stat_t)
 	if err := unix.Fstat(fd, st); err != nil {
 		unix.Close(fd)
 		w.fail(&pathError{op: "examining", path: cpath, err: err})
-		return
+		return -1, nil, false
 	}
 	if st.Dev != dev || w.mounts != nil && w.mounts[cpath] {
 		unix.Close(fd)
 		w.skip(cpath, SkipMount)
+		return -1, nil, false
+	}
+	return fd, st, true
+}
+
+// noAccess handles a directory root may not open (a capability set without
+// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, and a mode such as 0700): the
+// directory itself is given to the user through an O_PATH descriptor when its
+// owner is wrong, and its contents are left to the user, who can fix its own
+// tree (SkipNoAccess).
+func (w *walker) noAccess(dirfd int, path string, dev uint64, name []byte) {
+	cpath := childPath(path, name)
+	fd, err := w.openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		w.fail(&pathError{op: "opening", path: cpath, err: err})
 		return
 	}
-	if w.sem != nil {
-		select {
-		case w.sem <- struct{}{}:
-			wg.Add(1)
-			go func() {
-				defer func() { <-w.sem; wg.Done() }()
-				w.subdir(fd, cpath, st)
-			}()
-			return
-		default:
-		}
+	defer unix.Close(fd)
+	w.noAccessPinned(fd, cpath, dev)
+}
+
+// noAccessFd is noAccess for the root, open as the O_PATH descriptor fd.
+func (w *walker) noAccessFd(fd int, path string) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		w.fail(&pathError{op: "examining", path: path, err: err})
+		return
 	}
-	w.subdir(fd, cpath, st)
+	w.entries.Add(1)
+	w.noAccessPinned(fd, path, st.Dev)
+}
+
+func (w *walker) noAccessPinned(fd int, cpath string, dev uint64) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		w.fail(&pathError{op: "examining", path: cpath, err: err})
+		return
+	}
+	switch {
+	case st.Dev != dev:
+		w.skip(cpath, SkipMount)
+		return
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		w.skip(cpath, SkipChanged)
+		return
+	}
+	w.skip(cpath, SkipNoAccess)
+	if st.Uid == w.uid && st.Gid == w.gid {
+		return
+	}
+	w.changed.Add(1)
+	if w.opts.DryRun {
+		return
+	}
+	if err := unix.Fchownat(fd, "", int(w.uid), int(w.gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		w.fail(&pathError{op: "chown", path: cpath, err: err})
+	}
 }
 
 // openat opens name beneath dirfd: openat2 with RESOLVE_BENEATH,
