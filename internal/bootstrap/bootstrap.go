@@ -121,8 +121,22 @@ func Run(ctx context.Context, opts Options) error {
 		if opts.Home == "" {
 			opts.Home = u.Home
 		}
-	} else if opts.Home == "" {
-		opts.Home = getEnv(env, "HOME")
+		// Where every directory really is (trusted links followed), refused
+		// when a link on the way is not trusted or it is a system directory.
+		// EACCES (no CAP_DAC_READ_SEARCH, an ancestor the user owns) is left
+		// for the walk below, which hands such a directory to the user.
+		for _, dir := range opts.Dirs {
+			if _, err := perms.Resolve(dir); err != nil && !errors.Is(err, unix.EACCES) {
+				return fmt.Errorf("state directory: %w", err)
+			}
+		}
+	} else {
+		if opts.Home == "" {
+			opts.Home = getEnv(env, "HOME")
+		}
+		if w := userMismatch(opts.User, opts.EtcDir); w != "" {
+			opts.progress(Event{Kind: EventWarning, Message: w})
+		}
 	}
 	var legacy *legacyPlan
 	if opts.Legacy != "off" {
@@ -139,14 +153,22 @@ func Run(ctx context.Context, opts Options) error {
 		return dryRun(ctx, opts, u)
 	}
 	if asRoot {
+		var userDirs []string // root may not even reach them: the user's to create and check
 		for _, dir := range opts.Dirs {
-			if err := perms.MkdirAll(dir); err != nil {
+			if err := perms.MkdirAll(dir); errors.Is(err, unix.EACCES) {
+				userDirs = append(userDirs, dir)
+				continue
+			} else if err != nil {
 				return fmt.Errorf("preparing state directory: %w", err)
 			}
 			if opts.NoChown {
 				continue
 			}
 			st, err := perms.Fix(ctx, dir, perms.Options{UID: u.UID, GID: u.GID})
+			if errors.Is(err, unix.EACCES) {
+				userDirs = append(userDirs, dir)
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -165,6 +187,12 @@ func Run(ctx context.Context, opts Options) error {
 		env = setEnv(env, "HOME", u.Home)
 		env = setEnv(env, "USER", name)
 		env = setEnv(env, "LOGNAME", name)
+		for _, dir := range userDirs {
+			if err := checkDir(dir); err != nil {
+				return fmt.Errorf("checking state directory as %d:%d (root may not reach it without CAP_DAC_OVERRIDE): %w", u.UID, u.GID, err)
+			}
+			opts.progress(Event{Kind: EventWarning, Message: fmt.Sprintf("%q: root may not reach it without CAP_DAC_OVERRIDE; left to %s, who can write it", dir, name)})
+		}
 	} else {
 		for _, dir := range opts.Dirs {
 			if err := checkDir(dir); err != nil {
@@ -191,14 +219,14 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	err = unix.Exec(path, opts.Command, env)
-	return fmt.Errorf("executing %s: %w", path, err)
+	return fmt.Errorf("executing %q: %w", path, err)
 }
 
 // dryRun reports what Run would change in each existing directory.
 func dryRun(ctx context.Context, opts Options, u *User) error {
 	for _, dir := range opts.Dirs {
 		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
-			opts.progress(Event{Kind: EventWarning, Message: dir + ": missing, would be created"})
+			opts.progress(Event{Kind: EventWarning, Message: fmt.Sprintf("%q: missing, would be created", dir)})
 			continue
 		}
 		if u == nil {
@@ -233,6 +261,9 @@ func (o *Options) defaults() error {
 		if !filepath.IsAbs(d) {
 			return fmt.Errorf("state directory %q is not an absolute path", d)
 		}
+		if perms.SystemDir(filepath.Clean(d)) {
+			return fmt.Errorf("state directory %q: %w", d, perms.ErrSystemDir)
+		}
 	}
 	if o.Legacy == "" {
 		o.Legacy = DefaultLegacy
@@ -252,6 +283,16 @@ func (o *Options) progress(e Event) {
 	}
 }
 
+// userMismatch returns a warning when a non-root start runs as someone else
+// than the configured user (which only root could switch to), else "".
+func userMismatch(spec, etcDir string) string {
+	u, err := LookupUser(spec, etcDir)
+	if err == nil && u.UID != os.Geteuid() {
+		return fmt.Sprintf("started as uid %d, not root: the user %q (uid %d) cannot be switched to; running CMD as uid %d", os.Geteuid(), spec, u.UID, os.Geteuid())
+	}
+	return ""
+}
+
 // checkNotSetID refuses a setuid/setgid moltctl binary (or one started with
 // differing real and effective ids).
 func checkNotSetID() error {
@@ -267,7 +308,7 @@ func checkNotSetID() error {
 		return fmt.Errorf("examining moltctl's own binary: %w", err)
 	}
 	if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
-		return fmt.Errorf("%s has mode %04o: %w", exe, st.Mode&0o7777, ErrSetID)
+		return fmt.Errorf("%q has mode %04o: %w", exe, st.Mode&0o7777, ErrSetID)
 	}
 	return nil
 }
@@ -300,7 +341,7 @@ func checkDir(dir string) error {
 				anc = filepath.Dir(anc)
 			}
 			if werr := perms.CheckWritable(anc); werr != nil {
-				return fmt.Errorf("%s is missing and cannot be created: %w", dir, werr)
+				return fmt.Errorf("%q is missing and cannot be created: %w", dir, werr)
 			}
 			return err
 		}
@@ -347,7 +388,7 @@ func lookPath(name, pathEnv string) (string, error) {
 	}
 	if strings.Contains(name, "/") {
 		if err := check(name); err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
+			return "", fmt.Errorf("%q: %w", name, err)
 		}
 		return name, nil
 	}
@@ -365,5 +406,5 @@ func lookPath(name, pathEnv string) (string, error) {
 			found = err
 		}
 	}
-	return "", fmt.Errorf("%s (looked up on PATH): %w", name, found)
+	return "", fmt.Errorf("%q (looked up on PATH): %w", name, found)
 }

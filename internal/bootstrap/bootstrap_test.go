@@ -290,7 +290,7 @@ func TestRunAsNonRoot(t *testing.T) {
 		if code == 0 || strings.Contains(out, "ran") {
 			t.Fatalf("got exit code %d and stdout %q, want a failure before the command", code, out)
 		}
-		for _, want := range []string{"sentinel: " + perms.ErrNotWritable.Error(), rootOwned + " (owner 0:0, mode 0755) is not writable"} {
+		for _, want := range []string{"sentinel: " + perms.ErrNotWritable.Error(), strconv.Quote(rootOwned) + " (owner 0:0, mode 0755) is not writable"} {
 			if !strings.Contains(errOut, want) {
 				t.Errorf("stderr: got %q, want it to contain %q", errOut, want)
 			}
@@ -299,7 +299,7 @@ func TestRunAsNonRoot(t *testing.T) {
 	t.Run("missing under a root-owned dir", func(t *testing.T) {
 		o := Options{Dirs: []string{filepath.Join(rootOwned, "x", "y")}, Legacy: "off", EtcDir: etcDir(t), Command: []string{"true"}}
 		_, errOut, code := runChild(t, child(t, bin, o, cred))
-		if want := filepath.Join(rootOwned, "x", "y") + " is missing and cannot be created: " + rootOwned + " (owner 0:0"; code == 0 || !strings.Contains(errOut, want) {
+		if want := strconv.Quote(filepath.Join(rootOwned, "x", "y")) + " is missing and cannot be created: " + strconv.Quote(rootOwned) + " (owner 0:0"; code == 0 || !strings.Contains(errOut, want) {
 			t.Errorf("got exit code %d, stderr %q; want a failure naming %q", code, errOut, want)
 		}
 	})

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/moltctl/moltctl/internal/perms"
 )
 
 // ErrUnknownUser is returned (wrapped) when a user or group name is not in the
@@ -39,7 +41,9 @@ type groupEntry struct {
 // name or number) — against etcDir/passwd and etcDir/group, which it parses
 // itself so that the image's files decide (no NSS, same answer with or without
 // cgo). A numeric uid not in passwd gets gid = uid unless given, home "/" and no
-// supplementary groups. A name not found is ErrUnknownUser.
+// supplementary groups. With an explicit group the user gets that group alone,
+// no supplementary groups (docker's --user and gosu's convention). A name not
+// found is ErrUnknownUser; a number outside 0 <= id < 2^31 is ErrIDRange.
 func LookupUser(spec, etcDir string) (*User, error) {
 	if spec == "" {
 		return nil, errors.New("empty user")
@@ -57,10 +61,9 @@ func LookupUser(spec, etcDir string) (*User, error) {
 		return nil, err
 	}
 	u := &User{UID: -1, GID: -1, Home: "/"}
-	if n, err := strconv.Atoi(userPart); err == nil {
-		if n < 0 {
-			return nil, fmt.Errorf("user %q: negative uid", spec)
-		}
+	if n, numeric, err := parseID(userPart); err != nil {
+		return nil, fmt.Errorf("user %q: uid %w", spec, err)
+	} else if numeric {
 		u.UID = n
 		for _, p := range users {
 			if p.uid == n {
@@ -79,14 +82,13 @@ func LookupUser(spec, etcDir string) (*User, error) {
 			}
 		}
 		if u.UID < 0 {
-			return nil, fmt.Errorf("user %q not in %s: %w", userPart, filepath.Join(etcDir, "passwd"), ErrUnknownUser)
+			return nil, fmt.Errorf("user %q not in %q: %w", userPart, filepath.Join(etcDir, "passwd"), ErrUnknownUser)
 		}
 	}
 	if hasGroup {
-		if n, err := strconv.Atoi(groupPart); err == nil {
-			if n < 0 {
-				return nil, fmt.Errorf("user %q: negative gid", spec)
-			}
+		if n, numeric, err := parseID(groupPart); err != nil {
+			return nil, fmt.Errorf("user %q: gid %w", spec, err)
+		} else if numeric {
 			u.GID = n
 		} else {
 			found := false
@@ -97,7 +99,7 @@ func LookupUser(spec, etcDir string) (*User, error) {
 				}
 			}
 			if !found {
-				return nil, fmt.Errorf("group %q not in %s: %w", groupPart, filepath.Join(etcDir, "group"), ErrUnknownUser)
+				return nil, fmt.Errorf("group %q not in %q: %w", groupPart, filepath.Join(etcDir, "group"), ErrUnknownUser)
 			}
 		}
 	}
@@ -105,7 +107,9 @@ func LookupUser(spec, etcDir string) (*User, error) {
 		u.Home = "/"
 	}
 	u.Groups = []int{u.GID}
-	if u.Name != "" {
+	// An explicit group means that group alone, as docker run --user u:g and
+	// gosu u:g do: the user's /etc/group memberships only come with "name".
+	if u.Name != "" && !hasGroup {
 		for _, g := range groups {
 			for _, m := range g.members {
 				if m == u.Name && g.gid != u.GID && !contains(u.Groups, g.gid) {
@@ -115,6 +119,22 @@ func LookupUser(spec, etcDir string) (*User, error) {
 		}
 	}
 	return u, nil
+}
+
+// ErrIDRange is returned (wrapped) for a numeric id outside 0 <= id < 2^31.
+var ErrIDRange = errors.New("out of range (0 to 2147483647)")
+
+// parseID parses a numeric user or group id. numeric is false for a name (not
+// all digits); a number outside 0 <= id < 2^31 is ErrIDRange.
+func parseID(s string) (id int, numeric bool, err error) {
+	if strings.TrimLeft(s, "0123456789") != "" && !(strings.HasPrefix(s, "-") && strings.Trim(s[1:], "0123456789") == "") {
+		return 0, false, nil
+	}
+	n, perr := strconv.ParseInt(s, 10, 64)
+	if perr != nil || !perms.ValidID(int(n)) {
+		return 0, true, fmt.Errorf("%s %w", s, ErrIDRange)
+	}
+	return int(n), true, nil
 }
 
 func contains(s []int, v int) bool {
@@ -136,7 +156,7 @@ func readPasswd(path string) ([]passwdEntry, error) {
 		}
 		uid, err1 := strconv.Atoi(f[2])
 		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil || uid < 0 || gid < 0 {
+		if err1 != nil || err2 != nil || !perms.ValidID(uid) || !perms.ValidID(gid) {
 			return
 		}
 		out = append(out, passwdEntry{name: f[0], uid: uid, gid: gid, home: f[5]})
@@ -152,7 +172,7 @@ func readGroup(path string) ([]groupEntry, error) {
 			return
 		}
 		gid, err := strconv.Atoi(f[2])
-		if err != nil || gid < 0 {
+		if err != nil || !perms.ValidID(gid) {
 			return
 		}
 		g := groupEntry{name: f[0], gid: gid}
@@ -174,7 +194,7 @@ func eachLine(path string, fn func([]string)) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+		return fmt.Errorf("reading %q: %w", path, err)
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
@@ -187,7 +207,7 @@ func eachLine(path string, fn func([]string)) error {
 		fn(strings.Split(line, ":"))
 	}
 	if err := s.Err(); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+		return fmt.Errorf("reading %q: %w", path, err)
 	}
 	return nil
 }

@@ -14,8 +14,10 @@ func TestLookupUser(t *testing.T) {
 	}{
 		{"node", "node 1000:1000 [1000 2000 29] /home/nodehome"},
 		{"1000", "node 1000:1000 [1000 2000 29] /home/nodehome"},
-		{"node:extra", "node 1000:2000 [2000 29] /home/nodehome"},
-		{"1000:29", "node 1000:29 [29 2000] /home/nodehome"},
+		// An explicit group is that group alone (docker --user u:g, gosu u:g).
+		{"node:extra", "node 1000:2000 [2000] /home/nodehome"},
+		{"1000:29", "node 1000:29 [29] /home/nodehome"},
+		{"node:node", "node 1000:1000 [1000] /home/nodehome"},
 		{"app", "app 1001:1001 [1001] /srv/app"},
 		{"4242", " 4242:4242 [4242] /"},
 		{"4242:7", " 4242:7 [7] /"},
@@ -23,7 +25,13 @@ func TestLookupUser(t *testing.T) {
 		{"node:nogroup", "unknown"},
 		{"node:", "invalid"},
 		{":1", "invalid"},
-		{"-1", "invalid"},
+		{"-1", "range"},
+		{"2147483647", " 2147483647:2147483647 [2147483647] /"},
+		{"2147483648", "range"},
+		{"4294967296", "range"},
+		{"node:4294967296", "range"},
+		{"1000:-1", "range"},
+		{"99999999999999999999999", "range"},
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
 			u, err := LookupUser(tc.spec, etc)
@@ -31,6 +39,8 @@ func TestLookupUser(t *testing.T) {
 			switch {
 			case errors.Is(err, ErrUnknownUser):
 				got = "unknown"
+			case errors.Is(err, ErrIDRange):
+				got = "range"
 			case err != nil:
 				got = "invalid"
 			default:

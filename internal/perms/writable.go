@@ -21,7 +21,7 @@ type NotWritableError struct {
 }
 
 func (e *NotWritableError) Error() string {
-	return fmt.Sprintf("%s (owner %d:%d, mode %04o) is not writable: %v", e.Dir, e.UID, e.GID, e.Mode, e.Err)
+	return fmt.Sprintf("%q (owner %d:%d, mode %04o) is not writable: %v", e.Dir, e.UID, e.GID, e.Mode, e.Err)
 }
 
 // Unwrap returns the system error.
@@ -37,7 +37,7 @@ func (e *NotWritableError) Is(target error) bool { return target == ErrNotWritab
 func CheckWritable(dir string) error {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
-		return fmt.Errorf("checking %s: %w", dir, err)
+		return fmt.Errorf("checking %q: %w", dir, err)
 	}
 	err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, unix.AT_EACCESS)
 	if err == nil {
@@ -46,5 +46,5 @@ func CheckWritable(dir string) error {
 	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
 		return &NotWritableError{Dir: dir, UID: st.Uid, GID: st.Gid, Mode: st.Mode & 0o7777, Err: err}
 	}
-	return fmt.Errorf("checking %s: %w", dir, err)
+	return fmt.Errorf("checking %q: %w", dir, err)
 }
