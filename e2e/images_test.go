@@ -101,12 +101,14 @@ func buildProduct(tb testing.TB) (*images, error) {
 	version := "e2e-" + src[:12]
 	// No -trimpath here, unlike the Dockerfile: the build then reuses the test build's
 	// cache (the stand-in go checks the Dockerfile asks for -trimpath).
-	gobuild := exec.Command("go", "build", "-ldflags", "-s -w -X main.version="+version,
-		"-o", filepath.Join(ctx, ".moltctl-prebuilt", "moltctl"), "./cmd/moltctl")
-	gobuild.Dir = root
-	gobuild.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := gobuild.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./cmd/moltctl: %v: %s", err, out)
+	for name, pkg := range map[string]string{"moltctl": "./cmd/moltctl", "entrypoint": "./cmd/moltctl/entrypoint"} {
+		gobuild := exec.Command("go", "build", "-ldflags", "-s -w -X main.version="+version,
+			"-o", filepath.Join(ctx, ".moltctl-prebuilt", name), pkg)
+		gobuild.Dir = root
+		gobuild.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := gobuild.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v: %s", pkg, err, out)
+		}
 	}
 	sum, err := hashTree(ctx)
 	if err != nil {
