@@ -174,6 +174,11 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			opts.progress(Event{Kind: EventOwnership, Dir: dir, Stats: st})
 		}
+		if legacy != nil && !opts.NoChown {
+			if err := fixLegacy(ctx, opts, legacy, u); err != nil {
+				return err
+			}
+		}
 		// The bounding set and no-new-privs are per thread: do them on the
 		// thread that will exec, and never let this goroutine leave it.
 		runtime.LockOSThread()
@@ -220,6 +225,31 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	err = unix.Exec(path, opts.Command, env)
 	return fmt.Errorf("executing %q: %w", path, err)
+}
+
+// fixLegacy gives the legacy and target directories of the migration that
+// exist (real directories, reached under perms' trust rule) to the user
+// before the migration runs as the user: state an image that ran the app as
+// root left root-owned could not be renamed otherwise. Anything that is not
+// such a directory (absent, a link, a file, a system directory) is left to the
+// migration, which reports it.
+func fixLegacy(ctx context.Context, opts Options, legacy *legacyPlan, u *User) error {
+	for _, dir := range legacy.dirs() {
+		st, err := perms.Fix(ctx, dir, perms.Options{UID: u.UID, GID: u.GID})
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR), errors.Is(err, perms.ErrSymlink), errors.Is(err, perms.ErrSystemDir):
+			continue
+		case err != nil:
+			opts.progress(Event{Kind: EventWarning, Message: fmt.Sprintf("legacy state %q: %v", dir, err)})
+			continue
+		}
+		if st.Changed > 0 || st.SkippedTotal > 0 {
+			opts.progress(Event{Kind: EventOwnership, Dir: dir, Stats: st})
+		}
+	}
+	return nil
 }
 
 // dryRun reports what Run would change in each existing directory.

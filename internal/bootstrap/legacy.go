@@ -21,6 +21,21 @@ func planLegacy(preset, home string) (*legacyPlan, error) {
 	return &legacyPlan{rules: rules}, nil
 }
 
+// dirs returns the legacy and target directories of the rules, each once.
+func (p *legacyPlan) dirs() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range p.rules {
+		for _, d := range []string{r.Legacy, r.Target} {
+			if !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
 // run migrates (statemigrate locks beside each target, so bootstraps starting
 // at the same moment take turns) and returns the outcomes' warnings, one line
 // each. An error is one statemigrate could not turn into a warning.

@@ -28,7 +28,7 @@ func copyTree(src, dst string) error {
 	}
 	entries, err := os.ReadDir(src)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", src, err)
+		return fmt.Errorf("reading %q: %w", src, err)
 	}
 	for _, e := range entries {
 		s, d := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
@@ -42,12 +42,12 @@ func copyTree(src, dst string) error {
 func copyEntry(s, d string) error {
 	st, err := os.Lstat(s)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", s, err)
+		return fmt.Errorf("reading %q: %w", s, err)
 	}
 	switch m := st.Mode(); {
 	case m.IsDir():
 		if err := os.Mkdir(d, 0o700); err != nil {
-			return fmt.Errorf("creating %s: %w", d, err)
+			return fmt.Errorf("creating %q: %w", d, err)
 		}
 		return copyTree(s, d)
 	case m.IsRegular():
@@ -57,14 +57,14 @@ func copyEntry(s, d string) error {
 	case m&os.ModeSymlink != 0:
 		link, err := os.Readlink(s)
 		if err != nil {
-			return fmt.Errorf("reading link %s: %w", s, err)
+			return fmt.Errorf("reading link %q: %w", s, err)
 		}
 		if err := os.Symlink(link, d); err != nil {
-			return fmt.Errorf("creating link %s: %w", d, err)
+			return fmt.Errorf("creating link %q: %w", d, err)
 		}
 	case m&os.ModeNamedPipe != 0:
 		if err := unix.Mkfifo(d, 0o600); err != nil {
-			return fmt.Errorf("creating fifo %s: %w", d, err)
+			return fmt.Errorf("creating fifo %q: %w", d, err)
 		}
 	case m&os.ModeDevice != 0:
 		sys := st.Sys().(*syscall.Stat_t)
@@ -73,7 +73,7 @@ func copyEntry(s, d string) error {
 			kind = unix.S_IFCHR
 		}
 		if err := unix.Mknod(d, kind|0o600, int(sys.Rdev)); err != nil {
-			return fmt.Errorf("creating device %s: %w", d, err)
+			return fmt.Errorf("creating device %q: %w", d, err)
 		}
 	default: // sockets
 		return nil
@@ -84,23 +84,23 @@ func copyEntry(s, d string) error {
 func copyFile(s, d string, st os.FileInfo) error {
 	in, err := os.OpenFile(s, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", s, err)
+		return fmt.Errorf("opening %q: %w", s, err)
 	}
 	defer in.Close()
 	if fst, err := in.Stat(); err != nil || !os.SameFile(fst, st) {
-		return fmt.Errorf("copying %s: %w", s, errChanged)
+		return fmt.Errorf("copying %q: %w", s, errChanged)
 	}
 	out, err := os.OpenFile(d, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", d, err)
+		return fmt.Errorf("creating %q: %w", d, err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return fmt.Errorf("copying %s: %w", s, err)
+		return fmt.Errorf("copying %q: %w", s, err)
 	}
 	if err := out.Sync(); err != nil {
 		out.Close()
-		return fmt.Errorf("syncing %s: %w", d, err)
+		return fmt.Errorf("syncing %q: %w", d, err)
 	}
 	return out.Close()
 }
@@ -112,17 +112,17 @@ func finishEntry(d string, st os.FileInfo, dir bool) error {
 	if err := unix.Lchown(d, int(sys.Uid), int(sys.Gid)); err != nil {
 		// Without CAP_CHOWN the copy stays owned by the user running it.
 		if !errors.Is(err, unix.EPERM) || os.Geteuid() == 0 {
-			return fmt.Errorf("setting owner of %s: %w", d, err)
+			return fmt.Errorf("setting owner of %q: %w", d, err)
 		}
 	}
 	if st.Mode()&os.ModeSymlink == 0 {
 		if err := unix.Fchmodat(unix.AT_FDCWD, d, uint32(sys.Mode&0o7777), 0); err != nil {
-			return fmt.Errorf("setting mode of %s: %w", d, err)
+			return fmt.Errorf("setting mode of %q: %w", d, err)
 		}
 	}
 	ts := []unix.Timespec{unix.Timespec(sys.Atim), unix.Timespec(sys.Mtim)}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, d, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("setting times of %s: %w", d, err)
+		return fmt.Errorf("setting times of %q: %w", d, err)
 	}
 	if dir {
 		return syncDir(d)
@@ -136,11 +136,11 @@ func finishEntry(d string, st os.FileInfo, dir bool) error {
 func verifyTree(src, dst string, extra map[string]bool) error {
 	se, err := os.ReadDir(src)
 	if err != nil {
-		return fmt.Errorf("verifying %s: %w", src, err)
+		return fmt.Errorf("verifying %q: %w", src, err)
 	}
 	de, err := os.ReadDir(dst)
 	if err != nil {
-		return fmt.Errorf("verifying %s: %w", dst, err)
+		return fmt.Errorf("verifying %q: %w", dst, err)
 	}
 	want := map[string]bool{}
 	for _, e := range se {
@@ -154,7 +154,7 @@ func verifyTree(src, dst string, extra map[string]bool) error {
 	}
 	for _, e := range de {
 		if !want[e.Name()] && !extra[e.Name()] {
-			return fmt.Errorf("verifying %s: extra %s: %w", dst, e.Name(), errChanged)
+			return fmt.Errorf("verifying %q: extra %q: %w", dst, e.Name(), errChanged)
 		}
 	}
 	return nil
@@ -163,14 +163,14 @@ func verifyTree(src, dst string, extra map[string]bool) error {
 func verifyEntry(s, d string) error {
 	ss, err := os.Lstat(s)
 	if err != nil {
-		return fmt.Errorf("verifying %s: %w", s, err)
+		return fmt.Errorf("verifying %q: %w", s, err)
 	}
 	ds, err := os.Lstat(d)
 	if err != nil {
-		return fmt.Errorf("verifying %s: %w", d, err)
+		return fmt.Errorf("verifying %q: %w", d, err)
 	}
 	sm, dm := ss.Mode(), ds.Mode()
-	fail := func(what string) error { return fmt.Errorf("verifying %s: %s: %w", s, what, errChanged) }
+	fail := func(what string) error { return fmt.Errorf("verifying %q: %s: %w", s, what, errChanged) }
 	if sm.Type() != dm.Type() {
 		return fail("type")
 	}
@@ -198,7 +198,7 @@ func verifyEntry(s, d string) error {
 		}
 		same, err := sameContent(s, d)
 		if err != nil {
-			return fmt.Errorf("verifying %s: %w", s, err)
+			return fmt.Errorf("verifying %q: %w", s, err)
 		}
 		if !same {
 			return fail("content")

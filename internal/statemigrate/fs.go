@@ -39,11 +39,11 @@ func renameNoReplace(oldpath, newpath string) error {
 func syncDir(dir string) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+		return fmt.Errorf("syncing %q: %w", dir, err)
 	}
 	defer unix.Close(fd)
 	if err := unix.Fsync(fd); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+		return fmt.Errorf("syncing %q: %w", dir, err)
 	}
 	return nil
 }
@@ -127,12 +127,12 @@ func acquire(ctx context.Context, path string) (*lock, error) {
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
+			return nil, fmt.Errorf("locking %q: %w", path, err)
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
+			return nil, fmt.Errorf("waiting for lock %q: %w", path, ctx.Err())
 		case <-time.After(wait):
 		}
 	}

@@ -41,7 +41,7 @@ var mountInfoPath = "/proc/self/mountinfo"
 func isMountPoint(path string) (bool, error) {
 	root, known, err := statxMountRoot(path)
 	if err != nil {
-		return false, fmt.Errorf("checking whether %s is a mount point: %w", path, err)
+		return false, fmt.Errorf("checking whether %q is a mount point: %w", path, err)
 	}
 	if known {
 		return root, nil
@@ -54,7 +54,7 @@ func isMountPoint(path string) (bool, error) {
 func mountInfoHas(path string) (bool, error) {
 	parent, err := filepath.EvalSymlinks(filepath.Dir(path))
 	if err != nil {
-		return false, fmt.Errorf("resolving %s: %w", filepath.Dir(path), err)
+		return false, fmt.Errorf("resolving %q: %w", filepath.Dir(path), err)
 	}
 	want := filepath.Join(parent, filepath.Base(path))
 	f, err := os.Open(mountInfoPath)

@@ -109,15 +109,15 @@ var ErrInvalidRule = errors.New("invalid migration rule")
 
 func validate(r Rule) error {
 	if !filepath.IsAbs(r.Legacy) || !filepath.IsAbs(r.Target) {
-		return fmt.Errorf("%s → %s: paths must be absolute: %w", r.Legacy, r.Target, ErrInvalidRule)
+		return fmt.Errorf("%q → %q: paths must be absolute: %w", r.Legacy, r.Target, ErrInvalidRule)
 	}
 	if filepath.Clean(r.Legacy) == filepath.Clean(r.Target) || filepath.Clean(r.Target) == "/" || filepath.Clean(r.Legacy) == "/" {
-		return fmt.Errorf("%s → %s: %w", r.Legacy, r.Target, ErrInvalidRule)
+		return fmt.Errorf("%q → %q: %w", r.Legacy, r.Target, ErrInvalidRule)
 	}
 	for _, f := range r.Files {
 		for _, n := range []string{f.Legacy, f.Target} {
 			if n == "" || n == "." || n == ".." || strings.ContainsRune(n, '/') {
-				return fmt.Errorf("file name %q in %s → %s: %w", n, r.Legacy, r.Target, ErrInvalidRule)
+				return fmt.Errorf("file name %q in %q → %q: %w", n, r.Legacy, r.Target, ErrInvalidRule)
 			}
 		}
 	}
@@ -146,9 +146,9 @@ func Migrate(ctx context.Context, opts Options) ([]Outcome, error) {
 	var out []Outcome
 	for _, r := range opts.Rules {
 		r.Legacy, r.Target = filepath.Clean(r.Legacy), filepath.Clean(r.Target)
-		o, err := migrateRule(ctx, r, opts.LockDir)
+		o, err := migrateRule(ctx, r, opts.LockDir, opts.Rules)
 		if err != nil {
-			return out, fmt.Errorf("migrating %s to %s: %w", r.Legacy, r.Target, err)
+			return out, fmt.Errorf("migrating %q to %q: %w", r.Legacy, r.Target, err)
 		}
 		out = append(out, o)
 	}
@@ -166,8 +166,8 @@ func exists(path string) (os.FileInfo, bool, error) {
 	return fi, true, nil
 }
 
-func migrateRule(ctx context.Context, r Rule, lockDir string) (Outcome, error) {
-	m := &migration{r: r, o: Outcome{Rule: r}}
+func migrateRule(ctx context.Context, r Rule, lockDir string, all []Rule) (Outcome, error) {
+	m := &migration{r: r, o: Outcome{Rule: r}, all: all}
 	if err := m.locked(ctx, lockDir); err != nil {
 		if ctx.Err() != nil {
 			return Outcome{}, err
@@ -175,7 +175,7 @@ func migrateRule(ctx context.Context, r Rule, lockDir string) (Outcome, error) {
 		// A failed step leaves what a crash there would: a complete state.
 		// The app can still start; the warning says what went wrong.
 		m.o.Action = ActionFailed
-		m.warnings = append(m.warnings, fmt.Sprintf("could not migrate %s to %s: %v; nothing is half done, the next start retries", r.Legacy, r.Target, err))
+		m.warnings = append(m.warnings, fmt.Sprintf("could not migrate %q to %q: %v; nothing is half done, the next start retries%s", r.Legacy, r.Target, err, permissionHint(err, r.Legacy)))
 	}
 	m.o.Warning = strings.Join(m.warnings, "; ")
 	return m.o, nil
@@ -212,7 +212,66 @@ func (m *migration) locked(ctx context.Context, lockDir string) error {
 type migration struct {
 	r        Rule
 	o        Outcome
+	all      []Rule // every rule of the run, to say where a target came from
 	warnings []string
+}
+
+// permissionHint says what to do when a step failed with EACCES or EPERM on
+// a legacy directory another user owns (say root, from an image that ran the
+// app as root).
+func permissionHint(err error, legacy string) string {
+	if !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+		return ""
+	}
+	var st unix.Stat_t
+	if unix.Lstat(legacy, &st) != nil || int(st.Uid) == os.Geteuid() {
+		return ""
+	}
+	return fmt.Sprintf(" once %q belongs to the app's user (it is owned by %d:%d; e.g. docker exec -u 0 CONTAINER chown -R %d:%d %q)", legacy, st.Uid, st.Gid, os.Geteuid(), os.Getegid(), legacy)
+}
+
+// conflict reports a legacy directory left alone because the target exists,
+// saying what the target is: a link to nothing (which the app cannot use), or
+// the former legacy directory of another rule.
+func (m *migration) conflict() {
+	r := m.r
+	m.o.Action = ActionConflict
+	if fi, err := os.Lstat(r.Target); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if _, err := os.Stat(r.Target); err != nil {
+			dest, _ := os.Readlink(r.Target)
+			m.warn("%q is a link to %q, which does not exist, so the app cannot use it; %q was left alone: remove the link and the next start moves %q there", r.Target, dest, r.Legacy, r.Legacy)
+			return
+		}
+	}
+	origin := m.copiedFrom(r.Target)
+	for _, direct := range []bool{true, false} { // a link straight to the target first, then a chain
+		for _, o := range m.all {
+			if origin == "" && o.Target == r.Target && o.Legacy != r.Legacy && isLinkTo(o.Legacy, r.Target, direct) {
+				origin = o.Legacy
+			}
+		}
+	}
+	if origin != "" {
+		m.warn("both %q and %q exist; the app uses %q, which was migrated from %q; if %q holds the state you want, merge it by hand; nothing changed", r.Legacy, r.Target, r.Target, origin, r.Legacy)
+		return
+	}
+	m.warn("both %q and %q exist; merge manually (the app uses %q), nothing changed", r.Legacy, r.Target, r.Target)
+}
+
+// isLinkTo reports whether link is a symlink resolving to target; direct:
+// whose own text names target.
+func isLinkTo(link, target string, direct bool) bool {
+	dest, err := os.Readlink(link)
+	if err != nil {
+		return false
+	}
+	if direct {
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(filepath.Dir(link), dest)
+		}
+		return filepath.Clean(dest) == target
+	}
+	return sameFile(link, target)
 }
 
 func (m *migration) warn(format string, args ...any) {
@@ -220,8 +279,8 @@ func (m *migration) warn(format string, args ...any) {
 }
 
 func (m *migration) mountWarning() {
-	m.warn("%s is a mount point, so it was not renamed to %s (%s links to it instead); "+
-		"to finish, run `moltctl migrate` on the host: it turns the bind mount into a named volume mounted at %s",
+	m.warn("%q is a mount point, so it was not renamed to %q (%q links to it instead); "+
+		"to finish, run `moltctl migrate` on the host: it turns the bind mount into a named volume mounted at %q",
 		m.r.Legacy, m.r.Target, m.r.Target, m.r.Target)
 }
 
@@ -253,7 +312,7 @@ func (m *migration) run() error {
 	}
 	intent, err := readSmall(intentPath(r.Target))
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", intentPath(r.Target), err)
+		return fmt.Errorf("reading %q: %w", intentPath(r.Target), err)
 	}
 	ours := intent == r.Legacy
 
@@ -284,7 +343,7 @@ func (m *migration) run() error {
 
 	case !li.IsDir():
 		m.o.Action = ActionConflict
-		m.warn("%s is not a directory; left alone", r.Legacy)
+		m.warn("%q is not a directory; left alone", r.Legacy)
 		return nil
 	}
 
@@ -303,7 +362,7 @@ func (m *migration) run() error {
 			// The mount is gone: replace our link by the real rename. A crash
 			// after the removal leaves the plain legacy directory, as before.
 			if err := os.Remove(r.Target); err != nil {
-				return fmt.Errorf("removing link %s: %w", r.Target, err)
+				return fmt.Errorf("removing link %q: %w", r.Target, err)
 			}
 			if err := syncDir(tparent); err != nil {
 				return err
@@ -313,8 +372,7 @@ func (m *migration) run() error {
 			m.o.Action = ActionDone
 			return nil
 		default:
-			m.o.Action = ActionConflict
-			m.warn("both %s and %s exist; merge manually (the app uses %s), nothing changed", r.Legacy, r.Target, r.Target)
+			m.conflict()
 			return nil
 		}
 	}
@@ -356,12 +414,23 @@ func (m *migration) run() error {
 		if err := m.dropIntent(); err != nil {
 			return err
 		}
-		m.o.Action = ActionConflict
-		m.warn("both %s and %s exist; merge manually (the app uses %s), nothing changed", r.Legacy, r.Target, r.Target)
+		m.conflict()
 		return nil
 	default:
+		// Nothing moved: drop the intent, so that nothing is left half done
+		// and the next start begins afresh.
+		if derr := m.dropIntent(); derr != nil {
+			return errors.Join(fmt.Errorf("renaming: %w", err), derr)
+		}
 		return fmt.Errorf("renaming: %w", err)
 	}
+}
+
+// onOverlay reports whether path is on an overlay filesystem (a container's
+// root file system).
+func onOverlay(path string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(path, &fs) == nil && fs.Type == unix.OVERLAYFS_SUPER_MAGIC
 }
 
 func (m *migration) copiedFrom(dir string) string {
@@ -372,10 +441,10 @@ func (m *migration) copiedFrom(dir string) string {
 func (m *migration) writeIntent() error {
 	p := intentPath(m.r.Target)
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing stale %s: %w", p, err)
+		return fmt.Errorf("removing stale %q: %w", p, err)
 	}
 	if err := writeFileSync(p, []byte(m.r.Legacy+"\n")); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
+		return fmt.Errorf("writing %q: %w", p, err)
 	}
 	if err := syncDir(filepath.Dir(p)); err != nil {
 		return err
@@ -387,7 +456,7 @@ func (m *migration) writeIntent() error {
 func (m *migration) dropIntent() error {
 	p := intentPath(m.r.Target)
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing %s: %w", p, err)
+		return fmt.Errorf("removing %q: %w", p, err)
 	}
 	if err := syncDir(filepath.Dir(p)); err != nil {
 		return err
@@ -405,7 +474,7 @@ func (m *migration) finishRename() error {
 		return err
 	}
 	if err := os.Symlink(rel, r.Legacy); err != nil && !(errors.Is(err, os.ErrExist) && sameFile(r.Legacy, r.Target)) {
-		return fmt.Errorf("linking %s to %s: %w", r.Legacy, r.Target, err)
+		return fmt.Errorf("linking %q to %q: %w", r.Legacy, r.Target, err)
 	}
 	if err := syncDir(filepath.Dir(r.Legacy)); err != nil {
 		return err
@@ -437,7 +506,7 @@ func (m *migration) linkMount() error {
 		if errors.Is(err, os.ErrExist) && sameFile(r.Target, r.Legacy) {
 			return m.renameFiles(r.Legacy)
 		}
-		return fmt.Errorf("linking %s to %s: %w", r.Target, r.Legacy, err)
+		return fmt.Errorf("linking %q to %q: %w", r.Target, r.Legacy, err)
 	}
 	if err := syncDir(filepath.Dir(r.Target)); err != nil {
 		return err
@@ -452,12 +521,12 @@ func (m *migration) copy() error {
 	r := m.r
 	staging := stagingPath(r.Target)
 	if err := os.Mkdir(staging, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", staging, err)
+		return fmt.Errorf("creating %q: %w", staging, err)
 	}
 	stepHook("staging-created")
 	if err := copyTree(r.Legacy, staging); err != nil {
 		os.RemoveAll(staging)
-		return fmt.Errorf("copying to %s: %w", staging, err)
+		return fmt.Errorf("copying to %q: %w", staging, err)
 	}
 	stepHook("staging-copied")
 	if err := verifyTree(r.Legacy, staging, nil); err != nil {
@@ -466,7 +535,7 @@ func (m *migration) copy() error {
 	}
 	stepHook("staging-verified")
 	if err := writeFileSync(filepath.Join(staging, copiedMarker), []byte(r.Legacy+"\n")); err != nil {
-		return fmt.Errorf("marking %s: %w", staging, err)
+		return fmt.Errorf("marking %q: %w", staging, err)
 	}
 	if err := m.renameFiles(staging); err != nil {
 		return err
@@ -480,18 +549,22 @@ func (m *migration) copy() error {
 	stepHook("staging-marked")
 	if err := renameNoReplace(staging, r.Target); err != nil {
 		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
-			m.o.Action = ActionConflict
-			m.warn("both %s and %s exist; merge manually (the app uses %s), nothing changed", r.Legacy, r.Target, r.Target)
+			m.conflict()
 			return os.RemoveAll(staging)
 		}
-		return fmt.Errorf("renaming %s into place: %w", staging, err)
+		return fmt.Errorf("renaming %q into place: %w", staging, err)
 	}
 	if err := syncDir(filepath.Dir(r.Target)); err != nil {
 		return err
 	}
 	stepHook("copied")
 	m.o.Action = ActionCopied
-	m.warn("%s is on another filesystem than %s: copied it there and kept it; remove it once the app runs fine", r.Legacy, r.Target)
+	if onOverlay(r.Legacy) {
+		// overlayfs answers EXDEV for renaming a directory of a lower layer.
+		m.warn("%q comes from the image (overlayfs cannot rename a directory of the image's layers): copied it to %q and kept it; remove it once the app runs fine", r.Legacy, r.Target)
+		return nil
+	}
+	m.warn("%q is on another filesystem than %q: copied it there and kept it; remove it once the app runs fine", r.Legacy, r.Target)
 	return nil
 }
 
@@ -512,9 +585,9 @@ func (m *migration) renameFiles(dir string) error {
 			changed = true
 			stepHook("file-renamed")
 		case errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR):
-			m.warn("both %s and %s exist in %s; merge manually, nothing changed", f.Legacy, f.Target, dir)
+			m.warn("both %q and %q exist in %q; merge manually, nothing changed", f.Legacy, f.Target, dir)
 		default:
-			return fmt.Errorf("renaming %s to %s: %w", from, f.Target, err)
+			return fmt.Errorf("renaming %q to %q: %w", from, f.Target, err)
 		}
 	}
 	if changed {

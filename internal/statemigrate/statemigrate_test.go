@@ -3,6 +3,7 @@ package statemigrate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,7 +204,7 @@ func TestMigrate(t *testing.T) {
 			},
 			want:       ActionRenamed,
 			wantRerun:  ActionDone,
-			wantWarn:   "both clawdbot.json and moltbot.json exist",
+			wantWarn:   `both "clawdbot.json" and "moltbot.json" exist`,
 			wantLegacy: ".moltbot",
 			wantTarget: state{"clawdbot.json": "old", "moltbot.json": "new"},
 		},
@@ -284,8 +285,10 @@ func TestMigrateOpenclaw(t *testing.T) {
 	if got := read(t, filepath.Join(home, ".moltbot")); !equal(got, state{"moltbot.json": "moltbot"}) {
 		t.Errorf("got .moltbot %v, want it left alone", got)
 	}
-	if !strings.Contains(out[2].Warning, "merge manually") {
-		t.Errorf("got warning %q, want merge manually", out[2].Warning)
+	// The warning says where .openclaw came from (issue 12: it did not).
+	if want := fmt.Sprintf("the app uses %q, which was migrated from %q; if %q holds the state you want, merge it by hand",
+		filepath.Join(home, ".openclaw"), filepath.Join(home, ".moldbot"), filepath.Join(home, ".moltbot")); !strings.Contains(out[2].Warning, want) {
+		t.Errorf("got warning %q, want it to contain %q", out[2].Warning, want)
 	}
 }
 
@@ -316,4 +319,45 @@ func TestRenameFallback(t *testing.T) {
 	if err != nil || out[0].Action != ActionRenamed {
 		t.Fatalf("got %v, %v, want renamed", out, err)
 	}
+}
+
+// TestMigrateMessagesTrue: issue 12's untrue warnings. A target that is a
+// link to nothing is named as such (the app cannot use it); a rename that
+// fails leaves no intent file behind ("nothing is half done" is true and the
+// next start does not repeat a half-done step).
+func TestMigrateMessagesTrue(t *testing.T) {
+	t.Run("dangling target link", func(t *testing.T) {
+		home := t.TempDir()
+		rules, _ := Preset("moltbot", home)
+		write(t, filepath.Join(home, ".clawdbot"), state{"clawdbot.json": "x"})
+		if err := os.Symlink("/nowhere", filepath.Join(home, ".moltbot")); err != nil {
+			t.Fatal(err)
+		}
+		out, err := Migrate(context.Background(), Options{Rules: rules})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%q is a link to %q, which does not exist, so the app cannot use it", filepath.Join(home, ".moltbot"), "/nowhere")
+		if out[0].Action != ActionConflict || !strings.Contains(out[0].Warning, want) || strings.Contains(out[0].Warning, "the app uses") {
+			t.Errorf("got %s %q, want conflict and a warning containing %q", out[0].Action, out[0].Warning, want)
+		}
+	})
+	t.Run("rename fails", func(t *testing.T) {
+		real := renameat2
+		renameat2 = func(int, string, int, string, uint) error { return unix.EACCES }
+		t.Cleanup(func() { renameat2 = real })
+		home := t.TempDir()
+		rules, _ := Preset("moltbot", home)
+		write(t, filepath.Join(home, ".clawdbot"), state{"clawdbot.json": "x"})
+		out, err := Migrate(context.Background(), Options{Rules: rules})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Action != ActionFailed || !strings.Contains(out[0].Warning, "nothing is half done") {
+			t.Errorf("got %s %q, want failed, nothing half done", out[0].Action, out[0].Warning)
+		}
+		if _, err := os.Lstat(intentPath(filepath.Join(home, ".moltbot"))); err == nil {
+			t.Errorf("intent file %q left behind", intentPath(filepath.Join(home, ".moltbot")))
+		}
+	})
 }
