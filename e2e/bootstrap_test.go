@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -33,7 +35,7 @@ func runScript(tb testing.TB, img images, opts []string, script string) string {
 func fields(out string) map[string]string {
 	f := map[string]string{}
 	for _, line := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && regexp.MustCompile(`^[a-z_]+$`).MatchString(k) {
+		if k, v, ok := strings.Cut(line, "="); ok && regexp.MustCompile(`^[a-z_0-9]+$`).MatchString(k) {
 			f[k] = v
 		}
 	}
@@ -126,25 +128,7 @@ cd /var/lib/moltbot && for i in 1 2 3 4 5; do cd -P "$c"; done && echo "leaf=$(s
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := runScript(t, img, tc.opts, tc.script)
-			got := fields(out)
-			for k, v := range tc.want {
-				if got[k] != v {
-					t.Errorf("%s: got %q, want %q", k, got[k], v)
-				}
-			}
-			for _, s := range tc.output {
-				if !strings.Contains(out, s) {
-					t.Errorf("output: want it to contain %q", s)
-				}
-			}
-			for _, s := range tc.never {
-				if strings.Contains(out, s) {
-					t.Errorf("output: got %q in it, want none", s)
-				}
-			}
-			if t.Failed() {
-				t.Logf("output:\n%.3000s", out)
-			}
+			checkOutput(t, out, tc.want, tc.output, tc.never)
 		})
 	}
 }
@@ -175,5 +159,102 @@ echo "root_file=$(stat -c %u:%g /var/lib/moltbot/root-file)"`)
 		if n := strings.Count(out, "credentials"); n > 2 { // the report and ls's listing line "token" don't repeat
 			t.Errorf("start %d: credentials mentioned %d times, want it reported once:\n%s", i+1, n, out)
 		}
+	}
+}
+
+// TestBootstrapLegacyMessages is point 7's migration cases, each started twice
+// where a repeated warning was the problem.
+func TestBootstrapLegacyMessages(t *testing.T) {
+	img := productImages(t)
+	for _, tc := range []struct {
+		name   string
+		opts   []string
+		script string
+		want   map[string]string
+		output []string
+		never  []string
+	}{{
+		// An image that ran the app as root left ~/.clawdbot root-owned.
+		name: "root-owned legacy dir",
+		script: `mkdir /home/node/.clawdbot && echo '{}' >/home/node/.clawdbot/clawdbot.json
+for i in 1 2; do (MOLTCTL_DIRS= MOLTCTL_LEGACY=moltbot moltctl bootstrap -- true) 2>&1; echo "rc$i=$?"; done
+echo "target=$(stat -c %u:%g /home/node/.moltbot) json=$(stat -c %u:%g /home/node/.moltbot/moltbot.json)"
+ls -a /home/node | grep -q moltctl-moving && echo intent=left || echo intent=none`,
+		want:  map[string]string{"rc1": "0", "rc2": "0", "target": "1000:1000 json=1000:1000", "intent": "none"},
+		never: []string{"could not migrate", "nothing is half done"},
+	}, {
+		name: "dangling target link",
+		script: `mkdir /home/node/.clawdbot && chown node:node /home/node/.clawdbot && ln -s /nowhere /home/node/.moltbot && chown -h node:node /home/node/.moltbot
+(MOLTCTL_DIRS= MOLTCTL_LEGACY=moltbot moltctl bootstrap -- true) 2>&1; echo "rc=$?"`,
+		want:   map[string]string{"rc": "0"},
+		output: []string{`"/home/node/.moltbot" is a link to "/nowhere", which does not exist, so the app cannot use it`},
+		never:  []string{"the app uses"},
+	}, {
+		name: "openclaw preset with .clawdbot and .moltbot",
+		script: `mkdir /home/node/.clawdbot /home/node/.moltbot && chown node:node /home/node/.clawdbot /home/node/.moltbot
+(MOLTCTL_DIRS= MOLTCTL_LEGACY=openclaw moltctl bootstrap -- true) 2>&1; echo "rc=$?"`,
+		want:   map[string]string{"rc": "0"},
+		output: []string{`the app uses "/home/node/.openclaw", which was migrated from "/home/node/.clawdbot"; if "/home/node/.moltbot" holds the state you want, merge it by hand`},
+	}, {
+		name:   "nested mount left alone with a hint",
+		opts:   []string{"--tmpfs", "/var/lib/moltbot/cache"},
+		script: `(MOLTCTL_LEGACY=off moltctl bootstrap -- true) 2>&1; echo "rc=$?"`,
+		want:   map[string]string{"rc": "0"},
+		output: []string{`left 1 entry alone (mount point), e.g. "/var/lib/moltbot/cache"; to have a mount's ownership fixed too, list it in MOLTCTL_DIRS`},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runScript(t, img, tc.opts, tc.script)
+			checkOutput(t, out, tc.want, tc.output, tc.never)
+		})
+	}
+
+	// A legacy directory in the image's own layers: overlayfs answers EXDEV
+	// to renaming it, which is not "another filesystem".
+	t.Run("legacy dir from the image's layer", func(t *testing.T) {
+		tag := "moltctl-test/legacy-layer:" + dockertest.Name("")
+		dockerfile := "FROM " + img.Gateway + "\nRUN mkdir -p /home/node/.clawdbot && echo '{}' >/home/node/.clawdbot/clawdbot.json && chown -R node:node /home/node/.clawdbot\n"
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := dockertest.Run("docker", "build", "-q", "-t", tag, dir); err != nil {
+			t.Fatalf("docker build: %v %s", err, out)
+		}
+		t.Cleanup(func() { dockertest.Run("docker", "image", "rm", tag) })
+		layered := img
+		layered.Gateway = tag
+		out := runScript(t, layered, nil, `(MOLTCTL_DIRS= MOLTCTL_LEGACY=moltbot moltctl bootstrap -- true) 2>&1; echo "rc=$?"`)
+		checkOutput(t, out, map[string]string{"rc": "0"},
+			[]string{`"/home/node/.clawdbot" comes from the image (overlayfs cannot rename a directory of the image's layers): copied it to "/home/node/.moltbot"`},
+			[]string{"another filesystem"})
+	})
+}
+
+// checkOutput checks a script's output: key=value lines, what it must and
+// must not contain.
+func checkOutput(tb testing.TB, out string, want map[string]string, contains, never []string) {
+	tb.Helper()
+	got := fields(out)
+	ok := true
+	for k, v := range want {
+		if got[k] != v {
+			tb.Errorf("%s: got %q, want %q", k, got[k], v)
+			ok = false
+		}
+	}
+	for _, s := range contains {
+		if !strings.Contains(out, s) {
+			tb.Errorf("output: want it to contain %q", s)
+			ok = false
+		}
+	}
+	for _, s := range never {
+		if strings.Contains(out, s) {
+			tb.Errorf("output: got %q in it, want none", s)
+			ok = false
+		}
+	}
+	if !ok {
+		tb.Logf("output:\n%.3000s", out)
 	}
 }
