@@ -112,23 +112,8 @@ func Run(ctx context.Context, opts Options) error {
 	var u *User
 	if asRoot {
 		var err error
-		if u, err = LookupUser(opts.User, opts.EtcDir); err != nil {
-			return fmt.Errorf("looking up the user: %w", err)
-		}
-		if u.UID == 0 {
-			return fmt.Errorf("user %q: %w", opts.User, ErrRootUser)
-		}
-		if opts.Home == "" {
-			opts.Home = u.Home
-		}
-		// Where every directory really is (trusted links followed), refused
-		// when a link on the way is not trusted or it is a system directory.
-		// EACCES (no CAP_DAC_READ_SEARCH, an ancestor the user owns) is left
-		// for the walk below, which hands such a directory to the user.
-		for _, dir := range opts.Dirs {
-			if _, err := perms.Resolve(dir); err != nil && !errors.Is(err, unix.EACCES) {
-				return fmt.Errorf("state directory: %w", err)
-			}
+		if u, err = checkAsRoot(&opts); err != nil {
+			return err
 		}
 	} else {
 		if opts.Home == "" {
@@ -153,45 +138,14 @@ func Run(ctx context.Context, opts Options) error {
 		return dryRun(ctx, opts, u)
 	}
 	if asRoot {
-		var userDirs []string // root may not even reach them: the user's to create and check
-		for _, dir := range opts.Dirs {
-			if err := perms.MkdirAll(dir); errors.Is(err, unix.EACCES) {
-				userDirs = append(userDirs, dir)
-				continue
-			} else if err != nil {
-				return fmt.Errorf("preparing state directory: %w", err)
-			}
-			if opts.NoChown {
-				continue
-			}
-			st, err := perms.Fix(ctx, dir, perms.Options{UID: u.UID, GID: u.GID})
-			if errors.Is(err, unix.EACCES) {
-				userDirs = append(userDirs, dir)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			opts.progress(Event{Kind: EventOwnership, Dir: dir, Stats: st})
+		userDirs, err := prepareAsRoot(ctx, opts, u, legacy)
+		if err != nil {
+			return err
 		}
-		if legacy != nil && !opts.NoChown {
-			if err := fixLegacy(ctx, opts, legacy, u); err != nil {
-				return err
-			}
+		var name string
+		if env, name, err = becomeUser(u, env); err != nil {
+			return err
 		}
-		// The bounding set and no-new-privs are per thread: do them on the
-		// thread that will exec, and never let this goroutine leave it.
-		runtime.LockOSThread()
-		if err := drop(u); err != nil {
-			return fmt.Errorf("dropping privileges to %d:%d: %w", u.UID, u.GID, err)
-		}
-		name := u.Name
-		if name == "" {
-			name = fmt.Sprint(u.UID)
-		}
-		env = setEnv(env, "HOME", u.Home)
-		env = setEnv(env, "USER", name)
-		env = setEnv(env, "LOGNAME", name)
 		for _, dir := range userDirs {
 			if err := checkDir(dir); err != nil {
 				return fmt.Errorf("checking state directory as %d:%d (root may not reach it without CAP_DAC_OVERRIDE): %w", u.UID, u.GID, err)
@@ -225,6 +179,82 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	err = unix.Exec(path, opts.Command, env)
 	return fmt.Errorf("executing %q: %w", path, err)
+}
+
+// becomeUser drops root for good (see drop) and returns CMD's environment
+// with HOME, USER and LOGNAME of u, and u's name (its uid when it has none).
+func becomeUser(u *User, env []string) ([]string, string, error) {
+	// The bounding set and no-new-privs are per thread: do them on the
+	// thread that will exec, and never let this goroutine leave it.
+	runtime.LockOSThread()
+	if err := drop(u); err != nil {
+		return nil, "", fmt.Errorf("dropping privileges to %d:%d: %w", u.UID, u.GID, err)
+	}
+	name := u.Name
+	if name == "" {
+		name = fmt.Sprint(u.UID)
+	}
+	env = setEnv(env, "HOME", u.Home)
+	env = setEnv(env, "USER", name)
+	env = setEnv(env, "LOGNAME", name)
+	return env, name, nil
+}
+
+// checkAsRoot resolves the user (never root) and checks, before anything
+// changes, where every state directory really is (trusted links followed):
+// a link on the way that is not trusted, or a system directory, is refused.
+// EACCES (no CAP_DAC_READ_SEARCH, an ancestor the user owns) is left to
+// prepareAsRoot, which hands such a directory to the user.
+func checkAsRoot(opts *Options) (*User, error) {
+	u, err := LookupUser(opts.User, opts.EtcDir)
+	if err != nil {
+		return nil, fmt.Errorf("looking up the user: %w", err)
+	}
+	if u.UID == 0 {
+		return nil, fmt.Errorf("user %q: %w", opts.User, ErrRootUser)
+	}
+	if opts.Home == "" {
+		opts.Home = u.Home
+	}
+	for _, dir := range opts.Dirs {
+		if _, err := perms.Resolve(dir); err != nil && !errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+	}
+	return u, nil
+}
+
+// prepareAsRoot creates the state directories and gives them to u, then the
+// legacy migration's directories. It returns the directories root may not
+// reach (EACCES without CAP_DAC_OVERRIDE), for the user to create and check
+// after the drop.
+func prepareAsRoot(ctx context.Context, opts Options, u *User, legacy *legacyPlan) (userDirs []string, err error) {
+	for _, dir := range opts.Dirs {
+		if err := perms.MkdirAll(dir); errors.Is(err, unix.EACCES) {
+			userDirs = append(userDirs, dir)
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("preparing state directory: %w", err)
+		}
+		if opts.NoChown {
+			continue
+		}
+		st, err := perms.Fix(ctx, dir, perms.Options{UID: u.UID, GID: u.GID})
+		if errors.Is(err, unix.EACCES) {
+			userDirs = append(userDirs, dir)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		opts.progress(Event{Kind: EventOwnership, Dir: dir, Stats: st})
+	}
+	if legacy != nil && !opts.NoChown {
+		if err := fixLegacy(ctx, opts, legacy, u); err != nil {
+			return nil, err
+		}
+	}
+	return userDirs, nil
 }
 
 // fixLegacy gives the legacy and target directories of the migration that

@@ -94,6 +94,44 @@ type resolved struct {
 	missing string // on ENOENT without create: the rest of the path from the missing component
 }
 
+// chain is the directories from "/" to the one resolve is in: their
+// descriptors and real names. ".." in a link's target pops one.
+type chain struct {
+	fds   []int
+	names []string
+}
+
+func (c *chain) top() int { return c.fds[len(c.fds)-1] }
+
+// path returns the real path of the current directory, extended by extra.
+func (c *chain) path(extra ...string) string {
+	return "/" + strings.Join(append(append([]string{}, c.names...), extra...), "/")
+}
+
+func (c *chain) push(fd int, name string) { c.fds, c.names = append(c.fds, fd), append(c.names, name) }
+
+// pop goes up one directory; at "/" it stays (as the kernel does).
+func (c *chain) pop() {
+	if len(c.fds) > 1 {
+		unix.Close(c.top())
+		c.fds, c.names = c.fds[:len(c.fds)-1], c.names[:len(c.names)-1]
+	}
+}
+
+// toRoot goes back to "/", for an absolute link target.
+func (c *chain) toRoot() {
+	for len(c.fds) > 1 {
+		c.pop()
+	}
+}
+
+func (c *chain) close() {
+	for _, fd := range c.fds {
+		unix.Close(fd)
+	}
+	c.fds = nil
+}
+
 // resolve opens the absolute path dir (cleaned first, ".." included) under the
 // trust rule. With create, missing components are made (mode 0755). It
 // returns an O_PATH descriptor of the directory.
@@ -110,50 +148,37 @@ func resolve(dir string, create bool) (resolved, error) {
 	if err != nil {
 		return res, fmt.Errorf("opening /: %w", err)
 	}
-	// stack holds the descriptors of the directories from "/" to the current
-	// one, names their real names: ".." in a link's target pops one.
-	stack, names := []int{root}, []string{}
-	defer func() {
-		for _, fd := range stack {
-			unix.Close(fd)
-		}
-	}()
-	realPath := func(extra ...string) string {
-		return "/" + strings.Join(append(append([]string{}, names...), extra...), "/")
-	}
+	c := &chain{fds: []int{root}}
+	defer c.close()
 	queue := strings.Split(strings.TrimPrefix(clean, "/"), "/")
 	links := 0
 	for len(queue) > 0 {
-		c := queue[0]
+		name := queue[0]
 		queue = queue[1:]
-		switch c {
+		switch name {
 		case "", ".":
 			continue
 		case "..":
-			if len(stack) > 1 {
-				unix.Close(stack[len(stack)-1])
-				stack, names = stack[:len(stack)-1], names[:len(names)-1]
-			}
+			c.pop()
 			continue
 		}
-		top := stack[len(stack)-1]
-		path := realPath(c)
+		path := c.path(name)
 		if SystemDir(path) && (len(queue) == 0 || !isTreeAncestor(path)) {
 			return res, fmt.Errorf("%q resolves to %q: %w", clean, path, ErrSystemDir)
 		}
-		fd, err := openComponent(top, c)
+		fd, err := openComponent(c.top(), name)
 		if errors.Is(err, unix.ENOENT) {
 			if !create {
-				res.real, res.missing = strings.TrimSuffix(realPath(), "/"), strings.Join(append([]string{c}, queue...), "/")
+				res.real, res.missing = strings.TrimSuffix(c.path(), "/"), strings.Join(append([]string{name}, queue...), "/")
 				return res, fmt.Errorf("%q: %w", path, err)
 			}
-			if merr := unix.Mkdirat(top, c, 0o755); merr != nil && !errors.Is(merr, unix.EEXIST) {
+			if merr := unix.Mkdirat(c.top(), name, 0o755); merr != nil && !errors.Is(merr, unix.EEXIST) {
 				return res, fmt.Errorf("making directory %q: %w", path, merr)
 			}
-			fd, err = openComponent(top, c)
+			fd, err = openComponent(c.top(), name)
 		}
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-			target, terr := trustedTarget(top, c, path, len(queue) == 0)
+			target, terr := trustedTarget(c.top(), name, path, len(queue) == 0)
 			if terr != nil {
 				return res, terr
 			}
@@ -161,10 +186,7 @@ func resolve(dir string, create bool) (resolved, error) {
 				return res, fmt.Errorf("%q: %w", path, unix.ELOOP)
 			}
 			if strings.HasPrefix(target, "/") {
-				for _, fd := range stack[1:] {
-					unix.Close(fd)
-				}
-				stack, names = stack[:1], names[:0]
+				c.toRoot()
 			}
 			queue = append(strings.Split(target, "/"), queue...)
 			continue
@@ -172,16 +194,16 @@ func resolve(dir string, create bool) (resolved, error) {
 		if err != nil {
 			return res, fmt.Errorf("opening %q: %w", path, err)
 		}
-		stack, names = append(stack, fd), append(names, c)
+		c.push(fd, name)
 	}
-	if len(names) == 0 {
+	if len(c.names) == 0 {
 		return res, fmt.Errorf("%q resolves to /: %w", clean, ErrSystemDir)
 	}
-	if p := realPath(); SystemDir(p) {
+	if p := c.path(); SystemDir(p) {
 		return res, fmt.Errorf("%q resolves to %q: %w", clean, p, ErrSystemDir)
 	}
-	res.fd, res.real = stack[len(stack)-1], realPath()
-	stack = stack[:len(stack)-1]
+	res.fd, res.real = c.top(), c.path()
+	c.fds = c.fds[:len(c.fds)-1] // handed to the caller, not closed
 	return res, nil
 }
 
