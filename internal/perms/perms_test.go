@@ -634,3 +634,63 @@ func TestFixWithoutDACOverride(t *testing.T) {
 		t.Errorf("state directory root may not open: got %+v, %v; want it reported, nil", r.st, r.err)
 	}
 }
+
+// TestFixDeepDirectoryMovedDuringTheWalk moves a directory below the depth
+// where the walk closes its parents' descriptors while the walk is inside it:
+// the subdirectory's ".." is then not the directory the walk came from, which
+// is reported as changed, never walked as if it were.
+func TestFixDeepDirectoryMovedDuringTheWalk(t *testing.T) {
+	dockertest.Root(t)
+	root := t.TempDir()
+	p := root
+	for i := 0; i < deepAfter+5; i++ {
+		p = filepath.Join(p, "d")
+	}
+	write(t, filepath.Join(p, "y", "z", "f"), 0o644)
+	os.Mkdir(filepath.Join(root, "elsewhere"), 0o755)
+	y := filepath.Join(p, "y")
+	moved := false
+	testHookBeforeChange = func(path string) {
+		if path == filepath.Join(y, "z") && !moved {
+			moved = true
+			if err := os.Rename(y, filepath.Join(root, "elsewhere", "y")); err != nil {
+				t.Errorf("moving: %v", err)
+			}
+		}
+	}
+	t.Cleanup(func() { testHookBeforeChange = nil })
+	st, err := Fix(context.Background(), root, Options{UID: uid, GID: gid})
+	if err != nil {
+		t.Fatalf("Fix: got %v, want nil", err)
+	}
+	if !moved {
+		t.Fatal("the hook never moved the directory")
+	}
+	found := false
+	for _, s := range st.Skipped {
+		found = found || s.Path == p && s.Reason == SkipChanged
+	}
+	if !found {
+		t.Errorf("skipped: got %+v, want %q changed during the walk", st.Skipped, p)
+	}
+	// The next run finishes the job.
+	if _, err := Fix(context.Background(), root, Options{UID: uid, GID: gid}); err != nil || owner(t, p) != "1000:1000" {
+		t.Errorf("second run: got %v, owner %s; want nil, 1000:1000", err, owner(t, p))
+	}
+}
+
+// TestFixStopsWhenCancelled: a cancelled context (SIGTERM in bootstrap) stops
+// the walk with the context's error.
+func TestFixStopsWhenCancelled(t *testing.T) {
+	dockertest.Root(t)
+	root := t.TempDir()
+	for i := 0; i < 20; i++ {
+		write(t, filepath.Join(root, fmt.Sprint(i), "f"), 0o644)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	testHookBeforeChange = func(string) { cancel() }
+	t.Cleanup(func() { testHookBeforeChange = nil })
+	if _, err := Fix(ctx, root, Options{UID: uid, GID: gid, Workers: 1}); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+}
