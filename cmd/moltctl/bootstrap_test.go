@@ -52,7 +52,8 @@ func TestBootstrapFlagsWinOverEnvAndBadInput(t *testing.T) {
 		{"env", []string{"bootstrap", "--dry-run", "--", "true"}, 0, strconv.Quote(fromEnv) + ": missing, would be created"},
 		{"flag wins", []string{"bootstrap", "--dry-run", "--dirs", fromFlag, "--", "true"}, 0, strconv.Quote(fromFlag) + ": missing, would be created"},
 		{"command not found", []string{"bootstrap", "--", "no-such-command-here"}, 127, `moltctl: bootstrap: "no-such-command-here" (looked up on PATH): command not found`},
-		{"system dir", []string{"bootstrap", "--dirs", "/home/node/../../usr", "--", "true"}, 1, `moltctl: bootstrap: state directory "/home/node/../../usr": refusing a system directory; fix: list only`},
+		// A dry run: the host's real /usr must stay safe from code without the refusal.
+		{"system dir", []string{"bootstrap", "--dry-run", "--dirs", "/home/node/../../usr", "--", "true"}, 1, `moltctl: bootstrap: state directory "/home/node/../../usr": refusing a system directory; fix: list only`},
 		{"uid out of range", []string{"bootstrap", "--user", "4294967296", "--dirs", fromFlag, "--", "true"}, 1, "uid 4294967296 out of range (0 to 2147483647)"},
 		{"gid out of range", []string{"bootstrap", "--user", "1000:4294967296", "--dirs", fromFlag, "--", "true"}, 1, "gid 4294967296 out of range (0 to 2147483647)"},
 		{"unknown preset", []string{"bootstrap", "--legacy", "clawdbot", "--", "true"}, 1, "unknown legacy preset"},

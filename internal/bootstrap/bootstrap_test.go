@@ -34,6 +34,7 @@ type wireOptions struct {
 	EtcDir  string
 	NoChown bool
 	Command []string
+	DryRun  bool
 }
 
 // The tests run bootstrap in a child process (this test binary, re-executed),
@@ -53,7 +54,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "child: decoding options:", err)
 			os.Exit(2)
 		}
-		o := Options{User: w.User, Dirs: w.Dirs, Legacy: w.Legacy, Home: w.Home, EtcDir: w.EtcDir, NoChown: w.NoChown, Command: w.Command}
+		o := Options{User: w.User, Dirs: w.Dirs, Legacy: w.Legacy, Home: w.Home, EtcDir: w.EtcDir, NoChown: w.NoChown, Command: w.Command, DryRun: w.DryRun}
 		o.Env = nil
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, childEnv+"=") {
@@ -69,7 +70,8 @@ func TestMain(m *testing.M) {
 			}
 		}
 		err := Run(context.Background(), o)
-		for _, s := range []error{statemigrate.ErrUnknownPreset, ErrSetID, ErrRootUser, ErrNotFound, ErrNotExecutable, ErrUnknownUser, perms.ErrNotWritable} {
+		for _, s := range []error{statemigrate.ErrUnknownPreset, ErrSetID, ErrRootUser, ErrNotFound, ErrNotExecutable, ErrUnknownUser, perms.ErrNotWritable,
+			ErrIDRange, perms.ErrSystemDir, perms.ErrSymlink} {
 			if errors.Is(err, s) {
 				fmt.Fprintf(os.Stderr, "sentinel: %v\n", s)
 			}
@@ -135,7 +137,7 @@ func etcDir(tb testing.TB) string {
 // not nil.
 func child(tb testing.TB, bin string, o Options, cred *syscall.Credential) *exec.Cmd {
 	tb.Helper()
-	js, err := json.Marshal(wireOptions{o.User, o.Dirs, o.Legacy, o.Home, o.EtcDir, o.NoChown, o.Command})
+	js, err := json.Marshal(wireOptions{o.User, o.Dirs, o.Legacy, o.Home, o.EtcDir, o.NoChown, o.Command, o.DryRun})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -318,6 +320,7 @@ func TestRunAsNonRoot(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	dockertest.Root(t)
 	dir := t.TempDir()
+	escape := escapeShape(t)
 	for _, tc := range []struct {
 		name, binMode string
 		o             Options
@@ -331,13 +334,21 @@ func TestRefusals(t *testing.T) {
 		{"command not found", "0755", Options{User: "node", Command: []string{"no-such-command-here"}}, ErrNotFound},
 		{"command not executable", "0755", Options{User: "node", Command: []string{"/etc/passwd"}}, ErrNotExecutable},
 		{"unknown preset", "0755", Options{User: "node", Legacy: "clawdbot"}, statemigrate.ErrUnknownPreset},
+		// Issue 12: each refused before the first directory is made.
+		{"uid out of range", "0755", Options{User: "4294967296"}, ErrIDRange},
+		{"gid out of range", "0755", Options{User: "node:4294967296"}, ErrIDRange},
+		// The host's real /etc and /usr: dry runs, so that code without the
+		// refusal (say an older commit under test) cannot change them.
+		{"system dir", "0755", Options{User: "node", Dirs: []string{"/etc"}, DryRun: true}, perms.ErrSystemDir},
+		{"system dir through ..", "0755", Options{User: "node", Dirs: []string{"/home/node/../../usr"}, DryRun: true}, perms.ErrSystemDir},
+		{"untrusted link behind a trusted one", "0755", Options{User: "node", Dirs: []string{filepath.Join(escape, "srv", "moltbot", "lib")}}, perms.ErrSymlink},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mode, _ := strconv.ParseUint(tc.binMode, 8, 32)
 			bin := testBinary(t, "bootstrap-"+tc.binMode+".test", uint32(mode))
 			o := tc.o
 			state := filepath.Join(dir, "state")
-			o.Dirs, o.EtcDir = []string{state}, etcDir(t)
+			o.Dirs, o.EtcDir = append([]string{state}, tc.o.Dirs...), etcDir(t)
 			if o.Legacy == "" {
 				o.Legacy = "off"
 			}
@@ -354,8 +365,34 @@ func TestRefusals(t *testing.T) {
 			if _, err := os.Stat(state); err == nil {
 				t.Errorf("%s was created: a refusal must change nothing", state)
 			}
+			if got := owner(t, filepath.Join(escape, "usr", "lib")); got != "0:0" {
+				t.Errorf("owner of the escape's usr/lib: got %s, want 0:0", got)
+			}
 		})
 	}
+}
+
+// escapeShape builds the shape of issue 12 under a root-only base: the image's
+// root-owned link srv/moltbot -> home/node/.moltbot, and the app, which owns
+// home/node, replaced .moltbot with a link to usr.
+func escapeShape(tb testing.TB) string {
+	tb.Helper()
+	base := tb.TempDir()
+	for _, d := range []string{"usr/lib", "srv", "home/node"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	os.Chown(filepath.Join(base, "home", "node"), 1000, 1000)
+	for link, target := range map[string]string{"srv/moltbot": "home/node/.moltbot", "home/node/.moltbot": "usr"} {
+		if err := os.Symlink(filepath.Join(base, target), filepath.Join(base, link)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := os.Lchown(filepath.Join(base, "home", "node", ".moltbot"), 1000, 1000); err != nil {
+		tb.Fatal(err)
+	}
+	return base
 }
 
 func TestTwoBootstrapsAtOnce(t *testing.T) {
