@@ -1,8 +1,11 @@
 // Package perms fixes the ownership of a directory tree safely, the way an image
-// entrypoint running as root must: it walks by file descriptor, never follows a
-// symlink, never leaves the tree or crosses into another mount, never chowns a
-// hardlinked file that also lives elsewhere, and only touches entries whose owner
-// is wrong (so setuid/setgid bits on entries already right are kept).
+// entrypoint running as root must: it reaches the tree under one trust rule for
+// symlinks (only root's, in root-only directories, each trusted only as far as
+// its own target) and refuses system directories, walks by file descriptor,
+// never follows a symlink below, never leaves the tree or crosses into another
+// mount, never chowns a hardlinked file that also lives elsewhere, and only
+// touches entries whose owner is wrong (so setuid/setgid bits on entries
+// already right are kept).
 //
 // It also checks, for a non-root start, that a directory is writable.
 package perms
@@ -86,12 +89,16 @@ var ErrSymlink = errors.New("refusing to follow a symlink")
 // Fix makes uid:gid (Options.UID/GID) the owner of root and of every entry below
 // it, changing only entries whose owner is wrong. The root itself is always
 // checked. Entries that are mount points, non-directories with more than one
-// link, or entries replaced during the walk are skipped and reported in Stats.
-// Symlinks are chowned themselves (lchown), never their targets.
+// link, entries replaced during the walk, and directories the caller may not
+// open (SkipNoAccess: given to the user, contents left to it) are skipped and
+// reported in Stats. Symlinks are chowned themselves (lchown), never their
+// targets. The walk holds a bounded number of descriptors whatever the depth.
 //
-// The root's path may pass through symlinks only where they and the directory
-// holding them belong to root and are not group- or world-writable; the root
-// itself must be a directory, not a symlink (ErrSymlink).
+// The root's path is resolved under the package's one trust rule (see
+// Resolve): a symlink is followed only when it and the directory holding it
+// belong to root and are not group- or world-writable, and only as far as its
+// own target; the root itself must be a directory, not a symlink (ErrSymlink),
+// and not a system directory (ErrSystemDir). Ids must be 0 <= id < 2^31.
 // Fix stops at the first I/O error or when ctx is done, returning the stats so far.
 func Fix(ctx context.Context, root string, opts Options) (Stats, error) {
 	if !ValidID(opts.UID) || !ValidID(opts.GID) {
