@@ -84,15 +84,21 @@ type Event struct {
 // on failure, before CMD started.
 //
 // Started as root: each directory is created (missing parents root-owned, mode
-// 0755) and its ownership fixed with perms.Fix; privileges are dropped
-// (bounding set cleared where permitted, setgroups to the user's groups from the
-// image's /etc/group, setgid, setuid, no-new-privs), HOME/USER/LOGNAME set from
-// /etc/passwd. Started as another user: nothing is chowned; each directory is
-// created if possible and must be writable (*perms.NotWritableError otherwise).
-// Either way the legacy migration then runs with the user's credentials, never
-// root's, and CMD is looked up on the user's PATH (default DefaultPath) and
-// exec'd. Bad input (unknown user or preset, CMD not on PATH, a relative
-// directory) is refused before anything changes.
+// 0755) and its ownership fixed with perms.Fix, then the legacy migration's
+// existing directories; a directory root may not reach (no CAP_DAC_OVERRIDE) is
+// left to the user, who creates and checks it after the drop (a warning says
+// so). Privileges are dropped (bounding set cleared where permitted, setgroups
+// to the user's groups from the image's /etc/group, setgid, setuid,
+// no-new-privs), HOME/USER/LOGNAME set from /etc/passwd. Started as another
+// user: nothing is chowned; each directory is created if possible and must be
+// writable (*perms.NotWritableError otherwise); a configured user other than
+// the caller is a warning. Either way the legacy migration then runs with the
+// user's credentials, never root's, and CMD is looked up on the user's PATH
+// (default DefaultPath) and exec'd. Bad input (unknown user or preset, an id
+// outside 0 <= id < 2^31 (ErrIDRange), CMD not on PATH, a relative or system
+// directory (perms.ErrSystemDir), an untrusted link on the way
+// (perms.ErrSymlink)) is refused before anything changes. When ctx ends
+// before the exec, Run returns its error.
 func Run(ctx context.Context, opts Options) error {
 	if err := opts.defaults(); err != nil {
 		return err
