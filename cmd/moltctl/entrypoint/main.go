@@ -36,6 +36,17 @@ func main() {
 			return nil
 		},
 	})
+	// The full moltctl's other commands, hidden: they say where to run them.
+	for _, name := range []string{"migrate", "remount", "status"} {
+		root.AddCommand(&cobra.Command{
+			Use:                name,
+			Hidden:             true,
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return fmt.Errorf("%s is not in this build (the image entrypoint's, bootstrap only): run it with moltctl on the host, or with the moltctl image (docker build --target moltctl)", cmd.Name())
+			},
+		})
+	}
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "moltctl: %v\n", err)
 		var ee *bootstrapcmd.ExitError
