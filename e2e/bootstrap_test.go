@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -256,5 +257,22 @@ func checkOutput(tb testing.TB, out string, want map[string]string, contains, ne
 	}
 	if !ok {
 		tb.Logf("output:\n%.3000s", out)
+	}
+}
+
+// TestGatewayEntrypointBuild: the gateway runs moltctl's entrypoint build
+// (bootstrap without the compose and engine code), a fraction of the size.
+func TestGatewayEntrypointBuild(t *testing.T) {
+	img := productImages(t)
+	out := runScript(t, img, nil, `moltctl version; echo "size=$(stat -c %s /usr/local/bin/moltctl)"; moltctl migrate 2>&1; echo "rc=$?"`)
+	if want := "moltctl " + img.MoltctlVersion + " "; !strings.Contains(out, want) || !strings.Contains(out, "entrypoint build") {
+		t.Errorf("moltctl version: got %q, want %q and the entrypoint build", out, want)
+	}
+	got := fields(out)
+	if size, err := strconv.Atoi(got["size"]); err != nil || size > 5<<20 {
+		t.Errorf("size of /usr/local/bin/moltctl: got %q, want under 5 MiB (the full moltctl is 12 MB)", got["size"])
+	}
+	if got["rc"] != "1" || !strings.Contains(out, "migrate is not in this build") {
+		t.Errorf("moltctl migrate in the gateway: got rc %q, output %q; want 1 and where to run it", got["rc"], out)
 	}
 }
