@@ -10,7 +10,7 @@ import (
 )
 
 // The one trust rule. A path is resolved from "/" one component at a time,
-// each opened with openat2(RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS) where the
+// each opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) where the
 // kernel has it, else openat(O_NOFOLLOW): the kernel never follows a link for
 // us. A symlink met on the way is trusted only when it is owned by root and
 // sits in a root-owned directory that is not group- or world-writable (the
@@ -232,7 +232,7 @@ func openComponent(dirfd int, c string) (int, error) {
 func openComponentOnce(dirfd int, c string) (int, error) {
 	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if !forceNoOpenat2 {
-		fd, err := unix.Openat2(dirfd, c, &unix.OpenHow{Flags: flags, Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
+		fd, err := unix.Openat2(dirfd, c, &unix.OpenHow{Flags: flags, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
 		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) { // EPERM: seccomp profiles that predate openat2
 			return fd, err
 		}
