@@ -20,7 +20,7 @@ const (
 
 // helperRequest is the one argument of `moltctl copy-helper`.
 type helperRequest struct {
-	Op        string `json:"op"` // copy, verify, finish, probe, copyback
+	Op        string `json:"op"` // copy, verify, finish, probe, copyback, statfs
 	Owner     string `json:"owner,omitempty"`
 	KeepOwner bool   `json:"keep_owner,omitempty"`
 	Pass      Pass   `json:"pass,omitempty"`
@@ -44,6 +44,7 @@ type helperLine struct {
 	Verify   *VerifyReport   `json:"verify,omitempty"`
 	Probe    *probeResult    `json:"probe,omitempty"`
 	CopyBack *CopyBackResult `json:"copy_back,omitempty"`
+	Space    *Space          `json:"space,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	Kind     string          `json:"kind,omitempty"`
 }
@@ -137,6 +138,12 @@ func runHelper(ctx context.Context, args []string, emit func(helperLine)) error 
 			return fmt.Errorf("listing the volume: %w", err)
 		}
 		emit(helperLine{Probe: &probeResult{Empty: len(names) == 0}})
+	case "statfs":
+		sp, err := statfsSpace(req.To)
+		if err != nil {
+			return err
+		}
+		emit(helperLine{Space: sp})
 	case "copyback":
 		res, err := copyBackTree(ctx, copyBackTreeOptions{Src: req.From, Parent: req.To, Name: req.Name, ID: req.ID,
 			Progress: func(p Progress) { emit(helperLine{Progress: &p}) }, Hook: crashHook(req.CrashAfter)})
