@@ -16,12 +16,13 @@ import (
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/migrate"
 	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 type migrateOptions struct {
 	dryRun      bool
 	json        bool
-	owner       string
+	owner       []string
 	volumeNames []string
 	services    []string
 	yes         bool
@@ -32,6 +33,10 @@ type migrateOptions struct {
 	keepOwner   bool
 	verify      string
 	waitTimeout time.Duration
+
+	// parsed from owner in PreRunE: the plain form, and SOURCE=OWNER
+	ownerAll      string
+	ownerBySource map[string]string
 }
 
 func newMigrateCmd(g *globalOptions) *cobra.Command {
@@ -47,6 +52,9 @@ creates the volumes, copies while the services run, stops them, copies what chan
 verifies, rewrites the compose files and remounts the services (keeping their
 writable layers). An interrupted migration is finished with --resume or undone
 with --rollback.`,
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			return o.parseOwners()
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
 			return runMigrate(cmd, g, o)
@@ -62,7 +70,7 @@ with --rollback.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and the compose file diff, change nothing")
 	f.BoolVar(&o.json, "json", false, "print the plan as JSON")
-	f.StringVar(&o.owner, "owner", "", "owner of the migrated data: uid:gid or user[:group] of the image (default: the service's user, else the image's USER, else the directory's owner)")
+	f.StringArrayVar(&o.owner, "owner", nil, "owner of the migrated data: UID:GID or USER[:GROUP] of the image for all, or SOURCE=OWNER for one directory (repeatable; default: the service's user, else the image's USER, else MOLTCTL_USER, PUID/PGID or USERMAP_UID/USERMAP_GID of a root image, else the directory's owner)")
 	f.StringArrayVar(&o.volumeNames, "volume-name", nil, "volume key for a host directory, SOURCE=KEY (repeatable)")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines")
@@ -85,6 +93,30 @@ func runMigrate(cmd *cobra.Command, g *globalOptions, o *migrateOptions) error {
 		return err
 	}
 	return runMigrateDryRun(cmd, g, o, names)
+}
+
+// parseOwners splits --owner into the plain form (at most once) and
+// SOURCE=OWNER (once per source).
+func (o *migrateOptions) parseOwners() error {
+	o.ownerBySource = map[string]string{}
+	for _, v := range o.owner {
+		src, owner, per := strings.Cut(v, "=")
+		switch {
+		case !per && o.ownerAll != "":
+			return fmt.Errorf("migrate: --owner %q: the owner for all directories is already %q (use SOURCE=OWNER for one directory)", v, o.ownerAll)
+		case !per && v == "":
+			return errors.New("migrate: --owner \"\": want UID:GID, USER[:GROUP] or SOURCE=OWNER")
+		case !per:
+			o.ownerAll = v
+		case src == "" || owner == "":
+			return fmt.Errorf("migrate: --owner %q: want SOURCE=UID:GID or SOURCE=USER[:GROUP]", v)
+		case o.ownerBySource[src] != "":
+			return fmt.Errorf("migrate: --owner %q: %q already has owner %q", v, src, o.ownerBySource[src])
+		default:
+			o.ownerBySource[src] = owner
+		}
+	}
+	return nil
 }
 
 // migrateVolumeNames parses --volume-name SOURCE=KEY.
@@ -113,13 +145,21 @@ func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, n
 		eng = c
 	}
 	plan, err := migrate.Prepare(ctx, eng, project, migrate.PlanOptions{
-		Services: o.services, Owner: o.owner, VolumeNames: names,
+		Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names,
 	})
 	if err != nil {
 		if errors.Is(err, migrate.ErrNoEngine) {
 			return fmt.Errorf("migrate: %w (%v)", err, connErr)
 		}
 		return fmt.Errorf("migrate: %w", err)
+	}
+	switch {
+	case connErr != nil:
+		plan.SpaceError = "the Docker Engine is unreachable"
+	case len(plan.Conversions) > 0:
+		if err := migrate.MeasureSpace(ctx, c, plan, volumes.HelperOptions{}, false); err != nil {
+			plan.SpaceError = err.Error()
+		}
 	}
 	w := cmd.OutOrStdout()
 	if o.json {
@@ -132,15 +172,20 @@ func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, n
 }
 
 func printPlan(w io.Writer, p *migrate.Plan) {
-	fmt.Fprintf(w, "Project %s: %d director%s to convert into named volumes, %d bind mount%s kept.\n",
-		p.Project, len(p.Conversions), plural(len(p.Conversions), "y", "ies"), len(p.Kept), plural(len(p.Kept), "", "s"))
+	fmt.Fprintf(w, "Project %s: %d director%s to convert into named volumes (%s, %d %s), %d bind mount%s kept.\n",
+		p.Project, len(p.Conversions), plural(len(p.Conversions), "y", "ies"), humanBytes(p.Bytes), p.Files, plural(int(p.Files), "file", "files"),
+		len(p.Kept), plural(len(p.Kept), "", "s"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(p.Conversions) > 0 {
-		fmt.Fprintln(tw, "\nSOURCE\tVOLUME\tOWNER\tSERVICE:TARGET")
+		fmt.Fprintln(tw, "\nSOURCE\tVOLUME\tOWNER\tSIZE\tSERVICE:TARGET")
 		for _, c := range p.Conversions {
 			vol := c.Volume + " (" + c.Name + ")"
 			if c.Empty {
 				vol += " nocopy"
+			}
+			owner := c.Owner
+			if c.OwnerFrom != migrate.OwnerFromUnknown {
+				owner += " (" + c.OwnerFrom + ")"
 			}
 			for i, m := range c.Mounts {
 				st := m.Service + ":" + m.Target
@@ -148,9 +193,9 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 					st += ":ro"
 				}
 				if i == 0 {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Source, vol, c.Owner, st)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Source, vol, owner, humanBytes(c.Bytes), st)
 				} else {
-					fmt.Fprintf(tw, "\t\t\t%s\n", st)
+					fmt.Fprintf(tw, "\t\t\t\t%s\n", st)
 				}
 			}
 		}
@@ -165,11 +210,43 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 	if len(p.Services) > 0 {
 		fmt.Fprintf(w, "\nServices to recreate: %s\n", strings.Join(p.Services, ", "))
 	}
+	printPlanNotes(w, p)
 	for _, e := range p.Edits {
 		fmt.Fprintf(w, "\n%s", e.Diff())
 	}
 	if len(p.Conversions) == 0 {
 		fmt.Fprintln(w, "\nNothing to convert.")
+	}
+}
+
+// printPlanNotes prints what the plan's table does not show: the images an
+// unknown owner needs, the free space, the variables that stop applying.
+func printPlanNotes(w io.Writer, p *migrate.Plan) {
+	if len(p.MissingImages) > 0 {
+		fmt.Fprintf(w, "Owner unknown: image%s not present locally: %s. Before migrating, pull or build %s (docker compose pull, docker compose build), or give the owner with --owner SOURCE=UID:GID.\n",
+			plural(len(p.MissingImages), "", "s"), strings.Join(p.MissingImages, ", "), plural(len(p.MissingImages), "it", "them"))
+	}
+	switch {
+	case len(p.Conversions) == 0:
+	case p.Space != nil:
+		verdict := "fits"
+		if !p.Space.Fits() {
+			verdict = "DOES NOT FIT: migrate will refuse"
+		}
+		fmt.Fprintf(w, "Free space where the engine keeps its volumes: %s; needed %s + %s margin: %s.\n",
+			humanBytes(p.Space.Free), humanBytes(p.Space.Needed), humanBytes(p.Space.Margin), verdict)
+	case p.SpaceError != "":
+		fmt.Fprintf(w, "Free space where the engine keeps its volumes: unknown (%s); needed %s + %s margin.\n",
+			p.SpaceError, humanBytes(p.Bytes), humanBytes(migrate.SpaceMargin(p.Bytes)))
+	}
+	for _, c := range p.Conversions {
+		for _, m := range c.Mounts {
+			if len(m.Variables) > 0 {
+				vars := "${" + strings.Join(m.Variables, "}, ${") + "}"
+				fmt.Fprintf(w, "Note: the source %q of %s:%s was written with %s; after the rewrite %s no longer appl%s to this mount (it uses volume %s).\n",
+					c.Source, m.Service, m.Target, vars, plural(len(m.Variables), "that variable", "those variables"), plural(len(m.Variables), "ies", "y"), c.Volume)
+			}
+		}
 	}
 }
 
@@ -191,7 +268,7 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	stderr := cmd.ErrOrStderr()
 	opts := migrate.RunOptions{
 		Compose: g.compose, ComposeEnv: g.composeEnv(),
-		Plan:      migrate.PlanOptions{Services: o.services, Owner: o.owner, VolumeNames: names},
+		Plan:      migrate.PlanOptions{Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names},
 		KeepOwner: o.keepOwner, VerifyFull: o.verify == "full", WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
 	}
 	if o.copyBack && !o.rollback {
@@ -230,6 +307,9 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	pr.start()
 	rep, err := do(ctx, eng, opts)
 	pr.Close(err)
+	if errors.Is(err, migrate.ErrOwnerUnknown) {
+		return fmt.Errorf("migrate: %w; nothing changed: pull or build the image (docker compose pull, docker compose build), or give the owner with --owner SOURCE=UID:GID", err)
+	}
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -305,15 +385,4 @@ func printMigrateReport(w, stderr io.Writer, o *migrateOptions, rep *migrate.Rep
 	return nil
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return migrate.HumanBytes(n) }

@@ -76,7 +76,10 @@ func TestMigrateDryRun(t *testing.T) {
 		{"no engine, owner from the image", []string{"migrate", "--dry-run"}, "no Docker Engine to read the image from", nil},
 		{"unknown service", []string{"migrate", "--dry-run", "--owner", "1:1", "nope"}, `no service "nope"`, nil},
 		{"human", []string{"migrate", "--dry-run", "--owner", "1000:1000", "--volume-name", "./state=moltbot-state"}, "", []string{
-			"Project clitest: 2 directories to convert into named volumes, 1 bind mount kept.",
+			"Project clitest: 2 directories to convert into named volumes (",
+			" KiB, 1 file), 1 bind mount kept.",
+			"Free space where the engine keeps its volumes: unknown (the Docker Engine is unreachable); needed ",
+			" KiB + 64.0 MiB margin.",
 			"moltbot-state (clitest_moltbot-state)",
 			"cache (clitest_cache) nocopy",
 			"gateway:/app.env",
@@ -151,15 +154,15 @@ func TestMigrateJSON(t *testing.T) {
 			t.Errorf("%s: got keys %v, want %v", what, got, want)
 		}
 	}
-	check("plan", plan, "project", "conversions", "kept", "services")
+	check("plan", plan, "project", "conversions", "kept", "services", "bytes", "files", "space_error")
 	convs, _ := plan["conversions"].([]any)
 	if len(convs) != 2 {
 		t.Fatalf("got %d conversions, want 2:\n%s", len(convs), out)
 	}
-	check("conversion", convs[0], "volume", "name", "source", "owner", "empty", "mounts")
+	check("conversion", convs[0], "volume", "name", "source", "owner", "owner_from", "bytes", "files", "empty", "mounts")
 	c := convs[1].(map[string]any)
 	if c["volume"] != "state" || c["name"] != "clitest_state" || c["source"] != filepath.Join(dir, "state") ||
-		c["owner"] != "1000:1000" || c["empty"] != false {
+		c["owner"] != "1000:1000" || c["owner_from"] != "flag" || c["empty"] != false || c["files"] != 1.0 {
 		t.Errorf("got conversion %v, want state of %s owned by 1000:1000", c, dir)
 	}
 	mounts, _ := c["mounts"].([]any)

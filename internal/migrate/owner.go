@@ -38,45 +38,94 @@ type dbEntry struct {
 type ownerResolver struct {
 	eng Engine
 	dbs map[string]*userDB
+	// missing are the images found not present locally, each once, in order.
+	missing []string
 }
 
 func newOwnerResolver(eng Engine) *ownerResolver {
 	return &ownerResolver{eng: eng, dbs: map[string]*userDB{}}
 }
 
-// volumeOwner resolves the uid:gid the data of c will get (see Prepare).
-func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project, c *Conversion, flag string) (string, error) {
+// Where a conversion's owner came from (Conversion.OwnerFrom); the variables an
+// image that starts as root reads give "env:" and the variable's name.
+const (
+	OwnerFromFlag    = "flag"    // --owner
+	OwnerFromUser    = "user"    // the service's user:
+	OwnerFromImage   = "image"   // the image's USER
+	OwnerFromSource  = "source"  // the directory's current owner
+	OwnerFromUnknown = "unknown" // an image needed to tell is not present
+	// OwnerUnknown is Conversion.Owner when OwnerFrom is OwnerFromUnknown.
+	OwnerUnknown = "unknown"
+)
+
+// ErrImageMissing is wrapped by errors about an image that is not present locally.
+var ErrImageMissing = errors.New("image not present locally")
+
+// imageMissingError names the image.
+type imageMissingError struct{ image string }
+
+func (e *imageMissingError) Error() string { return "image " + e.image + " is not present locally" }
+func (e *imageMissingError) Unwrap() error { return ErrImageMissing }
+
+// volumeOwner resolves the uid:gid the data of c will get and where it came
+// from (see Prepare). flag is the --owner for c's source (or for all). An owner
+// that needs an image that is not present is OwnerUnknown; the images are
+// recorded in r.missing.
+func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project, c *Conversion, flag string) (string, string, error) {
 	if flag != "" {
 		svc := project.Services[c.Mounts[0].Service]
 		o, err := r.resolve(ctx, project, svc, flag)
-		if err != nil {
-			return "", fmt.Errorf("resolving --owner %s: %w", flag, err)
+		if r.unknown(err) {
+			return OwnerUnknown, OwnerFromUnknown, nil
 		}
-		return o, nil
+		if err != nil {
+			return "", "", fmt.Errorf("resolving --owner %s: %w", flag, err)
+		}
+		return o, OwnerFromFlag, nil
 	}
-	var owners []string
+	var owners, froms []string
+	unknown := false
 	for _, m := range c.Mounts {
 		svc := project.Services[m.Service]
-		o, err := r.serviceOwner(ctx, project, svc)
+		o, from, err := r.serviceOwner(ctx, project, svc)
+		if r.unknown(err) {
+			unknown = true // go on: every missing image is named
+			continue
+		}
 		if err != nil {
-			return "", fmt.Errorf("resolving the owner of %s for service %s: %w", c.Source, m.Service, err)
+			return "", "", fmt.Errorf("resolving the owner of %s for service %s: %w", c.Source, m.Service, err)
 		}
 		if o != "" && !strings.HasPrefix(o, "0:") && !slices.Contains(owners, o) {
 			owners = append(owners, o)
+			froms = append(froms, from)
 		}
 	}
-	switch len(owners) {
-	case 0:
+	switch {
+	case unknown:
+		return OwnerUnknown, OwnerFromUnknown, nil
+	case len(owners) == 0:
 		o, err := statOwner(c.Source)
 		if err != nil {
-			return "", fmt.Errorf("resolving the owner of %s: %w", c.Source, err)
+			return "", "", fmt.Errorf("resolving the owner of %s: %w", c.Source, err)
 		}
-		return o, nil
-	case 1:
-		return owners[0], nil
+		return o, OwnerFromSource, nil
+	case len(owners) == 1:
+		return owners[0], froms[0], nil
 	}
-	return "", fmt.Errorf("resolving the owner of %s: its services run as different users (%s); choose one with --owner: %w",
+	return "", "", fmt.Errorf("resolving the owner of %s: its services run as different users (%s); choose one with --owner: %w",
 		c.Source, strings.Join(owners, ", "), ErrInvalid)
+}
+
+// unknown reports whether err is an image not present, recording the image.
+func (r *ownerResolver) unknown(err error) bool {
+	var m *imageMissingError
+	if !errors.As(err, &m) {
+		return false
+	}
+	if !slices.Contains(r.missing, m.image) {
+		r.missing = append(r.missing, m.image)
+	}
+	return true
 }
 
 // BootstrapUserEnv is the variable naming the user `moltctl bootstrap` drops
@@ -84,49 +133,105 @@ func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project,
 // as that user, so that user owns the migrated data.
 const BootstrapUserEnv = "MOLTCTL_USER"
 
-// serviceOwner is the uid:gid the service runs as: user:, else the image's USER,
-// else the user moltctl bootstrap drops to (BootstrapUserEnv in the service's
-// environment, else in the image's), else "" (the image runs as root and has
-// no opinion).
-func (r *ownerResolver) serviceOwner(ctx context.Context, project *types.Project, svc types.ServiceConfig) (string, error) {
-	if svc.User != "" {
-		return r.resolve(ctx, project, svc, svc.User)
-	}
-	bootstrapUser := func(imageEnv []string) string {
-		if v, ok := svc.Environment[BootstrapUserEnv]; ok && v != nil {
-			return *v
-		}
-		for _, e := range imageEnv {
-			if v, ok := strings.CutPrefix(e, BootstrapUserEnv+"="); ok {
-				return v
+// rootEnvUsers are the conventions by which an image that starts as root is
+// told the user to run its app as, in order: moltctl bootstrap's user (a name
+// or uid[:gid]), linuxserver.io's PUID/PGID, paperless-ngx's
+// USERMAP_UID/USERMAP_GID (numbers).
+var rootEnvUsers = []struct{ uid, gid string }{
+	{BootstrapUserEnv, ""},
+	{"PUID", "PGID"},
+	{"USERMAP_UID", "USERMAP_GID"},
+}
+
+// envUser finds the first of rootEnvUsers set in the service's environment,
+// else in the image's, and returns it as user[:group] with the variable's name.
+// The values of PUID and the like must be numbers; an empty value is unset.
+func envUser(svc types.ServiceConfig, imageEnv []string) (spec, variable string, err error) {
+	lookups := []func(string) string{
+		func(k string) string {
+			if v, ok := svc.Environment[k]; ok && v != nil {
+				return *v
 			}
+			return ""
+		},
+		func(k string) string {
+			for _, e := range imageEnv {
+				if v, ok := strings.CutPrefix(e, k+"="); ok {
+					return v
+				}
+			}
+			return ""
+		},
+	}
+	for i, get := range lookups {
+		for _, conv := range rootEnvUsers {
+			u := get(conv.uid)
+			if u == "" {
+				continue
+			}
+			if conv.gid == "" {
+				return u, conv.uid, nil
+			}
+			where := "the environment of service " + svc.Name
+			if i == 1 {
+				where = "the image's environment"
+			}
+			if n, err := strconv.Atoi(u); err != nil || n < 0 {
+				return "", "", fmt.Errorf("%s in %s is not a numeric uid: %w", conv.uid, where, ErrInvalid)
+			}
+			if g := get(conv.gid); g != "" {
+				if n, err := strconv.Atoi(g); err != nil || n < 0 {
+					return "", "", fmt.Errorf("%s in %s is not a numeric gid: %w", conv.gid, where, ErrInvalid)
+				}
+				u += ":" + g
+			}
+			return u, conv.uid, nil
 		}
-		return ""
+	}
+	return "", "", nil
+}
+
+// serviceOwner is the uid:gid the service runs as and where it came from:
+// user:, else the image's USER, else (the image starts as root) the user named
+// by one of rootEnvUsers in the service's environment, else in the image's,
+// else "" (the image runs as root and has no opinion). An image that is not
+// present gives an error wrapping ErrImageMissing.
+func (r *ownerResolver) serviceOwner(ctx context.Context, project *types.Project, svc types.ServiceConfig) (string, string, error) {
+	if svc.User != "" {
+		o, err := r.resolve(ctx, project, svc, svc.User)
+		return o, OwnerFromUser, err
 	}
 	image := imageName(project, svc)
 	if r.eng == nil {
-		return "", fmt.Errorf("reading the USER of image %s (or use --owner): %w", image, ErrNoEngine)
+		return "", "", fmt.Errorf("reading the USER of image %s (or use --owner): %w", image, ErrNoEngine)
 	}
 	res, err := r.eng.ImageInspect(ctx, image)
 	if cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("image %s is not present: build or pull it first, or use --owner", image)
+		return "", "", &imageMissingError{image}
 	}
 	if err != nil {
-		return "", fmt.Errorf("inspecting image %s: %w", image, err)
+		return "", "", fmt.Errorf("inspecting image %s: %w", image, err)
 	}
 	if res.Config == nil {
-		return "", nil
+		return "", "", nil
 	}
 	if u := res.Config.User; u != "" && u != "0" && u != "root" && !strings.HasPrefix(u, "0:") && !strings.HasPrefix(u, "root:") {
-		return r.resolve(ctx, project, svc, u)
+		o, err := r.resolve(ctx, project, svc, u)
+		return o, OwnerFromImage, err
 	}
-	if u := bootstrapUser(res.Config.Env); u != "" {
-		return r.resolve(ctx, project, svc, u)
+	spec, variable, err := envUser(svc, res.Config.Env)
+	if err != nil {
+		return "", "", err
+	}
+	if spec != "" {
+		o, err := r.resolve(ctx, project, svc, spec)
+		return o, "env:" + variable, err
 	}
 	if res.Config.User == "" {
-		return "", nil
+		return "", "", nil
 	}
-	return r.resolve(ctx, project, svc, res.Config.User)
+	o, err := r.resolve(ctx, project, svc, res.Config.User)
+	return o, OwnerFromImage, err
 }
 
 // resolve turns "user[:group]" (names or numbers) into uid:gid, reading the
@@ -248,7 +353,7 @@ func readUserDB(ctx context.Context, eng Engine, image string) (_ *userDB, err e
 		HostConfig: &container.HostConfig{},
 	})
 	if cerrdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("image %s is not present: build or pull it first, or use --owner", image)
+		return nil, &imageMissingError{image}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating a container of image %s to read its users: %w", image, err)

@@ -5,6 +5,7 @@
 package migrate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,17 @@ type Plan struct {
 	Kept []Kept `json:"kept"`
 	// Services are the services that must be recreated with the new mounts.
 	Services []string `json:"services"`
+	// MissingImages are the images, each named once, that are not present
+	// locally, so that the owner of some conversions is OwnerUnknown. Run
+	// refuses such a plan (ErrOwnerUnknown).
+	MissingImages []string `json:"missing_images,omitempty"`
+	// Bytes and Files are the totals of the conversions.
+	Bytes int64 `json:"bytes"`
+	Files int64 `json:"files"`
+	// Space is the room where the engine keeps its volumes (MeasureSpace); nil
+	// when not measured. SpaceError says why it could not be measured.
+	Space      *Space `json:"space,omitempty"`
+	SpaceError string `json:"space_error,omitempty"`
 	// Edits are the compose file changes; not part of the JSON.
 	Edits []compose.Edit `json:"-"`
 }
@@ -68,8 +80,14 @@ type Conversion struct {
 	Name string `json:"name"`
 	// Source is the absolute host directory.
 	Source string `json:"source"`
-	// Owner is the uid:gid the data will get.
+	// Owner is the uid:gid the data will get, or OwnerUnknown.
 	Owner string `json:"owner"`
+	// OwnerFrom says where Owner came from: OwnerFromFlag, OwnerFromUser,
+	// OwnerFromImage, "env:VARIABLE", OwnerFromSource or OwnerFromUnknown.
+	OwnerFrom string `json:"owner_from"`
+	// Bytes (allocated) and Files (entries below the source) measure the source.
+	Bytes int64 `json:"bytes"`
+	Files int64 `json:"files"`
 	// Empty is true when the directory has no entries: the mounts get nocopy.
 	Empty bool `json:"empty"`
 	// Mounts are every service mount of Source.
@@ -83,6 +101,9 @@ type Mount struct {
 	ReadOnly bool   `json:"read_only"`
 	// File is the absolute path of the compose file that declares the mount.
 	File string `json:"file"`
+	// Variables are the variables the source was written with (${UPLOAD_LOCATION}):
+	// the rewrite replaces the source as a whole, so they no longer apply to it.
+	Variables []string `json:"variables,omitempty"`
 }
 
 // Kept is a bind mount that stays a bind mount.
@@ -120,6 +141,9 @@ type PlanOptions struct {
 	// Owner is --owner: "uid:gid", "uid", "name" or "name:group", names resolved
 	// in the image's /etc/passwd and /etc/group. Empty: see Prepare.
 	Owner string
+	// Owners is --owner SOURCE=OWNER: the owner of one host directory (absolute,
+	// or relative to the project directory), as Owner; it wins over Owner.
+	Owners map[string]string
 	// VolumeNames is --volume-name SOURCE=KEY: the top-level volume key of a host
 	// directory (absolute, or relative to the project directory). It overrides the
 	// x-moltctl.volume_names extension of the compose file.
@@ -129,12 +153,20 @@ type PlanOptions struct {
 // Prepare plans the migration of project's host directory bind mounts into named
 // volumes and computes the compose file edits (Plan.Edits). It changes nothing.
 //
-// Each directory gets a key derived from its base name (else the target's),
-// made unique against the project's top-level volumes and against existing
-// engine volumes that belong to something else. The owner is, in order: opts.Owner,
-// the service's user:, the image's USER resolved through the image's own
-// /etc/passwd and /etc/group (read from a created, never started, container),
-// else the directory's current owner. eng may be nil when no engine answers:
+// Each directory gets a key derived from its base name, qualified with its
+// parent directories' names while another conversion has the same name
+// (backend-src, frontend-src), else from the target's, made unique against the
+// project's top-level volumes and against existing engine volumes that belong
+// to something else. The owner is, in order: opts.Owners for the directory,
+// opts.Owner, the service's user:, the image's USER resolved through the
+// image's own /etc/passwd and /etc/group (read from a created, never started,
+// container), for an image that starts as root MOLTCTL_USER, PUID[/PGID] or
+// USERMAP_UID[/USERMAP_GID] from the service's environment, else the image's,
+// else the directory's current owner (Conversion.OwnerFrom says which). An
+// owner that needs an image that is not present locally is OwnerUnknown, the
+// image listed once in Plan.MissingImages: planning goes on (Plan.Check
+// refuses the plan for a real run). Each source is measured (Bytes, Files) on
+// this host. eng may be nil when no engine answers:
 // volume names are then not checked against the engine, and an owner that needs
 // the image gives an error wrapping ErrNoEngine. Errors wrap ErrInvalid for bad
 // options and compose.ErrCannotEdit for mounts the rewrite refuses.
@@ -148,6 +180,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 	if err != nil {
 		return nil, err
 	}
+	ownerFlags := absKeys(project, opts.Owners)
 	declared, err := compose.Locate(project.ComposeFiles, project.Environment)
 	if err != nil {
 		return nil, fmt.Errorf("planning the migration: %w", err)
@@ -255,9 +288,10 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		plan.Conversions = append(plan.Conversions, *c)
 	}
 	slices.SortFunc(plan.Conversions, func(a, b Conversion) int { return strings.Compare(a.Source, b.Source) })
+	bases := keyBases(plan.Conversions)
 	for i := range plan.Conversions {
 		c := &plan.Conversions[i]
-		key, err := chooseKey(ctx, eng, project, c, names[c.Source], taken)
+		key, err := chooseKey(ctx, eng, project, c, names[c.Source], bases[c.Source], taken)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +300,10 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		if c.Empty, err = isEmpty(c.Source); err != nil {
 			return nil, fmt.Errorf("planning the migration: %w", err)
 		}
-		if c.Owner, err = owners.volumeOwner(ctx, project, c, opts.Owner); err != nil {
+		if c.Owner, c.OwnerFrom, err = owners.volumeOwner(ctx, project, c, cmp.Or(ownerFlags[c.Source], opts.Owner)); err != nil {
+			return nil, err
+		}
+		if err := measure(plan, c); err != nil {
 			return nil, err
 		}
 		for _, m := range c.Mounts {
@@ -279,6 +316,13 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		if _, ok := bySource[src]; !ok && flagged[src] {
 			return nil, fmt.Errorf("planning the migration: volume name %s=%s: %s is not a directory bind mount this plan converts: %w", src, key, src, ErrInvalid)
 		}
+	}
+	if err := checkOwnerFlags(ownerFlags, bySource); err != nil {
+		return nil, err
+	}
+	plan.MissingImages = owners.missing
+	if err := noteVariables(project, plan); err != nil {
+		return nil, err
 	}
 	sort.Strings(plan.Services)
 	slices.SortFunc(plan.Kept, func(a, b Kept) int {
@@ -451,10 +495,11 @@ func deriveKey(p string) string {
 	return strings.Trim(b.String(), ".-_")
 }
 
-// chooseKey picks the key of c: the requested one (which must be free), else a
-// key derived from the source or the first target, with -2, -3, ... appended
-// until it collides with neither a taken key nor a foreign engine volume.
-func chooseKey(ctx context.Context, eng Engine, project *types.Project, c *Conversion, requested string, taken map[string]bool) (string, error) {
+// chooseKey picks the key of c: the requested one (which must be free), else
+// base (keyBases), else a key derived from the first target, with -2, -3, ...
+// appended until it collides with neither a taken key nor a foreign engine
+// volume.
+func chooseKey(ctx context.Context, eng Engine, project *types.Project, c *Conversion, requested, base string, taken map[string]bool) (string, error) {
 	if requested != "" {
 		if taken[requested] {
 			return "", fmt.Errorf("planning the migration: volume key %s for %s is already used: %w", requested, c.Source, ErrInvalid)
@@ -466,7 +511,6 @@ func chooseKey(ctx context.Context, eng Engine, project *types.Project, c *Conve
 		}
 		return requested, nil
 	}
-	base := deriveKey(c.Source)
 	if base == "" && len(c.Mounts) > 0 {
 		base = deriveKey(c.Mounts[0].Target)
 	}

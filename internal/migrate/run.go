@@ -189,6 +189,9 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 		r.rep.Nothing = true
 		return r.rep, nil
 	}
+	if err := preflight(ctx, eng, plan, opts.Helper); err != nil {
+		return nil, err
+	}
 	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
 		return nil, err
 	}
