@@ -57,7 +57,7 @@ type Plan struct {
 	Kept []Kept `json:"kept"`
 	// Services are the services that must be recreated with the new mounts.
 	Services []string `json:"services"`
-	// MissingImages are the images, each named once, that are not present
+	// MissingImages are the images, each named once and sorted, that are not present
 	// locally, so that the owner of some conversions is OwnerUnknown. Run
 	// refuses such a plan (ErrOwnerUnknown).
 	MissingImages []string `json:"missing_images,omitempty"`
@@ -320,7 +320,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 	if err := checkOwnerFlags(ownerFlags, bySource); err != nil {
 		return nil, err
 	}
-	plan.MissingImages = owners.missing
+	plan.MissingImages = slices.Sorted(slices.Values(owners.missing))
 	if err := noteVariables(project, plan); err != nil {
 		return nil, err
 	}
