@@ -222,9 +222,10 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 // printPlanNotes prints what the plan's table does not show: the images an
 // unknown owner needs, the free space, the variables that stop applying.
 func printPlanNotes(w io.Writer, p *migrate.Plan) {
+	var notes []string
 	if len(p.MissingImages) > 0 {
-		fmt.Fprintf(w, "Owner unknown: image%s not present locally: %s. Before migrating, pull or build %s (docker compose pull, docker compose build), or give the owner with --owner SOURCE=UID:GID.\n",
-			plural(len(p.MissingImages), "", "s"), strings.Join(p.MissingImages, ", "), plural(len(p.MissingImages), "it", "them"))
+		notes = append(notes, fmt.Sprintf("Owner unknown: image%s not present locally: %s. Before migrating, pull or build %s (docker compose pull, docker compose build), or give the owner with --owner SOURCE=UID:GID.",
+			plural(len(p.MissingImages), "", "s"), strings.Join(p.MissingImages, ", "), plural(len(p.MissingImages), "it", "them")))
 	}
 	switch {
 	case len(p.Conversions) == 0:
@@ -233,20 +234,23 @@ func printPlanNotes(w io.Writer, p *migrate.Plan) {
 		if !p.Space.Fits() {
 			verdict = "DOES NOT FIT: migrate will refuse"
 		}
-		fmt.Fprintf(w, "Free space where the engine keeps its volumes: %s; needed %s + %s margin: %s.\n",
-			humanBytes(p.Space.Free), humanBytes(p.Space.Needed), humanBytes(p.Space.Margin), verdict)
+		notes = append(notes, fmt.Sprintf("Free space where the engine keeps its volumes: %s; needed %s + %s margin: %s.",
+			humanBytes(p.Space.Free), humanBytes(p.Space.Needed), humanBytes(p.Space.Margin), verdict))
 	case p.SpaceError != "":
-		fmt.Fprintf(w, "Free space where the engine keeps its volumes: unknown (%s); needed %s + %s margin.\n",
-			p.SpaceError, humanBytes(p.Bytes), humanBytes(migrate.SpaceMargin(p.Bytes)))
+		notes = append(notes, fmt.Sprintf("Free space where the engine keeps its volumes: unknown (%s); needed %s + %s margin.",
+			p.SpaceError, humanBytes(p.Bytes), humanBytes(migrate.SpaceMargin(p.Bytes))))
 	}
 	for _, c := range p.Conversions {
 		for _, m := range c.Mounts {
 			if len(m.Variables) > 0 {
 				vars := "${" + strings.Join(m.Variables, "}, ${") + "}"
-				fmt.Fprintf(w, "Note: the source %q of %s:%s was written with %s; after the rewrite %s no longer appl%s to this mount (it uses volume %s).\n",
-					c.Source, m.Service, m.Target, vars, plural(len(m.Variables), "that variable", "those variables"), plural(len(m.Variables), "ies", "y"), c.Volume)
+				notes = append(notes, fmt.Sprintf("Note: the source %q of %s:%s was written with %s; after the rewrite %s no longer appl%s to this mount (it uses volume %s).",
+					c.Source, m.Service, m.Target, vars, plural(len(m.Variables), "that variable", "those variables"), plural(len(m.Variables), "ies", "y"), c.Volume))
 			}
 		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Join(notes, "\n"))
 	}
 }
 
