@@ -223,6 +223,9 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 // unknown owner needs, the free space, the variables that stop applying.
 func printPlanNotes(w io.Writer, p *migrate.Plan) {
 	var notes []string
+	if p.NoEngine {
+		notes = append(notes, "Owner unknown: no Docker Engine answered to read the images' users from. Before migrating, start it, or give the owner with --owner SOURCE=UID:GID.")
+	}
 	if len(p.MissingImages) > 0 {
 		notes = append(notes, fmt.Sprintf("Owner unknown: image%s not present locally: %s. Before migrating, pull or build %s (docker compose pull, docker compose build), or give the owner with --owner SOURCE=UID:GID.",
 			plural(len(p.MissingImages), "", "s"), strings.Join(p.MissingImages, ", "), plural(len(p.MissingImages), "it", "them")))

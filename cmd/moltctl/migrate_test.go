@@ -73,7 +73,10 @@ func TestMigrateDryRun(t *testing.T) {
 		{"bad --verify", []string{"migrate", "--yes", "--verify", "some"}, `migrate: --verify "some": want delta or full`, nil},
 		{"--copy-back without --rollback", []string{"migrate", "--yes", "--copy-back"}, "migrate: --copy-back needs --rollback", nil},
 		{"bad --volume-name", []string{"migrate", "--dry-run", "--volume-name", "state"}, `migrate: --volume-name "state": want SOURCE=KEY`, nil},
-		{"no engine, owner from the image", []string{"migrate", "--dry-run"}, "no Docker Engine to read the image from", nil},
+		{"no engine, owner from the image: still a plan", []string{"migrate", "--dry-run"}, "", []string{
+			"state (clitest_state)         unknown",
+			"Owner unknown: no Docker Engine answered to read the images' users from. Before migrating, start it, or give the owner with --owner SOURCE=UID:GID.",
+		}},
 		{"unknown service", []string{"migrate", "--dry-run", "--owner", "1:1", "nope"}, `no service "nope"`, nil},
 		{"human", []string{"migrate", "--dry-run", "--owner", "1000:1000", "--volume-name", "./state=moltbot-state"}, "", []string{
 			"Project clitest: 2 directories to convert into named volumes (",

@@ -40,6 +40,8 @@ type ownerResolver struct {
 	dbs map[string]*userDB
 	// missing are the images found not present locally, each once, in order.
 	missing []string
+	// noEngine: an owner needed an image and there was no engine to ask.
+	noEngine bool
 }
 
 func newOwnerResolver(eng Engine) *ownerResolver {
@@ -69,8 +71,8 @@ func (e *imageMissingError) Unwrap() error { return ErrImageMissing }
 
 // volumeOwner resolves the uid:gid the data of c will get and where it came
 // from (see Prepare). flag is the --owner for c's source (or for all). An owner
-// that needs an image that is not present is OwnerUnknown; the images are
-// recorded in r.missing.
+// that needs an image that is not present (or no engine to read it from) is
+// OwnerUnknown; the images are recorded in r.missing.
 func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project, c *Conversion, flag string) (string, string, error) {
 	if flag != "" {
 		svc := project.Services[c.Mounts[0].Service]
@@ -116,8 +118,13 @@ func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project,
 		c.Source, strings.Join(owners, ", "), ErrInvalid)
 }
 
-// unknown reports whether err is an image not present, recording the image.
+// unknown reports whether err is an image not present, recording the
+// image, or the lack of an engine to read an image from.
 func (r *ownerResolver) unknown(err error) bool {
+	if errors.Is(err, ErrNoEngine) {
+		r.noEngine = true
+		return true
+	}
 	var m *imageMissingError
 	if !errors.As(err, &m) {
 		return false

@@ -38,8 +38,8 @@ type Engine interface {
 	ContainerList(ctx context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error)
 }
 
-// ErrNoEngine is wrapped by Prepare's error when the owner of a volume can only
-// be known from an image and no engine was given.
+// ErrNoEngine is what leaves an owner OwnerUnknown (Plan.NoEngine) when it can
+// only be known from an image and no engine was given.
 var ErrNoEngine = errors.New("no Docker Engine to read the image from")
 
 // ErrInvalid is wrapped by Prepare's error for bad options (--owner,
@@ -61,6 +61,9 @@ type Plan struct {
 	// locally, so that the owner of some conversions is OwnerUnknown. Run
 	// refuses such a plan (ErrOwnerUnknown).
 	MissingImages []string `json:"missing_images,omitempty"`
+	// NoEngine: the owner of some conversions is OwnerUnknown because no
+	// engine answered to read an image from (Prepare with a nil Engine).
+	NoEngine bool `json:"no_engine,omitempty"`
 	// Bytes and Files are the totals of the conversions.
 	Bytes int64 `json:"bytes"`
 	Files int64 `json:"files"`
@@ -166,9 +169,9 @@ type PlanOptions struct {
 // owner that needs an image that is not present locally is OwnerUnknown, the
 // image listed once in Plan.MissingImages: planning goes on (Plan.Check
 // refuses the plan for a real run). Each source is measured (Bytes, Files) on
-// this host. eng may be nil when no engine answers:
-// volume names are then not checked against the engine, and an owner that needs
-// the image gives an error wrapping ErrNoEngine. Errors wrap ErrInvalid for bad
+// this host. eng may be nil when no engine answers: volume names are then not
+// checked against the engine, and an owner that needs the image is
+// OwnerUnknown with Plan.NoEngine set. Errors wrap ErrInvalid for bad
 // options and compose.ErrCannotEdit for mounts the rewrite refuses.
 func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanOptions) (*Plan, error) {
 	for _, s := range opts.Services {
@@ -321,6 +324,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		return nil, err
 	}
 	plan.MissingImages = slices.Sorted(slices.Values(owners.missing))
+	plan.NoEngine = owners.noEngine
 	if err := noteVariables(project, plan); err != nil {
 		return nil, err
 	}

@@ -375,8 +375,11 @@ func TestPrepareWithoutEngine(t *testing.T) {
 `)
 	p := load(t, f, "noengine")
 	ctx := context.Background()
-	if _, err := Prepare(ctx, nil, p, PlanOptions{}); !errors.Is(err, ErrNoEngine) {
-		t.Errorf("got %v, want ErrNoEngine", err)
+	// a dry-run always plans: the owner is unknown, and a real run is refused
+	if plan, err := Prepare(ctx, nil, p, PlanOptions{}); err != nil || !plan.NoEngine || plan.Conversions[0].Owner != OwnerUnknown {
+		t.Errorf("got %v, %+v, want a plan with the owner unknown for lack of an engine", err, plan)
+	} else if err := plan.Check(); !errors.Is(err, ErrOwnerUnknown) || !strings.Contains(err.Error(), ErrNoEngine.Error()) {
+		t.Errorf("got %v, want ErrOwnerUnknown saying there is no engine", err)
 	}
 	plan, err := Prepare(ctx, nil, p, PlanOptions{Owner: "1000:1000"})
 	if err != nil {
@@ -389,8 +392,8 @@ func TestPrepareWithoutEngine(t *testing.T) {
 	if _, err := Prepare(ctx, failingEngine{boom}, p, PlanOptions{}); !errors.Is(err, boom) {
 		t.Errorf("got %v, want the engine's error wrapped", err)
 	}
-	if _, err := Prepare(ctx, nil, p, PlanOptions{Owner: "node"}); !errors.Is(err, ErrNoEngine) {
-		t.Errorf("got %v, want ErrNoEngine for a user name", err)
+	if plan, err := Prepare(ctx, nil, p, PlanOptions{Owner: "node"}); err != nil || !plan.NoEngine || plan.Conversions[0].OwnerFrom != OwnerFromUnknown {
+		t.Errorf("got %v, %+v, want the owner unknown for a user name", err, plan)
 	}
 }
 

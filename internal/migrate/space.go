@@ -68,15 +68,19 @@ var spaceProbeDriverOpts map[string]string
 // wrapping ErrOwnerUnknown, naming every missing image once), or data that
 // does not fit (ErrNoSpace, with the numbers; only when Space was measured).
 func (p *Plan) Check() error {
-	if len(p.MissingImages) > 0 {
-		var dirs []string
-		for _, c := range p.Conversions {
-			if c.OwnerFrom == OwnerFromUnknown {
-				dirs = append(dirs, fmt.Sprintf("%q", c.Source))
-			}
+	var dirs []string
+	for _, c := range p.Conversions {
+		if c.OwnerFrom == OwnerFromUnknown {
+			dirs = append(dirs, fmt.Sprintf("%q", c.Source))
 		}
-		return fmt.Errorf("%w for %s (image%s not present locally: %s)", ErrOwnerUnknown, strings.Join(dirs, ", "),
-			map[bool]string{true: "", false: "s"}[len(p.MissingImages) == 1], strings.Join(p.MissingImages, ", "))
+	}
+	if len(dirs) > 0 {
+		why := ErrNoEngine.Error()
+		if len(p.MissingImages) > 0 {
+			why = map[bool]string{true: "image", false: "images"}[len(p.MissingImages) == 1] +
+				" not present locally: " + strings.Join(p.MissingImages, ", ")
+		}
+		return fmt.Errorf("%w for %s (%s)", ErrOwnerUnknown, strings.Join(dirs, ", "), why)
 	}
 	if p.Space != nil && !p.Space.Fits() {
 		return fmt.Errorf("%w: the data needs %s (%d bytes) plus a margin of %s, the engine's volumes have %s (%d bytes) free",
