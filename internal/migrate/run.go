@@ -192,6 +192,9 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	if err := preflight(ctx, eng, plan, opts.Helper); err != nil {
 		return nil, err
 	}
+	// The services that join one of them (a shared namespace, volumes_from)
+	// are stopped and recreated with them, after what they join.
+	plan.Services = remount.WithDependents(project, plan.Services)
 	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
 		return nil, err
 	}
@@ -399,7 +402,8 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			return nil, fmt.Errorf("loading the rewritten project: %w", err)
 		}
 		var lastUp time.Time
-		for _, s := range j.Services {
+		// What others join first: a service is started only once what it joins runs.
+		for _, s := range remount.Order(project, j.Services) {
 			if slices.Contains(j.Remounted, s) || slices.Contains(j.Skipped, s) {
 				continue
 			}
@@ -409,7 +413,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			}
 			r.progress("remount", s)
 			ro := remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
-				WaitTimeout: r.opts.WaitTimeout, Locked: true, NoWait: true}
+				WaitTimeout: r.opts.WaitTimeout, Locked: true, NoWait: true, NoDependents: true}
 			t := time.Now()
 			var res *remount.Result
 			err := remount.ErrNoJournal
@@ -682,7 +686,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	}
 	ro := func(s string) remount.Options {
 		return remount.Options{Project: project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
-			WaitTimeout: opts.WaitTimeout, Locked: true}
+			WaitTimeout: opts.WaitTimeout, Locked: true, NoDependents: true}
 	}
 	unused := j.Current == "" && len(j.Remounted) == 0 && stepIndex(j.Step) < stepIndex(StepRemounted)
 	if j.Current != "" {
@@ -696,6 +700,14 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 			return nil, err
 		}
 	}
+	if len(j.Remounted) > 0 {
+		// Stopped together (compose stops the services that join others first),
+		// then remounted in order, what others join first.
+		if err := r.compose(ctx, append([]string{"stop"}, j.Remounted...)...); err != nil {
+			return nil, fmt.Errorf("stopping the services (run --rollback again): %w", err)
+		}
+		j.Remounted = remount.Order(project, j.Remounted)
+	}
 	for len(j.Remounted) > 0 {
 		s := j.Remounted[0]
 		r.progress("remount", s+" onto its binds")
@@ -708,7 +720,24 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 			return nil, err
 		}
 	}
-	start := j.Running
+	// A service that joins one whose container was recreated (by a remount's
+	// rollback) still names the old one: remount it, joined, layer kept.
+	for _, s := range remount.Order(project, j.Services) {
+		stale, err := remount.Stale(ctx, eng, j.Project, s)
+		if err != nil {
+			return nil, err
+		}
+		if !stale {
+			continue
+		}
+		r.progress("remount", s+" joined again")
+		o := ro(s)
+		o.NoStart = true // started below with the others, once what it joins runs
+		if _, err := remount.Run(ctx, eng, o); err != nil {
+			return nil, fmt.Errorf("remounting %s joined to what it joins (run --rollback again): %w", s, err)
+		}
+	}
+	start := remount.Order(project, j.Running)
 	if cb != nil {
 		for _, s := range cb.Stopped {
 			if !slices.Contains(start, s) {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -114,6 +115,21 @@ type Options struct {
 	DryRun bool
 	// Locked says the caller already holds the project's Lock.
 	Locked bool
+	// NoDependents: the caller stops, remounts and starts the services that
+	// join this one itself (migrate does, for all of them, in Order). Without
+	// it, Run remounts them too (see Run).
+	NoDependents bool
+	// done is called with the journal of a finished remount before the
+	// journal is removed (a group remount records it for its rollback).
+	done func(*journal) error
+	// NoStart leaves the new container stopped (the caller starts it, once what
+	// it joins runs).
+	NoStart bool
+	// keepConfig recreates the container with its own config instead of
+	// compose's (rejoin).
+	keepConfig bool
+	// inGroup: a member of a group remount (runGroup), under its journal.
+	inGroup bool
 	// Progress, when set, is called before each step.
 	Progress func(step, detail string)
 }
@@ -144,6 +160,9 @@ type Result struct {
 	// Plan lists the steps (DryRun), or what a Rollback restored.
 	Plan   []string `json:"plan,omitempty"`
 	DryRun bool     `json:"dry_run,omitempty"`
+	// Joined are the remounts of the services that join this one (Dependents),
+	// in the order they were remounted.
+	Joined []*Result `json:"joined,omitempty"`
 }
 
 // StepError is a remount step's failure; Restored says what was restored.
@@ -212,10 +231,26 @@ func (o *Options) defaults() error {
 // failing commit leaves the container as it was (started again if it was running);
 // a failure after the commit rolls back and returns a *StepError wrapping
 // ErrRolledBack and the cause.
+//
+// When other services join opts.Service (Dependents: a shared namespace,
+// volumes_from, depends_on with restart: true) and opts.NoDependents is not set,
+// they are stopped first, remounted after it in Order, each keeping its own
+// writable layer and joined to the new container, and started again; a failure
+// rolls all of them back (see the group journal, GroupJournalPath).
 func Run(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
+	if !opts.NoDependents {
+		if deps := Dependents(opts.Project, opts.Service); len(deps) > 0 {
+			return runGroup(ctx, eng, opts, deps)
+		}
+	}
+	return runOne(ctx, eng, opts)
+}
+
+// runOne remounts opts.Service alone.
+func runOne(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	unlock, err := lockUnless(opts)
 	if err != nil {
 		return nil, err
@@ -227,6 +262,9 @@ func Run(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	} else if j != nil {
 		return nil, fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
 			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
+	}
+	if err := noGroup(opts); err != nil {
+		return nil, err
 	}
 	if err := r.preflight(ctx); err != nil {
 		return nil, err
@@ -267,6 +305,12 @@ func recoverJournal(ctx context.Context, eng Engine, opts Options, rollback bool
 		return nil, err
 	}
 	defer unlock()
+	if g, err := readGroup(opts.Project.Name); err != nil {
+		return nil, err
+	} else if g != nil && !opts.inGroup && slices.Contains(g.Services, opts.Service) {
+		opts.Locked = true
+		return recoverGroup(ctx, eng, opts, g, rollback)
+	}
 	j, err := readJournal(opts.Project.Name)
 	if err != nil {
 		return nil, err
@@ -326,22 +370,6 @@ func (r *run) preflight(ctx context.Context) error {
 	}
 	if svc.GetScale() > 1 {
 		return fmt.Errorf("service %s has scale %d: %w yet (remount one replica at a time is planned); scale it to 1 first", name, svc.GetScale(), ErrUnsupported)
-	}
-	for _, other := range p.Services {
-		if other.Name == name {
-			continue
-		}
-		if other.NetworkMode == "service:"+name {
-			return fmt.Errorf("service %s shares the network namespace of %s (network_mode: service:%s): %w; its container would lose its network", other.Name, name, name, ErrUnsupported)
-		}
-		for _, vf := range other.VolumesFrom {
-			if src, _, _ := strings.Cut(vf, ":"); src == name {
-				return fmt.Errorf("service %s has volumes_from %s: %w", other.Name, name, ErrUnsupported)
-			}
-		}
-		if d, ok := other.DependsOn[name]; ok && d.Restart {
-			return fmt.Errorf("service %s depends on %s with restart: true: %w; remount would not restart it", other.Name, name, ErrUnsupported)
-		}
 	}
 	cs, err := ServiceContainers(ctx, r.eng, p.Name, name)
 	if err != nil {
@@ -442,6 +470,7 @@ func firstTag(tags []string) string {
 func (r *run) forward(ctx context.Context) (*Result, error) {
 	j := r.j
 	if j.Step == "" {
+		j.KeepConfig = r.opts.keepConfig
 		if err := j.save(stepBegun); err != nil {
 			return nil, err
 		}
@@ -463,6 +492,13 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		}
 		r.res.Commit = time.Since(t)
 		if err := j.save(stepCommitted); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepCommitted && j.KeepConfig {
+		// Rejoin: the old container is the template, compose is not asked.
+		j.New = j.Old
+		if err := j.save(stepComposed); err != nil {
 			return nil, r.fail(ctx, "journal", err)
 		}
 	}
@@ -528,7 +564,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, "journal", err)
 		}
 	}
-	if j.Step == stepCreated {
+	if j.Step == stepCreated && !r.opts.NoStart {
 		r.progress("start", j.OldName)
 		if _, err := r.eng.ContainerStart(ctx, j.CloneID, client.ContainerStartOptions{}); err != nil {
 			return nil, r.fail(ctx, "starting the new container", err)
@@ -540,13 +576,18 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, "journal", err)
 		}
 	}
-	if j.Step == stepStarted && !r.opts.NoWait {
+	if j.Step == stepStarted && !r.opts.NoWait && !r.opts.NoStart {
 		r.progress("wait", fmt.Sprintf("up to %s", r.opts.WaitTimeout))
 		if err := Check(ctx, r.eng, j.CloneID, r.opts.WaitTimeout); err != nil {
 			return nil, r.fail(ctx, "checking the new container", err)
 		}
 	}
 	// Done: the remount stands. What follows is bookkeeping.
+	if r.opts.done != nil {
+		if err := r.opts.done(j); err != nil {
+			return nil, err
+		}
+	}
 	if err := j.remove(); err != nil {
 		return nil, err
 	}
@@ -834,6 +875,10 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 	if hc.NetworkMode.IsContainer() {
 		nc = nil
 		later = nil
+	}
+	sharedNamespace(&cfg, &hc)
+	if err := r.rejoin(ctx, cfg.Labels, &hc); err != nil {
+		return "", err
 	}
 	res, err := r.eng.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: strings.TrimPrefix(t.Name, "/"), Config: &cfg, HostConfig: &hc, NetworkingConfig: nc,

@@ -79,9 +79,11 @@ type journal struct {
 	Step    string    `json:"step"`
 	Started time.Time `json:"started"`
 	Flatten bool      `json:"flatten,omitempty"`
-	OldID   string    `json:"old_id"`
-	OldName string    `json:"old_name"`
-	Running bool      `json:"running"`
+	// KeepConfig: the container is recreated with its own config (Rejoin), not compose's.
+	KeepConfig bool   `json:"keep_config,omitempty"`
+	OldID      string `json:"old_id"`
+	OldName    string `json:"old_name"`
+	Running    bool   `json:"running"`
 	// Old is the old container's inspect: enough to recreate it on the snapshot.
 	Old json.RawMessage `json:"old"`
 	// BaseImage is the service's image reference (the snapshot's base).
