@@ -83,6 +83,7 @@ writable layer (remount), and is the entrypoint that makes first start safe (boo
 		newMigrateCmd(g),
 		newRemountCmd(g),
 		newStatusCmd(g),
+		newUpCmd(g),
 		newBootstrapCmd(),
 		newCopyHelperCmd(),
 	)

@@ -50,7 +50,7 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 		return enc.Encode(rep)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tCONTAINER\tSTATE\tIMAGE\tSNAPSHOT AGE\tLAYERS\tWRITABLE\tCOMPOSE UP")
+	fmt.Fprintln(tw, "SERVICE\tCONTAINER\tSTATE\tIMAGE\tSNAPSHOT AGE\tLAYERS\tWRITABLE\tCOMPOSE UP\tMOLTCTL UP")
 	for _, c := range rep.Containers {
 		age := "-"
 		if c.Snapshot {
@@ -67,7 +67,11 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 		if c.ID == "" {
 			layers, writable = "-", "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Service, c.Container, c.State, c.Image, age, layers, writable, up)
+		moltUp := c.Up
+		if moltUp == "" {
+			moltUp = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Service, c.Container, c.State, c.Image, age, layers, writable, up, moltUp)
 	}
 	tw.Flush()
 	for _, c := range rep.Containers {

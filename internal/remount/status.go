@@ -49,6 +49,9 @@ type ContainerStatus struct {
 	// command to run instead.
 	WouldRecreate bool   `json:"would_recreate"`
 	Remount       string `json:"remount,omitempty"`
+	// Up is what `moltctl up` would do to it: UpCreate, UpStart, UpKeep,
+	// UpRecreate, UpRemount or UpRebase ("" when up would not touch it).
+	Up string `json:"up,omitempty"`
 }
 
 // Report is the result of Status.
@@ -61,10 +64,10 @@ type Report struct {
 }
 
 // Status reports each service's containers: the image or snapshot they run, its
-// age and depth, the writable layer's size, baked keys, and whether a plain
-// `docker compose up` would recreate them. It asks the compose CLI (--dry-run)
+// age and depth, the writable layer's size, baked keys, whether a plain
+// `docker compose up` would recreate them, and what `moltctl up` would do (PlanUp). It asks the compose CLI (--dry-run)
 // for the last; it returns an error wrapping ErrCompose when that is missing.
-func Status(ctx context.Context, eng Engine, opts StatusOptions) (*Report, error) {
+func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, error) {
 	p := opts.Project
 	names := opts.Services
 	if len(names) == 0 {
@@ -84,6 +87,14 @@ func Status(ctx context.Context, eng Engine, opts StatusOptions) (*Report, error
 	if err != nil {
 		return nil, err
 	}
+	plan, err := planUp(ctx, eng, cli, UpOptions{Project: p, Services: opts.Services})
+	if err != nil {
+		return nil, err
+	}
+	up := map[string]string{}
+	for _, pl := range plan {
+		up[pl.Service+"/"+pl.Container] = pl.Action
+	}
 	rep := &Report{Project: p.Name}
 	if j, err := readJournal(p.Name); err == nil && j != nil {
 		rep.Interrupted, rep.InterruptedService = j.Step, j.Service
@@ -95,7 +106,13 @@ func Status(ctx context.Context, eng Engine, opts StatusOptions) (*Report, error
 			return nil, err
 		}
 		if len(cs) == 0 {
-			rep.Containers = append(rep.Containers, ContainerStatus{Service: n, State: "no container"})
+			st := ContainerStatus{Service: n, State: "no container"}
+			for _, pl := range plan {
+				if pl.Service == n && pl.Action == UpCreate {
+					st.Up = UpCreate
+				}
+			}
+			rep.Containers = append(rep.Containers, st)
 			continue
 		}
 		for _, c := range cs {
@@ -104,6 +121,7 @@ func Status(ctx context.Context, eng Engine, opts StatusOptions) (*Report, error
 				return nil, err
 			}
 			st.WouldRecreate = recreate[st.Container]
+			st.Up = up[n+"/"+st.Container]
 			if st.WouldRecreate {
 				st.Remount = "moltctl remount " + n
 			}

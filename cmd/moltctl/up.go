@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moltctl/moltctl/internal/remount"
+)
+
+type upOptions struct {
+	services    []string
+	dryRun      bool
+	json        bool
+	keep        int
+	waitTimeout time.Duration
+}
+
+func newUpCmd(g *globalOptions) *cobra.Command {
+	o := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up [OPTIONS] [SERVICE...]",
+		Short: "docker compose up -d that remounts, instead of recreating, containers with a non-empty writable layer",
+		Long: `up converges the project as docker compose up -d does: it creates what is missing, starts
+what is stopped and leaves what is current. A container compose would recreate is recreated
+by compose when its writable layer is empty, and remounted (moltctl remount, with the services
+that join it, in dependency order, rolled back on failure) when it is not. A container whose
+image changed under a non-empty layer is refused before anything changes.`,
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if o.keep < 2 {
+				return fmt.Errorf("--keep %d: must be at least 2 (the running snapshot and the previous one)", o.keep)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.services = args
+			return runUp(cmd, g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.dryRun, "dry-run", false, "print what up would do per service (create, start, keep, recreate, remount, rebase) and change nothing")
+	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	f.IntVar(&o.keep, "keep", 2, "snapshots of each remounted service to keep, the running one included (minimum 2)")
+	f.DurationVar(&o.waitTimeout, "wait-timeout", remount.DefaultWaitTimeout, "how long each remounted container must keep running (or has to turn healthy)")
+	return cmd
+}
+
+func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
+	ctx := cmd.Context()
+	project, eng, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	stderr := cmd.ErrOrStderr()
+	tty := remountIsTerminal(stderr)
+	res, err := remount.Up(ctx, eng, remount.UpOptions{
+		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
+		DryRun: o.dryRun, Keep: o.keep, WaitTimeout: o.waitTimeout,
+		Progress: func(step, detail string) {
+			if tty && !o.json {
+				fmt.Fprintf(stderr, "up: %s %s\n", step, detail)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	return printUp(cmd.OutOrStdout(), o, res)
+}
+
+func printUp(w io.Writer, o *upOptions, res *remount.UpResult) error {
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	head := "SERVICE\tCONTAINER\tDONE"
+	if res.DryRun {
+		head = "SERVICE\tCONTAINER\tWOULD"
+	}
+	fmt.Fprintln(tw, head+"\tLAYER CHANGES")
+	for _, p := range res.Plan {
+		changes := "-"
+		if p.Action == remount.UpRecreate || p.Action == remount.UpRemount || p.Action == remount.UpRebase {
+			changes = fmt.Sprint(p.Changes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Service, p.Container, p.Action, changes)
+	}
+	tw.Flush()
+	for _, r := range res.Remounted {
+		names := []string{r.Service}
+		for _, j := range r.Joined {
+			names = append(names, j.Service)
+		}
+		fmt.Fprintf(w, "remounted %s (writable layers kept), downtime %s\n", strings.Join(names, ", "), r.Downtime.Round(time.Millisecond))
+	}
+	return nil
+}

@@ -1,0 +1,324 @@
+package remount
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/compose"
+)
+
+// What Up does to a service's container (UpPlan.Action).
+const (
+	UpCreate   = "create"   // no container: compose creates it
+	UpStart    = "start"    // stopped and current: compose starts it
+	UpKeep     = "keep"     // running and current: nothing to do
+	UpRecreate = "recreate" // compose recreates it: its writable layer is empty, nothing is lost
+	UpRemount  = "remount"  // compose would recreate it and discard its writable layer: remounted instead
+	UpRebase   = "rebase"   // its image changed and its writable layer is not empty: refused (the layer sits on the old image)
+)
+
+// ErrImageChanged: a container with a non-empty writable layer runs an image
+// the service no longer uses (pulled or rebuilt); its layer can't be remounted
+// onto the new image.
+var ErrImageChanged = errors.New("the service's image changed under a non-empty writable layer")
+
+// UpEngine is what Up and PlanUp use: Engine and the container's filesystem
+// changes. *client.Client implements it.
+type UpEngine interface {
+	Engine
+	ContainerDiff(ctx context.Context, id string, options client.ContainerDiffOptions) (client.ContainerDiffResult, error)
+}
+
+// UpOptions select the project and services of Up and PlanUp.
+type UpOptions struct {
+	Project    *types.Project
+	Compose    compose.Options
+	ComposeEnv []string
+	// Services limits Up to these services (and, as compose does, what they
+	// depend on); empty: every service.
+	Services []string
+	// DryRun plans without changing anything.
+	DryRun bool
+	// Keep, WaitTimeout: see Options.
+	Keep        int
+	WaitTimeout time.Duration
+	// Progress, when set, is called before each step.
+	Progress func(step, detail string)
+}
+
+// UpPlan is what Up does to one container of a service (Container empty for
+// UpCreate).
+type UpPlan struct {
+	Service   string `json:"service"`
+	Container string `json:"container,omitempty"`
+	Action    string `json:"action"`
+	// Changes is the number of paths the writable layer adds, changes or
+	// deletes; Snapshot says the container runs a remount snapshot (the
+	// layers of earlier remounts are in it).
+	Changes  int  `json:"layer_changes"`
+	Snapshot bool `json:"snapshot,omitempty"`
+}
+
+// UpResult is the result of Up.
+type UpResult struct {
+	Project string   `json:"project"`
+	Plan    []UpPlan `json:"plan"`
+	// Remounted are the remounts Up ran (each with the services that join it).
+	Remounted []*Result `json:"remounted,omitempty"`
+	// Compose says whether docker compose up -d ran (for create, start, recreate).
+	Compose bool          `json:"compose"`
+	DryRun  bool          `json:"dry_run,omitempty"`
+	Total   time.Duration `json:"total_ns"`
+}
+
+// PlanUp says what Up would do to each container: it asks compose
+// (`docker compose --dry-run up -d`) what it would create, start and recreate,
+// and looks at the writable layer of each container compose would recreate.
+func PlanUp(ctx context.Context, eng UpEngine, opts UpOptions) ([]UpPlan, error) {
+	cli, err := findCompose(ctx, opts.Project, opts.Compose, opts.ComposeEnv)
+	if err != nil {
+		return nil, err
+	}
+	return planUp(ctx, eng, cli, opts)
+}
+
+func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) ([]UpPlan, error) {
+	p := opts.Project
+	for _, s := range opts.Services {
+		if _, ok := p.Services[s]; !ok {
+			return nil, fmt.Errorf("no service %s in project %s", s, p.Name)
+		}
+	}
+	verbs, err := cli.dryRunUp(ctx, opts.Services...)
+	if err != nil {
+		return nil, err
+	}
+	var plan []UpPlan
+	for _, name := range p.ServiceNames() {
+		cs, err := ServiceContainers(ctx, eng, p.Name, name)
+		if err != nil {
+			return nil, err
+		}
+		sort.Slice(cs, func(a, b int) bool { return containerName(cs[a].Names) < containerName(cs[b].Names) })
+		touched := false
+		for _, c := range cs {
+			n := containerName(c.Names)
+			v, ok := verbs[n]
+			if !ok {
+				continue
+			}
+			touched = true
+			pl := UpPlan{Service: name, Container: n, Action: UpKeep}
+			switch {
+			case v["Recreate"]:
+				diff, err := eng.ContainerDiff(ctx, c.ID, client.ContainerDiffOptions{})
+				if err != nil {
+					return nil, fmt.Errorf("reading the writable layer of %s: %w", n, err)
+				}
+				pl.Changes = len(diff.Changes)
+				pl.Action = UpRecreate
+				snap, err := onSnapshot(ctx, eng, c.ID)
+				if err != nil {
+					return nil, err
+				}
+				pl.Snapshot = snap
+				if pl.Changes > 0 || snap {
+					changed, err := imageChanged(ctx, eng, p, name, c.ID)
+					if err != nil {
+						return nil, err
+					}
+					pl.Action = UpRemount
+					if changed {
+						pl.Action = UpRebase
+					}
+				}
+			case v["Starting"] || v["Start"]:
+				pl.Action = UpStart
+			}
+			plan = append(plan, pl)
+		}
+		if !touched {
+			for n, v := range verbs {
+				if (v["Creating"] || v["Create"]) && slices.Contains(containerNames(p, name), n) {
+					plan = append(plan, UpPlan{Service: name, Container: n, Action: UpCreate})
+				}
+			}
+		}
+	}
+	return plan, nil
+}
+
+func containerName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(names[0], "/")
+}
+
+// onSnapshot reports whether the container runs a remount snapshot: its
+// earlier writable layers are in that image, so recreating it from the
+// service's image loses them even when its own layer is empty.
+func onSnapshot(ctx context.Context, eng Engine, id string) (bool, error) {
+	ins, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return false, fmt.Errorf("inspecting container %s: %w", id, err)
+	}
+	im, err := eng.ImageInspect(ctx, ins.Container.Image)
+	if err != nil {
+		return false, fmt.Errorf("inspecting the image of container %s: %w", id, err)
+	}
+	return im.Config != nil && im.Config.Labels[LabelService] != "", nil
+}
+
+// imageChanged reports whether the service's image is no longer the one the
+// container's writable layer sits on (for a snapshot: its base image).
+func imageChanged(ctx context.Context, eng Engine, p *types.Project, service, id string) (bool, error) {
+	ins, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return false, fmt.Errorf("inspecting container %s: %w", id, err)
+	}
+	base := p.Services[service].Image
+	if base == "" {
+		base = p.Name + "-" + service
+	}
+	baseIm, err := eng.ImageInspect(ctx, base)
+	if err != nil {
+		return false, fmt.Errorf("inspecting the service's image %s: %w", base, err)
+	}
+	lineage := ins.Container.Image
+	if cur, err := eng.ImageInspect(ctx, ins.Container.Image); err == nil && cur.Config != nil && cur.Config.Labels[LabelService] != "" {
+		lineage = cur.Config.Labels[LabelBaseImageID]
+	}
+	return lineage != "" && lineage != baseIm.ID, nil
+}
+
+// dryRunUp runs `docker compose --dry-run up -d` and returns, per container
+// name, the verbs compose printed for it (Recreate, Creating, Starting, Running…).
+func (c *composeCLI) dryRunUp(ctx context.Context, services ...string) (map[string]map[string]bool, error) {
+	args := append([]string{"--dry-run", "up", "-d", "--pull", "never", "--no-build"}, services...)
+	out, err := c.raw(ctx, append(append([]string{}, c.global...), args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("docker compose --dry-run up: %w", err)
+	}
+	res := map[string]map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		// "DRY-RUN MODE -  Container p-web-1  Recreate"
+		for i := 0; i+2 < len(f); i++ {
+			if f[i] == "Container" {
+				if res[f[i+1]] == nil {
+					res[f[i+1]] = map[string]bool{}
+				}
+				res[f[i+1]][f[i+2]] = true
+			}
+		}
+	}
+	return res, nil
+}
+
+// Up converges the project as `docker compose up -d` does — creates what is
+// missing, starts what is stopped, leaves what is current — except that a
+// container with a non-empty writable layer compose would recreate is
+// remounted instead (Run: with the services that join it, in dependency
+// order, rolled back on failure). It refuses, before changing anything, a
+// container whose image changed under a non-empty layer (ErrImageChanged).
+// After the remounts it asks compose again and refuses to run
+// `docker compose up -d` if that would still recreate a non-empty layer.
+func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
+	t0 := time.Now()
+	p := opts.Project
+	unlock, err := Lock(p.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if j, err := readJournal(p.Name); err != nil {
+		return nil, err
+	} else if j != nil {
+		return nil, fmt.Errorf("remount of service %s (step %s): %w: moltctl remount %s --resume or --rollback", j.Service, j.Step, ErrInterrupted, j.Service)
+	}
+	if err := noGroup(Options{Project: p}); err != nil {
+		return nil, err
+	}
+	cli, err := findCompose(ctx, p, opts.Compose, opts.ComposeEnv)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planUp(ctx, eng, cli, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpResult{Project: p.Name, Plan: plan, DryRun: opts.DryRun}
+	var remount []string
+	other := false
+	for _, pl := range plan {
+		switch pl.Action {
+		case UpRebase:
+			return nil, fmt.Errorf("container %s: %w (its layer sits on the old image's files): set image: back, or recreate it with docker compose up (the writable layer is lost)",
+				pl.Container, ErrImageChanged)
+		case UpRemount:
+			if !slices.Contains(remount, pl.Service) {
+				remount = append(remount, pl.Service)
+			}
+		case UpKeep:
+		default:
+			other = true
+		}
+	}
+	if opts.DryRun {
+		res.Total = time.Since(t0)
+		return res, nil
+	}
+	done := map[string]bool{}
+	for _, s := range Order(p, remount) {
+		if done[s] {
+			continue
+		}
+		if opts.Progress != nil {
+			opts.Progress("remount", s)
+		}
+		r, err := Run(ctx, eng, Options{Project: p, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
+			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress})
+		if err != nil {
+			return res, fmt.Errorf("remounting %s: %w", s, err)
+		}
+		res.Remounted = append(res.Remounted, r)
+		done[s] = true
+		for _, jr := range r.Joined {
+			done[jr.Service] = true
+		}
+	}
+	if !other && len(remount) == 0 {
+		res.Total = time.Since(t0)
+		return res, nil
+	}
+	// Never let compose discard a layer: ask it again after the remounts.
+	again, err := planUp(ctx, eng, cli, opts)
+	if err != nil {
+		return res, err
+	}
+	for _, pl := range again {
+		if pl.Action == UpRemount || pl.Action == UpRebase {
+			return res, fmt.Errorf("container %s: docker compose up would still recreate it after the remounts (its writable layer has %d changes): not running it; moltctl remount %s",
+				pl.Container, pl.Changes, pl.Service)
+		}
+	}
+	if opts.Progress != nil {
+		opts.Progress("compose", "docker compose up -d")
+	}
+	args := append([]string{"up", "-d", "--pull", "never", "--no-build"}, opts.Services...)
+	if _, err := cli.run(ctx, args...); err != nil {
+		return res, err
+	}
+	res.Compose = true
+	res.Total = time.Since(t0)
+	return res, nil
+}
