@@ -128,6 +128,10 @@ type Options struct {
 	// keepConfig recreates the container with its own config instead of
 	// compose's (rejoin).
 	keepConfig bool
+	// replicaName selects one replica of a scaled service; template is the
+	// container compose made for the service's current config (runReplicas).
+	replicaName string
+	template    *container.InspectResponse
 	// inGroup: a member of a group remount (runGroup), under its journal.
 	inGroup bool
 	// Progress, when set, is called before each step.
@@ -240,6 +244,11 @@ func (o *Options) defaults() error {
 func Run(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
+	}
+	if scaled, err := replicas(ctx, eng, opts); err != nil {
+		return nil, err
+	} else if scaled {
+		return runReplicas(ctx, eng, opts)
 	}
 	if !opts.NoDependents {
 		if deps := Dependents(opts.Project, opts.Service); len(deps) > 0 {
@@ -368,9 +377,6 @@ func (r *run) preflight(ctx context.Context) error {
 		}
 		return fmt.Errorf("no service %s in project %s", name, p.Name)
 	}
-	if svc.GetScale() > 1 {
-		return fmt.Errorf("service %s has scale %d: %w yet (remount one replica at a time is planned); scale it to 1 first", name, svc.GetScale(), ErrUnsupported)
-	}
 	cs, err := ServiceContainers(ctx, r.eng, p.Name, name)
 	if err != nil {
 		return err
@@ -378,8 +384,8 @@ func (r *run) preflight(ctx context.Context) error {
 	if len(cs) == 0 {
 		return fmt.Errorf("service %s: %w", name, ErrNoContainer)
 	}
-	if len(cs) > 1 {
-		return fmt.Errorf("service %s has %d containers: %w yet; scale it to 1 first", name, len(cs), ErrUnsupported)
+	if cs, err = r.replica(cs); err != nil {
+		return err
 	}
 	old, err := r.eng.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
 	if err != nil {
@@ -441,6 +447,12 @@ func (r *run) preflight(ctx context.Context) error {
 		OldID: c.ID, OldName: strings.TrimPrefix(c.Name, "/"), Running: c.State != nil && c.State.Running,
 		Old: raw, BaseImage: base, BaseImageID: baseIm.ID, Parent: parent, Seq: seq, SnapshotTag: snapshotTag(p.Name, name, seq),
 	}
+	if r.opts.template != nil {
+		if r.j.New, err = json.Marshal(replicaTemplate(*r.opts.template, c)); err != nil {
+			return fmt.Errorf("recording the template of %s: %w", r.j.OldName, err)
+		}
+		r.j.Replica = r.j.OldName
+	}
 	r.res.Container, r.res.OldID, r.res.Snapshot, r.res.Parent, r.res.BaseImage = r.j.OldName, c.ID, r.j.SnapshotTag, parent, base
 	how := "commit (pause=false)"
 	if r.opts.Flatten {
@@ -495,9 +507,12 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, "journal", err)
 		}
 	}
-	if j.Step == stepCommitted && j.KeepConfig {
-		// Rejoin: the old container is the template, compose is not asked.
-		j.New = j.Old
+	if j.Step == stepCommitted && (j.KeepConfig || j.Replica != "") {
+		// Rejoin: the old container is the template; a replica: the template
+		// compose made for the service (journaled at the start). Compose is not asked.
+		if j.Replica == "" {
+			j.New = j.Old
+		}
 		if err := j.save(stepComposed); err != nil {
 			return nil, r.fail(ctx, "journal", err)
 		}
@@ -696,8 +711,12 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 			oldExists = true
 		}
 	}
-	// Remove every other container of the service (compose's, the clone), keeping volumes.
+	// Remove every other container of the service (compose's, the clone), keeping
+	// volumes; of a replica, only those under its name (the other replicas serve).
 	for _, c := range cs {
+		if j.Replica != "" && !slices.Contains(c.Names, "/"+j.Replica) {
+			continue
+		}
 		if c.ID != j.OldID {
 			if err := r.removeContainer(ctx, c.ID); err != nil {
 				return "", fmt.Errorf("removing container %s: %w", c.ID, err)

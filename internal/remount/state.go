@@ -80,10 +80,13 @@ type journal struct {
 	Started time.Time `json:"started"`
 	Flatten bool      `json:"flatten,omitempty"`
 	// KeepConfig: the container is recreated with its own config (Rejoin), not compose's.
-	KeepConfig bool   `json:"keep_config,omitempty"`
-	OldID      string `json:"old_id"`
-	OldName    string `json:"old_name"`
-	Running    bool   `json:"running"`
+	KeepConfig bool `json:"keep_config,omitempty"`
+	// Replica is the name of the replica remounted, of a scaled service; New
+	// is then compose's template for it, made at the start.
+	Replica string `json:"replica,omitempty"`
+	OldID   string `json:"old_id"`
+	OldName string `json:"old_name"`
+	Running bool   `json:"running"`
 	// Old is the old container's inspect: enough to recreate it on the snapshot.
 	Old json.RawMessage `json:"old"`
 	// BaseImage is the service's image reference (the snapshot's base).

@@ -305,11 +305,17 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 	if err != nil {
 		return res, err
 	}
+	current := true
 	for _, pl := range again {
 		if pl.Action == UpRemount || pl.Action == UpRebase {
 			return res, fmt.Errorf("container %s: docker compose up would still recreate it after the remounts (its writable layer has %d changes): not running it; moltctl remount %s",
 				pl.Container, pl.Changes, pl.Service)
 		}
+		current = current && pl.Action == UpKeep
+	}
+	if current {
+		res.Total = time.Since(t0)
+		return res, nil
 	}
 	if opts.Progress != nil {
 		opts.Progress("compose", "docker compose up -d")
