@@ -97,6 +97,19 @@ func noGroup(opts Options) error {
 	return nil
 }
 
+// noJournal refuses a remount while an interrupted remount's journal waits.
+func noJournal(project string) error {
+	j, err := readJournal(project)
+	if err != nil {
+		return err
+	}
+	if j != nil {
+		return fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
+			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
+	}
+	return nil
+}
+
 // member is the remount of one service of a group: under the group's lock,
 // started as soon as it is remounted and checked by the group.
 func member(opts Options, service string) Options {

@@ -70,11 +70,8 @@ func runReplicas(ctx context.Context, eng Engine, opts Options) (*Result, error)
 	if err := noGroup(opts); err != nil {
 		return nil, err
 	}
-	if j, err := readJournal(opts.Project.Name); err != nil {
+	if err := noJournal(opts.Project.Name); err != nil {
 		return nil, err
-	} else if j != nil {
-		return nil, fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
-			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
 	}
 	if deps := Dependents(opts.Project, opts.Service); len(deps) > 0 {
 		return nil, fmt.Errorf("service %s has replicas and %s join it: %w", opts.Service, strings.Join(deps, ", "), ErrUnsupported)

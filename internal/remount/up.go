@@ -153,6 +153,19 @@ func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) 
 			}
 		}
 	}
+	// A service compose would recreate (empty layer) that a remounted one joins
+	// is remounted too: compose would recreate the joining one again with it.
+	for i, pl := range plan {
+		if pl.Action != UpRecreate {
+			continue
+		}
+		for _, d := range Dependents(p, pl.Service) {
+			if slices.ContainsFunc(plan, func(o UpPlan) bool { return o.Service == d && o.Action == UpRemount }) {
+				plan[i].Action = UpRemount
+				break
+			}
+		}
+	}
 	return plan, nil
 }
 
@@ -240,10 +253,8 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		return nil, err
 	}
 	defer unlock()
-	if j, err := readJournal(p.Name); err != nil {
+	if err := noJournal(p.Name); err != nil {
 		return nil, err
-	} else if j != nil {
-		return nil, fmt.Errorf("remount of service %s (step %s): %w: moltctl remount %s --resume or --rollback", j.Service, j.Step, ErrInterrupted, j.Service)
 	}
 	if err := noGroup(Options{Project: p}); err != nil {
 		return nil, err

@@ -193,3 +193,46 @@ func TestUpJoined(t *testing.T) {
 		t.Errorf("gateway after the refusal: got %s, want %s", got, gw)
 	}
 }
+
+// TestUpJoinedEmptyParent: the gateway's layer is empty but the CLI joining it
+// has one: compose would recreate both, so up remounts both (the gateway's
+// recreate would take the CLI's layer with it).
+func TestUpJoinedEmptyParent(t *testing.T) {
+	eng := dockertest.Engine(t)
+	dockertest.Busybox(t)
+	name := dockertest.Name("upclaw")
+	t.Cleanup(func() {
+		ids, _ := dockertest.Run("docker", "images", "-q", "--filter", "label="+remount.LabelProject+"="+name)
+		for _, id := range strings.Fields(ids) {
+			dockertest.Run("docker", "rmi", "-f", id)
+		}
+	})
+	dir := dockertest.Project(t, name, strings.ReplaceAll(clawFile("1", "1", runLoop), "volumes: [./data:/data]", "volumes: []"))
+	t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
+	f := &fixture{name: name, dir: dir, eng: eng, copts: compose.Options{ProjectName: name, Files: []string{filepath.Join(dir, "compose.yaml")}}}
+	f.compose(t, "up", "-d")
+	f.compose(t, "exec", "-T", cli, "sh", "-c", "echo cli > /kept")
+	f.write(t, strings.ReplaceAll(clawFile("2", "1", runLoop), "volumes: [./data:/data]", "volumes: []"))
+	p, err := compose.Load(context.Background(), f.copts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := remount.PlanUp(context.Background(), eng, remount.UpOptions{Project: p, Compose: f.copts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(plan); got[gateway] != remount.UpRemount || got[cli] != remount.UpRemount {
+		t.Errorf("plan: got %v, want both remounted", got)
+	}
+	if _, err := remount.Up(context.Background(), eng, remount.UpOptions{Project: p, Compose: f.copts}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if got := f.compose(t, "exec", "-T", cli, "cat", "/kept"); got != "cli" {
+		t.Errorf("cli layer after up: got %q, want cli", got)
+	}
+	ids := f.compose(t, "ps", "-q")
+	f.compose(t, "up", "-d")
+	if got := f.compose(t, "ps", "-q"); got != ids {
+		t.Errorf("docker compose up -d after moltctl up: got %q, want %q", got, ids)
+	}
+}
