@@ -3,7 +3,7 @@
 // It has moltctl's bootstrap and version commands and nothing else, so a
 // container start pays for none of the compose and engine packages'
 // initialisation (compose-go's JSON schema alone took 4 ms per start).
-// For migrate, remount and status use the full moltctl.
+// For migrate, remount, status and up use the full moltctl.
 package main
 
 import (
@@ -23,7 +23,7 @@ var version = "dev"
 func main() {
 	root := &cobra.Command{
 		Use:           "moltctl",
-		Short:         "moltctl's image entrypoint build: bootstrap only (migrate, remount and status are in the full moltctl)",
+		Short:         "moltctl's image entrypoint build: bootstrap only (migrate, remount, status and up are in the full moltctl)",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -37,7 +37,7 @@ func main() {
 		},
 	})
 	// The full moltctl's other commands, hidden: they say where to run them.
-	for _, name := range []string{"migrate", "remount", "status"} {
+	for _, name := range []string{"migrate", "remount", "status", "up"} {
 		root.AddCommand(&cobra.Command{
 			Use:                name,
 			Hidden:             true,
