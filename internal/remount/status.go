@@ -99,6 +99,9 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 	if j, err := readJournal(p.Name); err == nil && j != nil {
 		rep.Interrupted, rep.InterruptedService = j.Step, j.Service
 	}
+	if g, err := readGroup(p.Name); err == nil && g != nil {
+		rep.Interrupted, rep.InterruptedService = g.Step, g.Service
+	}
 	for _, n := range names {
 		svc := p.Services[n]
 		cs, err := ServiceContainers(ctx, eng, p.Name, n)
