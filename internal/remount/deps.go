@@ -146,12 +146,12 @@ func sharedNamespace(cfg *container.Config, hc *container.HostConfig) {
 	hc.PortBindings, hc.PublishAllPorts = nil, false
 }
 
-// rejoin points the namespace modes of a container about to be created
+// rejoinModes points the namespace modes of a container about to be created
 // (network, IPC, PID as container:<id>) that name a container that no longer
 // exists at the current container of the service the compose file says it
 // joins: a rollback recreates a container whose old config names the joined
 // service's previous container.
-func (r *run) rejoin(ctx context.Context, labels map[string]string, hc *container.HostConfig) error {
+func (r *run) rejoinModes(ctx context.Context, labels map[string]string, hc *container.HostConfig) error {
 	var svc types.ServiceConfig
 	if r.opts.Project != nil {
 		svc = r.opts.Project.Services[labels["com.docker.compose.service"]]

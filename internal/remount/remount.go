@@ -896,7 +896,7 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 		later = nil
 	}
 	sharedNamespace(&cfg, &hc)
-	if err := r.rejoin(ctx, cfg.Labels, &hc); err != nil {
+	if err := r.rejoinModes(ctx, cfg.Labels, &hc); err != nil {
 		return "", err
 	}
 	res, err := r.eng.ContainerCreate(ctx, client.ContainerCreateOptions{
