@@ -104,6 +104,12 @@ func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {
 		for _, s := range res.Plan {
 			fmt.Fprintf(w, "  %s\n", s)
 		}
+		for _, j := range res.Joined {
+			fmt.Fprintf(w, "then %s:\n", j.Service)
+			for _, s := range j.Plan {
+				fmt.Fprintf(w, "  %s\n", s)
+			}
+		}
 		return nil
 	}
 	if o.rollback {
@@ -111,6 +117,9 @@ func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {
 		return nil
 	}
 	fmt.Fprintf(w, "remounted %s: container %s (%.12s) runs snapshot %s (%d layers)\n", res.Service, res.Container, res.NewID, res.Snapshot, res.Layers)
+	for _, j := range res.Joined {
+		fmt.Fprintf(w, "  then %s: container %s (%.12s) runs snapshot %s (%d layers)\n", j.Service, j.Container, j.NewID, j.Snapshot, j.Layers)
+	}
 	fmt.Fprintf(w, "  commit %s, downtime %s, total %s\n", res.Commit.Round(time.Millisecond), res.Downtime.Round(time.Millisecond), res.Total.Round(time.Millisecond))
 	if len(res.Pruned) > 0 {
 		fmt.Fprintf(w, "  removed old snapshots: %s\n", strings.Join(res.Pruned, ", "))

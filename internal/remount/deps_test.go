@@ -93,3 +93,23 @@ func TestSharedNamespace(t *testing.T) {
 		})
 	}
 }
+
+func TestLayerChanges(t *testing.T) {
+	mounts := []container.MountPoint{{Destination: "/data"}, {Destination: "/home/node/x"}}
+	for _, tc := range []struct {
+		paths []string
+		want  int
+	}{
+		{[]string{"/data", "/home", "/home/node", "/home/node/x"}, 0},
+		{[]string{"/data", "/home/node/.profile", "/opt"}, 2},
+		{nil, 0},
+	} {
+		var changes []container.FilesystemChange
+		for _, p := range tc.paths {
+			changes = append(changes, container.FilesystemChange{Path: p})
+		}
+		if got := layerChanges(changes, mounts); got != tc.want {
+			t.Errorf("layerChanges(%v): got %d, want %d", tc.paths, got, tc.want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/moltctl/moltctl/internal/statefile"
 )
@@ -245,6 +246,7 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 		}
 	}
 	results := map[string]*Result{}
+	var lastUp time.Time
 	if g.Step == groupStopped || g.Step == groupDone {
 		// Killed between recording a finished remount and removing its journal.
 		if j, err := readJournal(g.Project); err != nil {
@@ -283,6 +285,7 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 				return nil, g.fail(ctx, eng, opts, "remounting "+s, err)
 			}
 			results[s] = res
+			lastUp = time.Now() // a member starts at the end of its remount
 		}
 		if err := g.save(groupRemounted); err != nil {
 			return nil, g.fail(ctx, eng, opts, "journal", err)
@@ -290,17 +293,9 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 	}
 	if g.Step == groupRemounted {
 		if !opts.NoWait {
-			for _, s := range g.Running {
-				progressOf(opts, "wait", s)
-				cs, err := ServiceContainers(ctx, eng, g.Project, s)
-				if err != nil {
-					return nil, g.fail(ctx, eng, opts, "checking "+s, err)
-				}
-				for _, c := range cs {
-					if err := Check(ctx, eng, c.ID, opts.WaitTimeout); err != nil {
-						return nil, g.fail(ctx, eng, opts, "checking "+s, err)
-					}
-				}
+			progressOf(opts, "wait", fmt.Sprintf("%s, up to %s", strings.Join(g.Running, ", "), opts.WaitTimeout))
+			if err := checkServices(ctx, eng, g.Project, g.Running, opts.WaitTimeout); err != nil {
+				return nil, g.fail(ctx, eng, opts, "checking the group", err)
 			}
 		}
 		var stopped []string
@@ -325,11 +320,31 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 			root.Joined = append(root.Joined, res)
 		}
 	}
-	if !g.StoppedAt.IsZero() {
-		root.Downtime = time.Since(g.StoppedAt)
+	if !g.StoppedAt.IsZero() && !lastUp.IsZero() {
+		root.Downtime = lastUp.Sub(g.StoppedAt)
 	}
 	root.Total = time.Since(t0)
 	return root, nil
+}
+
+// checkServices runs Check on the containers of the services side by side.
+func checkServices(ctx context.Context, eng Engine, project string, services []string, timeout time.Duration) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, s := range services {
+		cs, err := ServiceContainers(ctx, eng, project, s)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			g.Go(func() error {
+				if err := Check(ctx, eng, c.ID, timeout); err != nil {
+					return fmt.Errorf("service %s: %w", s, err)
+				}
+				return nil
+			})
+		}
+	}
+	return g.Wait()
 }
 
 // fail rolls the group back after a failure.

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
@@ -123,7 +125,7 @@ func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) 
 				if err != nil {
 					return nil, fmt.Errorf("reading the writable layer of %s: %w", n, err)
 				}
-				pl.Changes = len(diff.Changes)
+				pl.Changes = layerChanges(diff.Changes, c.Mounts)
 				pl.Action = UpRecreate
 				snap, err := onSnapshot(ctx, eng, c.ID)
 				if err != nil {
@@ -167,6 +169,25 @@ func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) 
 		}
 	}
 	return plan, nil
+}
+
+// layerChanges counts the changes of a writable layer that are not the
+// mount points the engine created (and their parent directories): a
+// container whose only changes are those loses nothing when recreated.
+func layerChanges(changes []container.FilesystemChange, mounts []container.MountPoint) int {
+	points := map[string]bool{}
+	for _, m := range mounts {
+		for d := m.Destination; d != "/" && d != "." && d != ""; d = path.Dir(d) {
+			points[d] = true
+		}
+	}
+	n := 0
+	for _, c := range changes {
+		if !points[c.Path] {
+			n++
+		}
+	}
+	return n
 }
 
 func containerName(names []string) string {

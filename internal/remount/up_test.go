@@ -22,6 +22,7 @@ const upCompose = `services:
     image: moltctl-test/busybox:1
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
     environment: {GEN: "G"}
+    volumes: [./e:/home/new/mnt]  # the engine makes the mount point in the layer
   same:
     image: moltctl-test/busybox:1
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
