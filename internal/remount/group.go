@@ -365,6 +365,9 @@ func (g *groupJournal) fail(ctx context.Context, eng Engine, opts Options, step 
 // services that ran are started again in that order.
 func (g *groupJournal) rollback(ctx context.Context, eng Engine, opts Options) (string, error) {
 	progressOf(opts, "rollback", strings.Join(g.Services, ", "))
+	// Before any member's remount began, nothing was recreated: starting
+	// again what ran is all there is to undo.
+	changed := g.Current != "" || len(g.Done) > 0 || (g.Step != groupBegun && g.Step != groupStopped)
 	if g.Current != "" {
 		j, err := readJournal(g.Project)
 		if err != nil {
@@ -382,25 +385,8 @@ func (g *groupJournal) rollback(ctx context.Context, eng Engine, opts Options) (
 			return "", err
 		}
 	}
-	if err := stopServices(ctx, eng, opts, g.Project, g.Services); err != nil {
-		return "", err
-	}
-	for _, s := range g.Services {
-		i := slices.IndexFunc(g.Done, func(j journal) bool { return j.Service == s })
-		if i < 0 {
-			if err := rejoin(ctx, eng, member(opts, s)); err != nil {
-				return "", err
-			}
-			continue
-		}
-		j := g.Done[i]
-		j.Running = false
-		r := &run{eng: eng, opts: member(opts, s), j: &j, res: &Result{}}
-		if _, err := r.rollback(ctx); err != nil {
-			return "", fmt.Errorf("restoring %s: %w", s, err)
-		}
-		g.Done = slices.Delete(g.Done, i, i+1)
-		if err := g.save(groupRestored); err != nil {
+	if changed {
+		if err := g.restore(ctx, eng, opts); err != nil {
 			return "", err
 		}
 	}
@@ -411,6 +397,36 @@ func (g *groupJournal) rollback(ctx context.Context, eng Engine, opts Options) (
 		return "", err
 	}
 	return fmt.Sprintf("rolled back: %s run their previous containers (config and writable layer) again", strings.Join(g.Services, ", ")), nil
+}
+
+// restore stops every member, dependents first, and puts them back, what
+// others join first: a remounted member gets its previous config and layer
+// from its snapshot; one not remounted is rejoined when what it joins was
+// recreated.
+func (g *groupJournal) restore(ctx context.Context, eng Engine, opts Options) error {
+	if err := stopServices(ctx, eng, opts, g.Project, g.Services); err != nil {
+		return err
+	}
+	for _, s := range g.Services {
+		i := slices.IndexFunc(g.Done, func(j journal) bool { return j.Service == s })
+		if i < 0 {
+			if err := rejoin(ctx, eng, member(opts, s)); err != nil {
+				return err
+			}
+			continue
+		}
+		j := g.Done[i]
+		j.Running = false
+		r := &run{eng: eng, opts: member(opts, s), j: &j, res: &Result{}}
+		if _, err := r.rollback(ctx); err != nil {
+			return fmt.Errorf("restoring %s: %w", s, err)
+		}
+		g.Done = slices.Delete(g.Done, i, i+1)
+		if err := g.save(groupRestored); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recoverGroup resumes or rolls back the interrupted group remount g.
@@ -425,7 +441,8 @@ func recoverGroup(ctx context.Context, eng Engine, opts Options, g *groupJournal
 		return res, nil
 	}
 	opts.Service = g.Service
-	if rollback {
+	// A rollback that was interrupted is finished, whichever was asked.
+	if rollback || g.Step == groupRestored {
 		restored, err := g.rollback(ctx, eng, opts)
 		if err != nil {
 			return nil, fmt.Errorf("rolling back the remount of %s: %w (journal kept: %s)", strings.Join(g.Services, ", "), err, GroupJournalPath(g.Project))
