@@ -3,6 +3,8 @@ package remount_test
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,5 +124,49 @@ func TestRemountReplicasRollsBack(t *testing.T) {
 	checkReplicas(t, names[1:], "1")
 	if n := len(strings.Fields(f.compose(t, "ps", "-a", "-q", "web"))); n != 2 {
 		t.Errorf("containers of web: got %d, want 2", n)
+	}
+}
+
+// TestRemountReplicasKilled kills the remount inside the first replica's and
+// resumes (the rest is left to a second run) or rolls it back: the other
+// replica is never touched by the recovery.
+func TestRemountReplicasKilled(t *testing.T) {
+	for _, tc := range []struct {
+		step     string
+		rollback bool
+	}{
+		{"committed", false},
+		{"new-removed", true},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			f, names := setupReplicas(t)
+			f.write(t, strings.Replace(replicaCompose, `GEN: "1"`, `GEN: "2"`, 1))
+			second := dockertest.Docker(t, "inspect", "-f", "{{.Id}}", names[1])
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name,
+				"REMOUNT_TEST_FILE="+f.copts.Files[0], "MOLTCTL_REMOUNT_CRASH_AFTER="+tc.step)
+			if out, err := cmd.CombinedOutput(); err == nil {
+				t.Fatalf("child: got success (%s), want it killed", out)
+			}
+			if tc.rollback {
+				if _, err := remount.Rollback(context.Background(), f.eng, f.options(t)); err != nil {
+					t.Fatalf("rollback: %v", err)
+				}
+				checkReplicas(t, names, "1")
+			} else {
+				if _, err := remount.Resume(context.Background(), f.eng, f.options(t)); err != nil {
+					t.Fatalf("resume: %v", err)
+				}
+				checkReplicas(t, names[:1], "2")
+				checkReplicas(t, names[1:], "1")
+			}
+			if got := dockertest.Docker(t, "inspect", "-f", "{{.Id}}", names[1]); got != second {
+				t.Errorf("second replica: got %s, want %s untouched", got, second)
+			}
+			if _, err := remount.Run(context.Background(), f.eng, f.options(t)); err != nil {
+				t.Fatalf("remount after the recovery: %v", err)
+			}
+			checkReplicas(t, names, "2")
+		})
 	}
 }
