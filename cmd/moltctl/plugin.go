@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// The docker CLI plugin protocol (docker/cli's cli-plugins): a plugin is an
+// executable docker-NAME in a cli-plugins directory (DOCKER_CONFIG/cli-plugins,
+// ~/.docker/cli-plugins, /usr/local/lib/docker/cli-plugins, ...). The CLI asks
+// it `docker-NAME docker-cli-plugin-metadata` for a JSON description, and runs
+// `docker [GLOBAL FLAGS] NAME ARG...` as docker-NAME with all of its own
+// arguments: the global flags, the plugin's name, then the plugin's arguments
+// (`docker help NAME` as `help NAME`). The environment is passed through
+// (DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG) with
+// DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND added.
+const (
+	pluginName        = "moltctl"
+	pluginMetadataArg = "docker-cli-plugin-metadata"
+)
+
+// pluginMetadata is the answer to docker-cli-plugin-metadata.
+type pluginMetadata struct {
+	SchemaVersion    string
+	Vendor           string
+	Version          string
+	ShortDescription string
+	URL              string
+}
+
+// isPlugin reports whether the program runs as the docker CLI plugin: it
+// was started as docker-moltctl (the docker CLI starts plugins by their path).
+func isPlugin(argv0 string) bool { return filepath.Base(argv0) == "docker-"+pluginName }
+
+func newPluginMetadataCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    pluginMetadataArg,
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "     ")
+			return enc.Encode(pluginMetadata{
+				SchemaVersion:    "0.1.0",
+				Vendor:           "moltctl",
+				Version:          moltctlVersion(),
+				ShortDescription: "Migrate, remount and bootstrap stateful Docker Compose deployments",
+				URL:              "https://github.com/moltctl/moltctl",
+			})
+		},
+	}
+}
+
+// executePlugin is execute for the docker CLI plugin: args are the docker
+// CLI's, turned into moltctl's by pluginArgs.
+func executePlugin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	args, err := pluginArgs(args, os.Setenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "docker %s: %v\n", pluginName, err)
+		return 1
+	}
+	return execute(ctx, args, stdout, stderr)
+}
+
+// errTLSFlags is returned for the docker CLI's TLS flags, which moltctl does
+// not take (the engine client reads DOCKER_TLS_VERIFY and DOCKER_CERT_PATH).
+var errTLSFlags = errors.New("the docker CLI's TLS flags are not passed on to plugins by moltctl: set DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH instead")
+
+// pluginArgs turns the command line the docker CLI runs the plugin with into
+// moltctl's: the docker CLI's global flags are parsed as the docker CLI
+// defines them; -H and --context become moltctl's --host and --context,
+// --config becomes DOCKER_CONFIG (set with setenv, so the engine lookup and
+// the docker compose CLI moltctl runs read the same configuration); -D and
+// -l only concern the docker CLI's own log and are dropped.
+func pluginArgs(args []string, setenv func(key, value string) error) ([]string, error) {
+	if len(args) > 0 && args[0] == pluginMetadataArg {
+		return args, nil
+	}
+	fs := pflag.NewFlagSet("docker", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SetInterspersed(false)
+	config := fs.String("config", "", "")
+	dockerContext := fs.StringP("context", "c", "", "")
+	hosts := fs.StringArrayP("host", "H", nil, "")
+	fs.BoolP("debug", "D", false, "")
+	fs.StringP("log-level", "l", "", "")
+	fs.Bool("tls", false, "")
+	fs.Bool("tlsverify", false, "")
+	fs.String("tlscacert", "", "")
+	fs.String("tlscert", "", "")
+	fs.String("tlskey", "", "")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("the docker CLI's flags: %w", err)
+	}
+	for _, name := range []string{"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"} {
+		if fs.Changed(name) {
+			return nil, fmt.Errorf("--%s: %w", name, errTLSFlags)
+		}
+	}
+	rest := fs.Args()
+	switch {
+	case len(rest) >= 2 && rest[0] == "help" && rest[1] == pluginName:
+		rest = append([]string{"help"}, rest[2:]...)
+	case len(rest) >= 1 && rest[0] == pluginName:
+		rest = rest[1:]
+	default:
+		return nil, fmt.Errorf("started as a docker CLI plugin without the docker CLI's command line (got %q): run it as docker %s COMMAND, or install the binary as %s to run it alone", args, pluginName, pluginName)
+	}
+	var out []string
+	switch {
+	case len(*hosts) > 1:
+		return nil, fmt.Errorf("-H %q: give at most one engine endpoint", *hosts)
+	case len(*hosts) == 1 && *dockerContext != "":
+		return nil, errors.New("-H and --context: give one of them (the docker CLI refuses both too)")
+	case len(*hosts) == 1:
+		out = append(out, "--host="+(*hosts)[0])
+	case *dockerContext != "":
+		out = append(out, "--context="+*dockerContext)
+	}
+	if *config != "" {
+		if err := setenv("DOCKER_CONFIG", *config); err != nil {
+			return nil, fmt.Errorf("--config %q: %w", *config, err)
+		}
+	}
+	return append(out, rest...), nil
+}

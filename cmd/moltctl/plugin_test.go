@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moltctl/moltctl/internal/dockertest"
+)
+
+func TestPluginArgs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    []string
+		wantEnv string // DOCKER_CONFIG set, "" for none
+		wantErr string
+	}{
+		{"metadata", []string{"docker-cli-plugin-metadata"}, []string{"docker-cli-plugin-metadata"}, "", ""},
+		{"plain", []string{"moltctl", "migrate", "--dry-run"}, []string{"migrate", "--dry-run"}, "", ""},
+		{"no command", []string{"moltctl"}, []string{}, "", ""},
+		{"host", []string{"-H", "tcp://h:2376", "moltctl", "status", "-H", "x"}, []string{"--host=tcp://h:2376", "status", "-H", "x"}, "", ""},
+		{"host joined", []string{"--host=unix:///s.sock", "moltctl", "status"}, []string{"--host=unix:///s.sock", "status"}, "", ""},
+		{"context", []string{"-c", "remote", "moltctl", "remount", "app"}, []string{"--context=remote", "remount", "app"}, "", ""},
+		{"config, debug and log level dropped", []string{"--config", "/cfg", "-D", "-l", "warn", "moltctl", "version"}, []string{"version"}, "/cfg", ""},
+		{"help", []string{"help", "moltctl", "migrate"}, []string{"help", "migrate"}, "", ""},
+		{"plugin flags stay the plugin's", []string{"moltctl", "migrate", "--", "-H"}, []string{"migrate", "--", "-H"}, "", ""},
+		{"tls", []string{"--tlsverify", "moltctl", "status"}, nil, "", "--tlsverify: the docker CLI's TLS flags"},
+		{"two hosts", []string{"-H", "unix:///a", "-H", "unix:///b", "moltctl", "status"}, nil, "", "give at most one engine endpoint"},
+		{"host and context", []string{"-H", "unix:///a", "-c", "x", "moltctl", "status"}, nil, "", "give one of them"},
+		{"unknown docker flag", []string{"--bogus", "moltctl", "status"}, nil, "", "the docker CLI's flags: unknown flag: --bogus"},
+		{"run by hand", []string{"migrate", "--dry-run"}, nil, "", `run it as docker moltctl COMMAND`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var env []string
+			got, err := pluginArgs(tc.args, func(k, v string) error { env = append(env, k+"="+v); return nil })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %q, %v; want an error containing %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+			var wantEnv []string
+			if tc.wantEnv != "" {
+				wantEnv = []string{"DOCKER_CONFIG=" + tc.wantEnv}
+			}
+			if !slices.Equal(env, wantEnv) {
+				t.Errorf("environment set: got %q, want %q", env, wantEnv)
+			}
+		})
+	}
+}
+
+// TestDockerCLIPlugin installs this test binary (TestMain runs moltctl when it
+// is called docker-moltctl) into a temporary docker config's cli-plugins
+// directory and runs it through the real docker CLI: the metadata the CLI
+// lists, global flags, contexts and --config reaching moltctl's engine lookup.
+func TestDockerCLIPlugin(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		dockertest.Unavailable(t, "no docker CLI: %v", err)
+	}
+	cfg := t.TempDir()
+	if err := os.Mkdir(filepath.Join(cfg, "cli-plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := filepath.Join(cfg, "cli-plugins", "docker-moltctl")
+	if err := os.WriteFile(plugin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A second configuration, for --config: the plugin, and a current context
+	// the first one does not have.
+	cfg2 := t.TempDir()
+	if err := os.Mkdir(filepath.Join(cfg2, "cli-plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg2, "cli-plugins", "docker-moltctl"), self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--config", cfg, "context", "create", "h13ctx", "--docker", "host=unix:///nonexistent-h13-context.sock"},
+		{"--config", cfg2, "context", "create", "h13current", "--docker", "host=unix:///nonexistent-h13-current.sock"},
+		{"--config", cfg2, "context", "use", "h13current"},
+	} {
+		dockertest.Docker(t, args...)
+	}
+	project := t.TempDir()
+	compose := "name: " + dockertest.Name("moltctl-plugin-") + "\nservices:\n  app:\n    image: " + dockertest.BusyboxImage + "\n    volumes: [data:/data]\nvolumes:\n  data: {}\n"
+	if err := os.WriteFile(filepath.Join(project, "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// docker runs the docker CLI in the project with DOCKER_CONFIG=cfg;
+	// DOCKER_HOST and DOCKER_CONTEXT are kept only with keepHost.
+	docker := func(t *testing.T, keepHost bool, env []string, args ...string) (stdout, stderr string, code int) {
+		t.Helper()
+		cmd := exec.Command("docker", args...)
+		cmd.Dir = project
+		for _, e := range os.Environ() {
+			k, _, _ := strings.Cut(e, "=")
+			if k == "DOCKER_CONFIG" || (!keepHost && (k == "DOCKER_HOST" || k == "DOCKER_CONTEXT")) {
+				continue
+			}
+			cmd.Env = append(cmd.Env, e)
+		}
+		cmd.Env = append(cmd.Env, "DOCKER_CONFIG="+cfg)
+		cmd.Env = append(cmd.Env, env...)
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			t.Fatalf("docker %q: %v", args, err)
+		}
+		return o.String(), e.String(), code
+	}
+
+	t.Run("metadata", func(t *testing.T) {
+		out, err := exec.Command(plugin, "docker-cli-plugin-metadata").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var md map[string]string
+		if err := json.Unmarshal(out, &md); err != nil {
+			t.Fatalf("metadata %q: %v", out, err)
+		}
+		for k, want := range map[string]string{"SchemaVersion": "0.1.0", "Vendor": "moltctl", "URL": "https://github.com/moltctl/moltctl"} {
+			if md[k] != want {
+				t.Errorf("metadata %s: got %q, want %q", k, md[k], want)
+			}
+		}
+		if md["Version"] == "" || md["ShortDescription"] == "" {
+			t.Errorf("metadata %q: want a Version and a ShortDescription", out)
+		}
+		// The docker CLI lists only plugins whose metadata it accepts.
+		stdout, stderr, code := docker(t, false, nil, "--help")
+		if code != 0 || !strings.Contains(stdout, "moltctl*") || !strings.Contains(stdout, md["ShortDescription"]) {
+			t.Errorf("docker --help: got exit code %d, stdout %q, stderr %q; want moltctl listed as a plugin", code, stdout, stderr)
+		}
+	})
+
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		args     []string
+		wantCode int
+		wantOut  string
+		wantErr  string
+	}{
+		{"version", nil, []string{"moltctl", "version"}, 0, "moltctl ", ""},
+		{"help", nil, []string{"help", "moltctl"}, 0, "remount", ""},
+		{"subcommand help", nil, []string{"moltctl", "migrate", "--help"}, 0, "--dry-run", ""},
+		{"host flag", nil, []string{"-H", "unix:///nonexistent-h13-host.sock", "moltctl", "status"}, 1, "", "unix:///nonexistent-h13-host.sock"},
+		{"context flag", nil, []string{"--context", "h13ctx", "moltctl", "status"}, 1, "", "unix:///nonexistent-h13-context.sock"},
+		{"DOCKER_CONTEXT", []string{"DOCKER_CONTEXT=h13ctx"}, []string{"moltctl", "status"}, 1, "", "unix:///nonexistent-h13-context.sock"},
+		{"DOCKER_HOST", []string{"DOCKER_HOST=unix:///nonexistent-h13-env.sock"}, []string{"moltctl", "status"}, 1, "", "unix:///nonexistent-h13-env.sock"},
+		{"config flag", nil, []string{"--config", cfg2, "-D", "-l", "error", "moltctl", "status"}, 1, "", "unix:///nonexistent-h13-current.sock"},
+		{"unknown command", nil, []string{"moltctl", "nope"}, 1, "", `moltctl: unknown command "nope"`},
+		{"bad flag under --dry-run", nil, []string{"moltctl", "migrate", "--dry-run", "--verify", "bogus"}, 1, "", `--verify "bogus": want delta or full`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := docker(t, false, tc.env, tc.args...)
+			if code != tc.wantCode || !strings.Contains(stdout, tc.wantOut) || !strings.Contains(stderr, tc.wantErr) {
+				t.Errorf("docker %q: got exit code %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q",
+					tc.args, code, stdout, stderr, tc.wantCode, tc.wantOut, tc.wantErr)
+			}
+			if tc.wantCode != 0 && strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("stderr %q: want one line", stderr)
+			}
+		})
+	}
+	t.Run("engine", func(t *testing.T) {
+		dockertest.Engine(t)
+		dockertest.Busybox(t)
+		stdout, stderr, code := docker(t, true, nil, "moltctl", "migrate", "--dry-run")
+		if code != 0 || !strings.Contains(stdout, "Nothing to convert.") {
+			t.Errorf("docker moltctl migrate --dry-run: got exit code %d, stdout %q, stderr %q; want 0 and the plan", code, stdout, stderr)
+		}
+	})
+}
