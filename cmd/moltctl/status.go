@@ -63,7 +63,7 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 		if c.ID == "" {
 			up = "-"
 		}
-		layers, writable := fmt.Sprint(c.Layers), statusSize(c.WritableBytes)
+		layers, writable := fmt.Sprint(c.Layers), compactBytes(c.WritableBytes)
 		if c.ID == "" {
 			layers, writable = "-", "-"
 		}
@@ -88,16 +88,4 @@ func statusKeys(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
-}
-
-func statusSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
 }
