@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -67,7 +68,39 @@ func executePlugin(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "docker %s: %v\n", pluginName, err)
 		return 1
 	}
+	ctx, cancel := pluginContext(ctx, os.Getenv(pluginSocketEnv))
+	defer cancel(nil)
 	return execute(ctx, args, stdout, stderr)
+}
+
+// pluginSocketEnv names the docker CLI's socket for its plugins. When the CLI
+// gets SIGINT or SIGTERM and its output is not a terminal, it closes the
+// socket's connections instead of forwarding the signal (on a terminal the
+// signal reaches the plugin directly), and kills the plugin at the third.
+const pluginSocketEnv = "DOCKER_CLI_PLUGIN_SOCKET"
+
+// errCLIStopped is the cause of the plugin's context when the docker CLI
+// closed the plugin socket.
+var errCLIStopped = errors.New("the docker CLI was stopped (SIGINT or SIGTERM)")
+
+// pluginContext returns ctx, also cancelled (cause errCLIStopped) when the
+// docker CLI closes the plugin socket at addr ("" or an unreachable socket:
+// ctx unchanged).
+func pluginContext(ctx context.Context, addr string) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	if addr == "" {
+		return ctx, cancel
+	}
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: addr, Net: "unix"})
+	if err != nil {
+		return ctx, cancel
+	}
+	go func() {
+		defer conn.Close()
+		io.Copy(io.Discard, conn) // returns at EOF: the CLI closed the socket
+		cancel(errCLIStopped)
+	}()
+	return ctx, cancel
 }
 
 // errTLSFlags is returned for the docker CLI's TLS flags, which moltctl does

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/moltctl/moltctl/internal/dockertest"
 )
@@ -183,6 +186,48 @@ func TestDockerCLIPlugin(t *testing.T) {
 			}
 		})
 	}
+	// SIGTERM to the docker CLI (not a terminal): the CLI closes the plugin
+	// socket and moltctl stops, here while it waits for an engine that accepts
+	// the connection and never answers.
+	t.Run("SIGTERM to the docker CLI", func(t *testing.T) {
+		sock := filepath.Join(t.TempDir(), "silent.sock")
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+			}
+		}()
+		cmd := exec.Command("docker", "-H", "unix://"+sock, "moltctl", "status")
+		cmd.Dir, cmd.Env = project, append(os.Environ(), "DOCKER_CONFIG="+cfg)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(stderr.String(), errCLIStopped.Error()) {
+				t.Errorf("got %v, stderr %q; want a failure saying %q", err, stderr.String(), errCLIStopped)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Signal(syscall.SIGTERM) // at the third, the docker CLI kills the plugin
+			cmd.Process.Signal(syscall.SIGTERM)
+			<-done
+			t.Errorf("docker moltctl still ran 10 s after the docker CLI got SIGTERM; stderr %q", stderr.String())
+		}
+	})
 	t.Run("engine", func(t *testing.T) {
 		dockertest.Engine(t)
 		dockertest.Busybox(t)
