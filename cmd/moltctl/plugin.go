@@ -20,9 +20,10 @@ import (
 // it `docker-NAME docker-cli-plugin-metadata` for a JSON description, and runs
 // `docker [GLOBAL FLAGS] NAME ARG...` as docker-NAME with all of its own
 // arguments: the global flags, the plugin's name, then the plugin's arguments
-// (`docker help NAME` as `help NAME`). The environment is passed through
-// (DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG) with
-// DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND added.
+// (`docker help NAME` as `help NAME`, shell completion as `__complete NAME
+// ...`). The environment is passed through (DOCKER_HOST, DOCKER_CONTEXT,
+// DOCKER_CONFIG) with DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND and
+// DOCKER_CLI_PLUGIN_SOCKET added.
 const (
 	pluginName        = "moltctl"
 	pluginMetadataArg = "docker-cli-plugin-metadata"
@@ -140,8 +141,9 @@ func pluginArgs(args []string, setenv func(key, value string) error) ([]string, 
 	}
 	rest := fs.Args()
 	switch {
-	case len(rest) >= 2 && rest[0] == "help" && rest[1] == pluginName:
-		rest = append([]string{"help"}, rest[2:]...)
+	case len(rest) >= 2 && (rest[0] == "help" || rest[0] == cobra.ShellCompRequestCmd || rest[0] == cobra.ShellCompNoDescRequestCmd) && rest[1] == pluginName:
+		// docker help moltctl ..., and the docker CLI's shell completion
+		rest = append([]string{rest[0]}, rest[2:]...)
 	case len(rest) >= 1 && rest[0] == pluginName:
 		rest = rest[1:]
 	default:
