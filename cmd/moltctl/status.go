@@ -63,7 +63,7 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 		if c.ID == "" {
 			up = "-"
 		}
-		layers, writable := fmt.Sprint(c.Layers), compactBytes(c.WritableBytes)
+		layers, writable := fmt.Sprint(c.Layers), statusSize(c.WritableBytes)
 		if c.ID == "" {
 			layers, writable = "-", "-"
 		}
@@ -88,4 +88,8 @@ func statusKeys(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+func statusSize(n int64) string {
+	return compactBytes(n) // cmd's one byte formatter (migrate.HumanBytes), compact
 }
