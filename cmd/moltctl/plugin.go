@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -104,16 +106,13 @@ func pluginContext(ctx context.Context, addr string) (context.Context, context.C
 	return ctx, cancel
 }
 
-// errTLSFlags is returned for the docker CLI's TLS flags, which moltctl does
-// not take (the engine client reads DOCKER_TLS_VERIFY and DOCKER_CERT_PATH).
-var errTLSFlags = errors.New("the docker CLI's TLS flags are not passed on to plugins by moltctl: set DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH instead")
-
 // pluginArgs turns the command line the docker CLI runs the plugin with into
 // moltctl's: the docker CLI's global flags are parsed as the docker CLI
 // defines them; -H and --context become moltctl's --host and --context,
-// --config becomes DOCKER_CONFIG (set with setenv, so the engine lookup and
-// the docker compose CLI moltctl runs read the same configuration); -D and
-// -l only concern the docker CLI's own log and are dropped.
+// --config becomes DOCKER_CONFIG and the TLS flags DOCKER_CERT_PATH and
+// DOCKER_TLS_VERIFY (set with setenv, so the engine client and the docker
+// compose CLI moltctl runs read the same configuration); -D and -l only
+// concern the docker CLI's own log and are dropped.
 func pluginArgs(args []string, setenv func(key, value string) error) ([]string, error) {
 	if len(args) > 0 && args[0] == pluginMetadataArg {
 		return args, nil
@@ -127,17 +126,14 @@ func pluginArgs(args []string, setenv func(key, value string) error) ([]string, 
 	fs.BoolP("debug", "D", false, "")
 	fs.StringP("log-level", "l", "", "")
 	fs.Bool("tls", false, "")
-	fs.Bool("tlsverify", false, "")
-	fs.String("tlscacert", "", "")
-	fs.String("tlscert", "", "")
-	fs.String("tlskey", "", "")
+	tlsVerify := fs.Bool("tlsverify", false, "")
+	tlsFiles := map[string]*string{
+		"tlscacert": fs.String("tlscacert", "", ""),
+		"tlscert":   fs.String("tlscert", "", ""),
+		"tlskey":    fs.String("tlskey", "", ""),
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("the docker CLI's flags: %w", err)
-	}
-	for _, name := range []string{"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"} {
-		if fs.Changed(name) {
-			return nil, fmt.Errorf("--%s: %w", name, errTLSFlags)
-		}
 	}
 	rest := fs.Args()
 	switch {
@@ -160,10 +156,55 @@ func pluginArgs(args []string, setenv func(key, value string) error) ([]string, 
 	case *dockerContext != "":
 		out = append(out, "--context="+*dockerContext)
 	}
+	env := map[string]string{}
 	if *config != "" {
-		if err := setenv("DOCKER_CONFIG", *config); err != nil {
-			return nil, fmt.Errorf("--config %q: %w", *config, err)
+		env["DOCKER_CONFIG"] = *config
+	}
+	if fs.Changed("tls") || fs.Changed("tlsverify") {
+		dir, err := pluginCertPath(fs, tlsFiles)
+		if err != nil {
+			return nil, err
+		}
+		env["DOCKER_CERT_PATH"] = dir
+		if *tlsVerify {
+			env["DOCKER_TLS_VERIFY"] = "1"
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		if err := setenv(k, env[k]); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", k, err)
 		}
 	}
 	return append(out, rest...), nil
+}
+
+// pluginCertPath is the directory of the docker CLI's TLS files: the engine
+// client reads ca.pem, cert.pem and key.pem from one directory
+// (DOCKER_CERT_PATH). Each flag's default is the docker CLI's: that file in
+// DOCKER_CERT_PATH, else in DOCKER_CONFIG, else in ~/.docker (--config does
+// not change them). Files that are not those three names in one directory
+// are refused with one line.
+func pluginCertPath(fs *pflag.FlagSet, files map[string]*string) (string, error) {
+	def := os.Getenv("DOCKER_CERT_PATH")
+	if def == "" {
+		def = os.Getenv("DOCKER_CONFIG")
+	}
+	if def == "" {
+		home, _ := os.UserHomeDir()
+		def = filepath.Join(home, ".docker")
+	}
+	dir := ""
+	for _, f := range []struct{ flag, base string }{{"tlscacert", "ca.pem"}, {"tlscert", "cert.pem"}, {"tlskey", "key.pem"}} {
+		p := filepath.Join(def, f.base)
+		if fs.Changed(f.flag) {
+			p = filepath.Clean(*files[f.flag])
+		}
+		if dir == "" {
+			dir = filepath.Dir(p)
+		}
+		if filepath.Base(p) != f.base || filepath.Dir(p) != dir {
+			return "", fmt.Errorf("--%s %q: moltctl reads the TLS files as ca.pem, cert.pem and key.pem of one directory (DOCKER_CERT_PATH, default %q): give all three, with those names", f.flag, p, def)
+		}
+	}
+	return dir, nil
 }

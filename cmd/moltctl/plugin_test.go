@@ -2,8 +2,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -18,28 +27,35 @@ import (
 )
 
 func TestPluginArgs(t *testing.T) {
+	t.Setenv("DOCKER_CERT_PATH", "")
+	t.Setenv("DOCKER_CONFIG", "/home/u/.docker")
 	for _, tc := range []struct {
 		name    string
 		args    []string
 		want    []string
-		wantEnv string // DOCKER_CONFIG set, "" for none
+		wantEnv []string // set with setenv, in order
 		wantErr string
 	}{
-		{"metadata", []string{"docker-cli-plugin-metadata"}, []string{"docker-cli-plugin-metadata"}, "", ""},
-		{"plain", []string{"moltctl", "migrate", "--dry-run"}, []string{"migrate", "--dry-run"}, "", ""},
-		{"no command", []string{"moltctl"}, []string{}, "", ""},
-		{"host", []string{"-H", "tcp://h:2376", "moltctl", "status", "-H", "x"}, []string{"--host=tcp://h:2376", "status", "-H", "x"}, "", ""},
-		{"host joined", []string{"--host=unix:///s.sock", "moltctl", "status"}, []string{"--host=unix:///s.sock", "status"}, "", ""},
-		{"context", []string{"-c", "remote", "moltctl", "remount", "app"}, []string{"--context=remote", "remount", "app"}, "", ""},
-		{"config, debug and log level dropped", []string{"--config", "/cfg", "-D", "-l", "warn", "moltctl", "version"}, []string{"version"}, "/cfg", ""},
-		{"help", []string{"help", "moltctl", "migrate"}, []string{"help", "migrate"}, "", ""},
-		{"completion", []string{"__complete", "moltctl", "mig"}, []string{"__complete", "mig"}, "", ""},
-		{"plugin flags stay the plugin's", []string{"moltctl", "migrate", "--", "-H"}, []string{"migrate", "--", "-H"}, "", ""},
-		{"tls", []string{"--tlsverify", "moltctl", "status"}, nil, "", "--tlsverify: the docker CLI's TLS flags"},
-		{"two hosts", []string{"-H", "unix:///a", "-H", "unix:///b", "moltctl", "status"}, nil, "", "give at most one engine endpoint"},
-		{"host and context", []string{"-H", "unix:///a", "-c", "x", "moltctl", "status"}, nil, "", "give one of them"},
-		{"unknown docker flag", []string{"--bogus", "moltctl", "status"}, nil, "", "the docker CLI's flags: unknown flag: --bogus"},
-		{"run by hand", []string{"migrate", "--dry-run"}, nil, "", `run it as docker moltctl COMMAND`},
+		{"metadata", []string{"docker-cli-plugin-metadata"}, []string{"docker-cli-plugin-metadata"}, nil, ""},
+		{"plain", []string{"moltctl", "migrate", "--dry-run"}, []string{"migrate", "--dry-run"}, nil, ""},
+		{"no command", []string{"moltctl"}, []string{}, nil, ""},
+		{"host", []string{"-H", "tcp://h:2376", "moltctl", "status", "-H", "x"}, []string{"--host=tcp://h:2376", "status", "-H", "x"}, nil, ""},
+		{"host joined", []string{"--host=unix:///s.sock", "moltctl", "status"}, []string{"--host=unix:///s.sock", "status"}, nil, ""},
+		{"context", []string{"-c", "remote", "moltctl", "remount", "app"}, []string{"--context=remote", "remount", "app"}, nil, ""},
+		{"config, debug and log level dropped", []string{"--config", "/cfg", "-D", "-l", "warn", "moltctl", "version"}, []string{"version"}, []string{"DOCKER_CONFIG=/cfg"}, ""},
+		{"help", []string{"help", "moltctl", "migrate"}, []string{"help", "migrate"}, nil, ""},
+		{"completion", []string{"__complete", "moltctl", "mig"}, []string{"__complete", "mig"}, nil, ""},
+		{"plugin flags stay the plugin's", []string{"moltctl", "migrate", "--", "-H"}, []string{"migrate", "--", "-H"}, nil, ""},
+		{"tlsverify with files", []string{"--tlsverify", "--tlscacert", "/certs/ca.pem", "--tlscert", "/certs/cert.pem", "--tlskey=/certs/key.pem", "-H", "tcp://h:2376", "moltctl", "status"},
+			[]string{"--host=tcp://h:2376", "status"}, []string{"DOCKER_CERT_PATH=/certs", "DOCKER_TLS_VERIFY=1"}, ""},
+		{"tlsverify, default files", []string{"--tlsverify", "moltctl", "status"}, []string{"status"}, []string{"DOCKER_CERT_PATH=/home/u/.docker", "DOCKER_TLS_VERIFY=1"}, ""},
+		{"tls, --config leaves the default files", []string{"--tls", "--config", "/cfg", "moltctl", "status"}, []string{"status"}, []string{"DOCKER_CERT_PATH=/home/u/.docker", "DOCKER_CONFIG=/cfg"}, ""},
+		{"tls files in two directories", []string{"--tlsverify", "--tlscacert", "/ca/ca.pem", "--tlscert", "/certs/cert.pem", "--tlskey", "/certs/key.pem", "moltctl", "status"}, nil, nil, `--tlscert "/certs/cert.pem": moltctl reads the TLS files as ca.pem, cert.pem and key.pem of one directory`},
+		{"tls file named otherwise", []string{"--tlsverify", "--tlscacert", "/c/my-ca.pem", "moltctl", "status"}, nil, nil, `--tlscacert "/c/my-ca.pem"`},
+		{"two hosts", []string{"-H", "unix:///a", "-H", "unix:///b", "moltctl", "status"}, nil, nil, "give at most one engine endpoint"},
+		{"host and context", []string{"-H", "unix:///a", "-c", "x", "moltctl", "status"}, nil, nil, "give one of them"},
+		{"unknown docker flag", []string{"--bogus", "moltctl", "status"}, nil, nil, "the docker CLI's flags: unknown flag: --bogus"},
+		{"run by hand", []string{"migrate", "--dry-run"}, nil, nil, `run it as docker moltctl COMMAND`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var env []string
@@ -48,17 +64,16 @@ func TestPluginArgs(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %q, %v; want an error containing %q", got, err, tc.wantErr)
 				}
+				if len(env) > 0 {
+					t.Errorf("environment set: got %q, want nothing on an error", env)
+				}
 				return
 			}
 			if err != nil || !slices.Equal(got, tc.want) {
 				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
 			}
-			var wantEnv []string
-			if tc.wantEnv != "" {
-				wantEnv = []string{"DOCKER_CONFIG=" + tc.wantEnv}
-			}
-			if !slices.Equal(env, wantEnv) {
-				t.Errorf("environment set: got %q, want %q", env, wantEnv)
+			if !slices.Equal(env, tc.wantEnv) {
+				t.Errorf("environment set: got %q, want %q", env, tc.wantEnv)
 			}
 		})
 	}
@@ -174,6 +189,7 @@ func TestDockerCLIPlugin(t *testing.T) {
 		{"DOCKER_CONTEXT", []string{"DOCKER_CONTEXT=h13ctx"}, []string{"moltctl", "status"}, 1, "", "unix:///nonexistent-h13-context.sock"},
 		{"DOCKER_HOST", []string{"DOCKER_HOST=unix:///nonexistent-h13-env.sock"}, []string{"moltctl", "status"}, 1, "", "unix:///nonexistent-h13-env.sock"},
 		{"config flag", nil, []string{"--config", cfg2, "-D", "-l", "error", "moltctl", "status"}, 1, "", "unix:///nonexistent-h13-current.sock"},
+		{"tlsverify flag", nil, []string{"--tlsverify", "-H", "tcp://127.0.0.1:9", "moltctl", "status"}, 1, "", "DOCKER_CERT_PATH=" + cfg},
 		{"unknown command", nil, []string{"moltctl", "nope"}, 1, "", `moltctl: unknown command "nope"`},
 		{"bad flag under --dry-run", nil, []string{"moltctl", "migrate", "--dry-run", "--verify", "bogus"}, 1, "", `--verify "bogus": want delta or full`},
 	} {
@@ -230,6 +246,28 @@ func TestDockerCLIPlugin(t *testing.T) {
 			t.Errorf("docker moltctl still ran 10 s after the docker CLI got SIGTERM; stderr %q", stderr.String())
 		}
 	})
+	// The TLS flags reach the engine client: a TLS proxy in front of the
+	// engine that requires a client certificate signed by its CA.
+	t.Run("TLS engine", func(t *testing.T) {
+		eng := dockertest.Engine(t)
+		dockertest.Busybox(t)
+		engineSock, ok := strings.CutPrefix(eng.DaemonHost(), "unix://")
+		if !ok {
+			t.Fatalf("engine at %s: want a unix socket to put the TLS proxy in front of", eng.DaemonHost())
+		}
+		certs := t.TempDir()
+		addr := tlsProxy(t, certs, engineSock)
+		stdout, stderr, code := docker(t, false, nil, "--tlsverify", "--tlscacert", filepath.Join(certs, "ca.pem"), "--tlscert", filepath.Join(certs, "cert.pem"),
+			"--tlskey", filepath.Join(certs, "key.pem"), "-H", "tcp://"+addr, "moltctl", "migrate", "--dry-run")
+		if code != 0 || !strings.Contains(stdout, "Nothing to convert.") {
+			t.Errorf("docker --tlsverify ... moltctl migrate --dry-run: got exit code %d, stdout %q, stderr %q; want 0 and the plan", code, stdout, stderr)
+		}
+		// Without the client certificate the proxy refuses: the flags were what made it work.
+		_, stderr, code = docker(t, false, nil, "-H", "tcp://"+addr, "moltctl", "status")
+		if code != 1 || !strings.Contains(stderr, "connecting to the Docker Engine at tcp://"+addr) {
+			t.Errorf("without the TLS flags: got exit code %d, stderr %q; want 1 and the engine at %s unreachable", code, stderr, addr)
+		}
+	})
 	t.Run("engine", func(t *testing.T) {
 		dockertest.Engine(t)
 		dockertest.Busybox(t)
@@ -238,4 +276,70 @@ func TestDockerCLIPlugin(t *testing.T) {
 			t.Errorf("docker moltctl migrate --dry-run: got exit code %d, stdout %q, stderr %q; want 0 and the plan", code, stdout, stderr)
 		}
 	})
+}
+
+// tlsProxy writes ca.pem, cert.pem and key.pem (a client certificate) into dir
+// and serves TLS on a local port, requiring a client certificate of that CA,
+// each connection passed on to the unix socket target. It returns the address.
+func tlsProxy(tb testing.TB, dir, target string) string {
+	tb.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "moltctl test CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		kb, _ := x509.MarshalECPrivateKey(key)
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+	}
+	serverCert, serverKey := issue(2, x509.ExtKeyUsageServerAuth)
+	clientCert, clientKey := issue(3, x509.ExtKeyUsageClientAuth)
+	for name, b := range map[string][]byte{"ca.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), "cert.pem": clientCert, "key.pem": clientKey} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	pair, err := tls.X509KeyPair(serverCert, serverKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if c.(*tls.Conn).Handshake() != nil {
+					return // no client certificate, or not TLS
+				}
+				e, err := net.Dial("unix", target)
+				if err != nil {
+					return
+				}
+				defer e.Close()
+				go func() { io.Copy(e, c); e.Close() }()
+				io.Copy(c, e)
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
