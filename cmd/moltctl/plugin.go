@@ -51,7 +51,7 @@ func newPluginMetadataCmd() *cobra.Command {
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "     ")
+			enc.SetIndent("", "  ")
 			return enc.Encode(pluginMetadata{
 				SchemaVersion:    "0.1.0",
 				Vendor:           "moltctl",
