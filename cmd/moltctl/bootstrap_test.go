@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"github.com/moltctl/moltctl/internal/dockertest"
@@ -14,27 +15,6 @@ import (
 	"testing"
 	"time"
 )
-
-// captureStderr runs f with os.Stderr sent to a pipe and returns what was written.
-func captureStderr(tb testing.TB, f func()) string {
-	tb.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	old := os.Stderr
-	os.Stderr = w
-	done := make(chan string)
-	go func() {
-		var b bytes.Buffer
-		b.ReadFrom(r)
-		done <- b.String()
-	}()
-	f()
-	os.Stderr = old
-	w.Close()
-	return <-done
-}
 
 func TestBootstrapFlagsWinOverEnvAndBadInput(t *testing.T) {
 	dockertest.Root(t)
@@ -63,8 +43,9 @@ func TestBootstrapFlagsWinOverEnvAndBadInput(t *testing.T) {
 			if tc.name == "bad env value" {
 				t.Setenv("MOLTCTL_NO_CHOWN", "maybe")
 			}
-			var code int
-			out := captureStderr(t, func() { code = execute(tc.args) })
+			var stdout, stderr bytes.Buffer
+			code := execute(context.Background(), tc.args, &stdout, &stderr)
+			out := stderr.String()
 			if code != tc.wantCode || !strings.Contains(out, tc.want) {
 				t.Errorf("got exit code %d, stderr %q; want %d and %q", code, out, tc.wantCode, tc.want)
 			}
@@ -80,14 +61,18 @@ func TestBootstrapFlagsWinOverEnvAndBadInput(t *testing.T) {
 	}
 }
 
-// TestBootstrapChild is the child of TestBootstrapNotWritableMessage: it runs
-// moltctl's command line from MOLTCTL_TEST_BOOTSTRAP_ARGS.
-func TestBootstrapChild(t *testing.T) {
-	args := os.Getenv("MOLTCTL_TEST_BOOTSTRAP_ARGS")
-	if args == "" {
-		return // only a child of TestBootstrapNotWritableMessage does something
+// TestMain runs moltctl's command line instead of the tests when the process
+// is a child a test started: from MOLTCTL_TEST_BOOTSTRAP_ARGS
+// (TestBootstrapNotWritableMessage, TestBootstrapSIGTERMExits143), or as the
+// docker CLI plugin when installed as docker-moltctl (TestDockerCLIPlugin).
+func TestMain(m *testing.M) {
+	if args := os.Getenv("MOLTCTL_TEST_BOOTSTRAP_ARGS"); args != "" {
+		os.Exit(runMain(append([]string{"moltctl"}, strings.Split(args, "\x1f")...)))
 	}
-	os.Exit(execute(strings.Split(args, "\x1f")))
+	if isPlugin(os.Args[0]) {
+		os.Exit(runMain(os.Args))
+	}
+	os.Exit(m.Run())
 }
 
 func TestBootstrapNotWritableMessage(t *testing.T) {
@@ -112,7 +97,7 @@ func TestBootstrapNotWritableMessage(t *testing.T) {
 	dir := filepath.Join(base, "state")
 	os.Mkdir(dir, 0o755)
 
-	cmd := exec.Command(exe, "-test.run=^TestBootstrapChild$")
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), "MOLTCTL_TEST_BOOTSTRAP_ARGS="+strings.Join([]string{"bootstrap", "--dirs", dir, "--legacy", "off", "--", "sh", "-c", "echo ran"}, "\x1f"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
 	var stdout, stderr bytes.Buffer
@@ -171,7 +156,7 @@ func TestBootstrapSIGTERMExits143(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(exe, "-test.run=^TestBootstrapChild$")
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), "MOLTCTL_TEST_BOOTSTRAP_ARGS="+strings.Join([]string{"bootstrap", "--user", "1000:1000",
 		"--dirs", filepath.Join(base, "state"), "--home", home, "--legacy", "moltbot", "--", "sh", "-c", "echo ran"}, "\x1f"))
 	var stdout, stderr bytes.Buffer

@@ -37,6 +37,8 @@ type migrateOptions struct {
 	// parsed from owner in PreRunE: the plain form, and SOURCE=OWNER
 	ownerAll      string
 	ownerBySource map[string]string
+	// parsed from volumeNames in PreRunE: SOURCE=KEY
+	volumeNameBySource map[string]string
 }
 
 func newMigrateCmd(g *globalOptions) *cobra.Command {
@@ -53,7 +55,7 @@ verifies, rewrites the compose files and remounts the services (keeping their
 writable layers). An interrupted migration is finished with --resume or undone
 with --rollback.`,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
-			return o.parseOwners()
+			return o.validate()
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
@@ -88,11 +90,23 @@ func runMigrate(cmd *cobra.Command, g *globalOptions, o *migrateOptions) error {
 	if !o.dryRun {
 		return runMigrateReal(cmd, g, o)
 	}
+	return runMigrateDryRun(cmd, g, o, o.volumeNameBySource)
+}
+
+// validate checks and parses the flags before anything runs, under --dry-run too.
+func (o *migrateOptions) validate() error {
+	if o.copyBack && !o.rollback {
+		return errors.New("migrate: --copy-back needs --rollback")
+	}
+	if o.verify != "delta" && o.verify != "full" {
+		return fmt.Errorf("migrate: --verify %q: want delta or full", o.verify)
+	}
 	names, err := migrateVolumeNames(o)
 	if err != nil {
 		return err
 	}
-	return runMigrateDryRun(cmd, g, o, names)
+	o.volumeNameBySource = names
+	return o.parseOwners()
 }
 
 // parseOwners splits --owner into the plain form (at most once) and
@@ -267,22 +281,13 @@ func plural(n int, one, many string) string {
 // runMigrateReal runs, resumes or rolls back the migration (one library call)
 // and prints progress on stderr and the report on stdout.
 func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) error {
-	names, err := migrateVolumeNames(o)
-	if err != nil {
-		return err
-	}
+	names := o.volumeNameBySource
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
 	opts := migrate.RunOptions{
 		Compose: g.compose, ComposeEnv: g.composeEnv(),
 		Plan:      migrate.PlanOptions{Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names},
 		KeepOwner: o.keepOwner, VerifyFull: o.verify == "full", WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
-	}
-	if o.copyBack && !o.rollback {
-		return errors.New("migrate: --copy-back needs --rollback")
-	}
-	if o.verify != "delta" && o.verify != "full" {
-		return fmt.Errorf("migrate: --verify %q: want delta or full", o.verify)
 	}
 	pr := migrateProgress(stderr, o, os.Getenv)
 	if pr != nil {

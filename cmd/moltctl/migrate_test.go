@@ -73,6 +73,8 @@ func TestMigrateDryRun(t *testing.T) {
 		{"bad --verify", []string{"migrate", "--yes", "--verify", "some"}, `migrate: --verify "some": want delta or full`, nil},
 		{"--copy-back without --rollback", []string{"migrate", "--yes", "--copy-back"}, "migrate: --copy-back needs --rollback", nil},
 		{"bad --volume-name", []string{"migrate", "--dry-run", "--volume-name", "state"}, `migrate: --volume-name "state": want SOURCE=KEY`, nil},
+		{"bad --verify and --copy-back, --dry-run", []string{"migrate", "--dry-run", "--verify", "bogus", "--copy-back"}, "migrate: --copy-back needs --rollback", nil},
+		{"bad --verify, --dry-run", []string{"migrate", "--dry-run", "--verify", "bogus"}, `migrate: --verify "bogus": want delta or full`, nil},
 		{"no engine, owner from the image: still a plan", []string{"migrate", "--dry-run"}, "", []string{
 			"state (clitest_state)         unknown",
 			"Owner unknown: no Docker Engine answered to read the images' users from. Before migrating, start it, or give the owner with --owner SOURCE=UID:GID.",

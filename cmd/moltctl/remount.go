@@ -78,7 +78,7 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	}
 	res, err := do(ctx, eng, opts)
 	if err != nil {
-		return fmt.Errorf("remount %s: %w", o.service, err)
+		return fmt.Errorf("remount: %w", err)
 	}
 	return printRemount(cmd.OutOrStdout(), o, res)
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"io"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
@@ -86,19 +84,20 @@ writable layer (remount), and is the entrypoint that makes first start safe (boo
 		newUpCmd(g),
 		newBootstrapCmd(),
 		newCopyHelperCmd(),
+		newPluginMetadataCmd(),
 	)
 	return root
 }
 
-// execute runs the command line and returns the process exit code. Errors are
-// printed as one line on stderr.
-func execute(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// execute runs the command line args with ctx, output on stdout and errors
+// as one line on stderr, and returns the process exit code.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "moltctl: %v\n", err)
+		fmt.Fprintf(stderr, "moltctl: %v\n", err)
 		var ec *exitCodeError
 		if errors.As(err, &ec) {
 			return ec.code

@@ -95,13 +95,5 @@ func statusKeys(s []string) string {
 }
 
 func statusSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
+	return compactBytes(n) // cmd's one byte formatter (migrate.HumanBytes), compact
 }

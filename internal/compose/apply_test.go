@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moltctl/moltctl/internal/dockertest"
 )
 
 func TestApply(t *testing.T) {
@@ -83,7 +85,7 @@ func TestApplyRefusesSymlinks(t *testing.T) {
 // applied to the input it must give the golden output.
 func TestDiffApplies(t *testing.T) {
 	if _, err := exec.LookPath("patch"); err != nil {
-		t.Skip("no patch(1) on this machine")
+		dockertest.Unavailable(t, "no patch(1) on this machine (scripts/setup installs it)")
 	}
 	goldens, _ := filepath.Glob("testdata/rewrite/*.golden.yaml")
 	tests := append(goldens, "synthetic")
