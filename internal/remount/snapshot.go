@@ -251,6 +251,25 @@ func bakedKeys(imgEnv []string, imgLabels map[string]string, wantEnv []string, w
 	return env, labels
 }
 
+// removeSnapshot removes a snapshot by its tags: an older snapshot is the
+// parent of the newer ones (each commit is on top of the previous), so the
+// engine refuses to remove its ID ("image has dependent child images"), but
+// untags it; its layers stay as long as a newer snapshot needs them. It reports
+// whether every tag went.
+func removeSnapshot(ctx context.Context, eng Engine, s snapshotInfo) bool {
+	refs := s.Tags
+	if len(refs) == 0 {
+		refs = []string{s.ID}
+	}
+	ok := true
+	for _, ref := range refs {
+		if _, err := eng.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {
+			ok = false
+		}
+	}
+	return ok
+}
+
 // prune removes the service's snapshots beyond Keep, never the running one or
 // its parent, and returns the tags removed.
 func (r *run) prune(ctx context.Context) []string {
@@ -271,7 +290,7 @@ func (r *run) prune(ctx context.Context) []string {
 			kept++
 			continue
 		}
-		if _, err := r.eng.ImageRemove(ctx, s.ID, client.ImageRemoveOptions{Force: false}); err == nil {
+		if removeSnapshot(ctx, r.eng, s) {
 			removed = append(removed, strings.Join(s.Tags, ","))
 		}
 	}
