@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // Engine is the part of the Docker Engine API remount uses; *client.Client
@@ -221,7 +222,7 @@ func Run(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	unlock, err := lockUnless(opts)
+	unlock, err := lockUnless(ctx, eng, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -256,18 +257,21 @@ func Rollback(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	return recoverJournal(ctx, eng, opts, true)
 }
 
-func lockUnless(opts Options) (func(), error) {
+func lockUnless(ctx context.Context, eng Engine, opts Options) (func(), error) {
 	if opts.Locked {
 		return func() {}, nil
 	}
-	return Lock(opts.Project.Name)
+	if opts.DryRun {
+		return Lock(opts.Project.Name) // it changes nothing on the engine
+	}
+	return LockEngine(ctx, eng, opts.Project.Name)
 }
 
 func recoverJournal(ctx context.Context, eng Engine, opts Options, rollback bool) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	unlock, err := lockUnless(opts)
+	unlock, err := lockUnless(ctx, eng, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -410,6 +414,10 @@ func (r *run) preflight(ctx context.Context) error {
 		return err
 	}
 	r.cli = cli
+	// The journal (two container inspects) is written after the stop.
+	if err := statefile.CheckRoom(projectDir(p.Name), 1<<20, 16); err != nil {
+		return err
+	}
 	raw, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("recording container %s: %w", c.ID, err)

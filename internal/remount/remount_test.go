@@ -49,8 +49,12 @@ func child(mode string) int {
 	switch mode {
 	case "run":
 		_, err = remount.Run(ctx, eng, opts)
-	case "hold-lock":
-		unlock, lerr := remount.Lock(p.Name)
+	case "hold-lock", "hold-engine-lock":
+		lock := func(string) (func(), error) { return remount.LockEngine(ctx, eng, p.Name) }
+		if mode == "hold-lock" {
+			lock = remount.Lock
+		}
+		unlock, lerr := lock(p.Name)
 		if lerr != nil {
 			fmt.Fprintln(os.Stderr, lerr)
 			return 3

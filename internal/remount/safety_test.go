@@ -143,3 +143,21 @@ func TestRemountRefusesStdin(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotKeepsNoSecrets: the snapshot image carries the base image's env
+// and labels, not the values of the container's (compose's environment).
+func TestSnapshotKeepsNoSecrets(t *testing.T) {
+	f := setup(t)
+	res, err := remount.Run(context.Background(), f.eng, f.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := dockertest.Docker(t, "image", "inspect", "-f", "{{json .Config.Env}} {{json .Config.Labels}}", res.Snapshot)
+	if strings.Contains(cfg, "secret-value") || strings.Contains(cfg, `"com.docker.compose.project":"`+f.name) {
+		t.Errorf("got snapshot config %s, want no env value or label value of the container", cfg)
+	}
+	if env := f.env(t); !strings.Contains(env, "OLDKEY=secret-value") {
+		t.Errorf("got container env keys %v, want OLDKEY=secret-value from compose", envKeys(env))
+	}
+	f.checkLayer(t)
+}

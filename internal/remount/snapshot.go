@@ -107,6 +107,10 @@ func (r *run) snapshot(ctx context.Context) error {
 		r.j.SnapshotID = id
 		return nil
 	}
+	var old container.InspectResponse
+	if err := json.Unmarshal(r.j.Old, &old); err == nil && old.Config != nil {
+		maskContainerConfig(cfg, old.Config)
+	}
 	res, err := r.eng.ContainerCommit(ctx, r.j.OldID, client.ContainerCommitOptions{
 		Reference: r.j.SnapshotTag, NoPause: true, Config: cfg,
 		Comment: "moltctl remount snapshot of " + r.j.OldName,
@@ -116,6 +120,31 @@ func (r *run) snapshot(ctx context.Context) error {
 	}
 	r.j.SnapshotID = res.ID
 	return nil
+}
+
+// maskContainerConfig keeps the container's own env values and labels out of
+// a commit: the engine adds to the committed config every env key and label of
+// the container that the given config lacks (compose's environment: API keys,
+// passwords), so each such key is set empty here instead. Compose gives every
+// container it creates its env and labels again; the keys stay (see
+// Result.LeftoverEnv), their values do not.
+func maskContainerConfig(cfg, ctr *container.Config) {
+	has := map[string]bool{}
+	for _, e := range cfg.Env {
+		k, _, _ := strings.Cut(e, "=")
+		has[k] = true
+	}
+	for _, e := range ctr.Env {
+		if k, _, _ := strings.Cut(e, "="); !has[k] {
+			cfg.Env = append(cfg.Env, k+"=")
+			has[k] = true
+		}
+	}
+	for k := range ctr.Labels {
+		if _, ok := cfg.Labels[k]; !ok {
+			cfg.Labels[k] = ""
+		}
+	}
 }
 
 // flatten exports the container's filesystem and imports it as a one-layer image
