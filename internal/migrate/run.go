@@ -164,11 +164,14 @@ func (r *runner) progress(step, detail string) {
 // ErrInterrupted when an interrupted migration exists, remount.ErrLocked when
 // another run holds the lock.
 func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
+	if err := opts.Compose.CheckRereadable(); err != nil {
+		return nil, err
+	}
 	project, err := compose.Load(ctx, opts.Compose)
 	if err != nil {
 		return nil, fmt.Errorf("loading the project: %w", err)
 	}
-	unlock, err := remount.Lock(project.Name)
+	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +206,17 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 		j.Edits = append(j.Edits, fileEdit{Path: e.Path, Old: e.Old, New: e.New, OldSHA256: sum(e.Old), NewSHA256: sum(e.New)})
 	}
 	r.j = j
+	// Checked before anything changes: the files can be replaced, and which
+	// services run (an engine restart before the stop must not lose that).
+	if err := r.checkFiles(); err != nil {
+		return nil, err
+	}
+	if err := r.checkJournalRoom(); err != nil {
+		return nil, err
+	}
+	if j.Running, err = r.runningServices(ctx, j.Services); err != nil {
+		return nil, err
+	}
 	if err := j.save(StepPlanned); err != nil {
 		return nil, err
 	}
@@ -230,11 +244,14 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 }
 
 func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(), error) {
+	if err := opts.Compose.CheckRereadable(); err != nil {
+		return nil, nil, err
+	}
 	project, err := compose.Load(ctx, opts.Compose)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the project: %w", err)
 	}
-	unlock, err := remount.Lock(project.Name)
+	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -260,20 +277,17 @@ func (r *runner) volumeReport(c Conversion) *VolumeReport {
 	return &r.rep.Volumes[len(r.rep.Volumes)-1]
 }
 
-func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass) (*volumes.CopyResult, error) {
+func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass, reserve int64) (*volumes.CopyResult, error) {
 	r.progress("copy", fmt.Sprintf("%s pass %s -> %s", pass, c.Source, c.Name))
 	o := volumes.CopyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner, KeepOwner: r.opts.KeepOwner,
-		Pass: pass, Helper: r.opts.Helper}
+		Pass: pass, Reserve: reserve, Helper: r.opts.Helper}
 	if r.opts.Progress != nil {
 		o.Progress = func(p volumes.Progress) {
 			r.emit(Event{Step: "copy", Volume: c.Name, Copy: &p})
 		}
 	}
-	res, err := volumes.Copy(ctx, r.eng, o)
-	if err != nil {
-		return nil, fmt.Errorf("copying %s into volume %s (%s pass): %w", c.Source, c.Name, pass, err)
-	}
-	return res, nil
+	// Its error names the source, the volume and the pass.
+	return volumes.Copy(ctx, r.eng, o)
 }
 
 // forward runs the steps after the journal's.
@@ -291,7 +305,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			res, err := volumes.Create(ctx, r.eng, volumes.CreateOptions{Name: c.Name, Project: j.Project, Key: c.Volume,
 				ComposeVersion: version, Migration: j.ID, Helper: r.opts.Helper})
 			if err != nil {
-				return nil, r.abort(ctx, fmt.Errorf("creating volume %s: %w", c.Name, err))
+				return nil, r.abort(ctx, err) // it names the volume
 			}
 			if (res.Created || res.Replaced) && !slices.Contains(j.Volumes, c.Name) {
 				j.Volumes = append(j.Volumes, c.Name)
@@ -305,13 +319,19 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 	}
 	if at(StepCopied) {
+		// The full pass leaves room for the snapshots the remounts commit.
+		reserve, err := r.snapshotRoom(ctx)
+		if err != nil {
+			return nil, r.abort(ctx, err)
+		}
 		for _, c := range j.Conversions {
-			res, err := r.copy(ctx, c, volumes.PassFull)
+			res, err := r.copy(ctx, c, volumes.PassFull, reserve)
 			if err != nil {
 				return nil, r.abort(ctx, err)
 			}
 			r.volumeReport(c).Full = res
 		}
+		r.recordSources()
 		if err := j.save(StepCopied); err != nil {
 			return nil, err
 		}
@@ -321,15 +341,14 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if err := checkEdits(j.Edits); err != nil {
 			return nil, r.changed(ctx, err)
 		}
-		j.Running = nil
-		for _, s := range j.Services {
-			running, err := r.running(ctx, s)
-			if err != nil {
-				return nil, err
-			}
-			if running {
-				j.Running = append(j.Running, s)
-			}
+		if err := r.checkFiles(); err != nil {
+			return nil, r.changed(ctx, err)
+		}
+		if err := r.checkJournalRoom(); err != nil {
+			return nil, r.changed(ctx, err)
+		}
+		if err := r.addRunning(ctx); err != nil {
+			return nil, err
 		}
 		j.StoppedAt = time.Now()
 		if err := j.save(StepStopping); err != nil {
@@ -349,7 +368,10 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		// The services are down from here: the volumes are done side by side.
 		res := make([]*volumes.CopyResult, len(j.Conversions))
 		if err := r.each(ctx, func(ctx context.Context, i int, c Conversion) (err error) {
-			res[i], err = r.copy(ctx, c, volumes.PassDelta)
+			if err := r.checkSource(c); err != nil {
+				return err
+			}
+			res[i], err = r.copy(ctx, c, volumes.PassDelta, 0)
 			return err
 		}); err != nil {
 			return nil, r.abort(ctx, err)
@@ -446,6 +468,12 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 				check = append(check, s)
 			}
 		}
+		if len(check) > 0 && r.resuming {
+			// An engine restart may have stopped them since they were started.
+			if err := r.compose(ctx, append([]string{"start"}, check...)...); err != nil {
+				return nil, fmt.Errorf("starting the remounted services: %w", err)
+			}
+		}
 		if len(check) > 0 {
 			r.progress("check", strings.Join(check, ", "))
 			if err := r.check(ctx, check); err != nil {
@@ -478,6 +506,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if err := volumes.RemoveHelper(ctx, r.eng, r.opts.Helper); err != nil {
 			r.rep.Warnings = append(r.rep.Warnings, "removing the helper image: "+err.Error())
 		}
+		j.dropContent()
 		if err := j.save(StepDone); err != nil {
 			return nil, err
 		}
@@ -500,8 +529,12 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 func (r *runner) abort(ctx context.Context, err error) error {
 	// The undo runs to its end even when ctx was cancelled (Ctrl-C).
 	ctx = context.WithoutCancel(ctx)
+	if kept := r.keepOnlyCopies(err); kept != nil {
+		return kept
+	}
 	var undo []string
-	if len(r.j.Running) > 0 && stepIndex(r.j.Step) >= stepIndex(StepStopping) {
+	// Started whatever the step: an engine restart may have stopped them before the stop step.
+	if len(r.j.Running) > 0 {
 		if e := r.compose(ctx, append([]string{"start"}, r.j.Running...)...); e != nil {
 			undo = append(undo, "starting the services again: "+e.Error())
 		}
@@ -561,6 +594,11 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 		if len(cs) > 1 {
 			return fmt.Errorf("service %s has %d containers: %w; scale it to 1 first", s, len(cs), remount.ErrUnsupported)
 		}
+		if len(cs) == 1 {
+			if err := refuseUnsettled(s, cs[0]); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -606,6 +644,10 @@ func (r *runner) running(ctx context.Context, service string) (bool, error) {
 // compose.ErrChanged before anything is written.
 func applyEdits(edits []fileEdit, reverse bool) error {
 	var todo []compose.Edit
+	write := compose.Apply
+	if reverse {
+		write = compose.Restore // the backup keeps the content before the migration
+	}
 	for _, e := range edits {
 		from, to := e.Old, e.New
 		if reverse {
@@ -623,7 +665,7 @@ func applyEdits(edits []fileEdit, reverse bool) error {
 			return fmt.Errorf("compose file %s %w (the migration's plan no longer applies)", e.Path, compose.ErrChanged)
 		}
 	}
-	return compose.Apply(todo)
+	return write(todo)
 }
 
 // Rollback undoes the project's last migration, interrupted or completed:
@@ -654,7 +696,21 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		// The compose files were not touched.
 		return r.rep, r.rollbackEarly(ctx)
 	}
+	if err := j.loadContent(); err != nil {
+		return nil, fmt.Errorf("restoring the compose files: %w", err)
+	}
 	written := writtenConversions(j) // before the steps below change the journal
+	// Whether a service ran on the volumes: the real state of an interrupted
+	// remount's containers, looked at before its rollback removes them.
+	ran := len(j.Remounted) > 0 || stepIndex(j.Step) >= stepIndex(StepRemounted)
+	if !ran && j.Current != "" {
+		if ran, err = r.ranOnVolumes(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !ran {
+		written = nil
+	}
 	cb, err := r.copyBack(ctx)
 	if err != nil {
 		return nil, err
@@ -684,7 +740,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		return remount.Options{Project: project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
 			WaitTimeout: opts.WaitTimeout, Locked: true}
 	}
-	unused := j.Current == "" && len(j.Remounted) == 0 && stepIndex(j.Step) < stepIndex(StepRemounted)
+	unused := !ran
 	if j.Current != "" {
 		// A remount onto the volumes was interrupted: its own rollback puts the old container back.
 		r.progress("remount rollback", j.Current)
