@@ -180,17 +180,22 @@ func TestRunSourceGone(t *testing.T) {
 	l.checkRunning(t, "volume")
 }
 
-// TestRunEngineRestartBeforeStop: the engine restarted during the full pass
-// (the crash after step copied, then the container stopped as an engine
-// without live-restore stops it): resume and rollback both leave the service
-// running, as it was before the migration.
+// TestRunEngineRestartBeforeStop: a private engine crashes (the daemon and
+// its containers killed) right after the full pass, with moltctl: after its
+// restart resume and rollback both leave the service running, as it was
+// before the migration.
 func TestRunEngineRestartBeforeStop(t *testing.T) {
 	for _, mode := range []string{"resume", "rollback"} {
 		t.Run(mode, func(t *testing.T) {
+			pe := dockertest.NewPrivateEngine(t)
 			l := newLive(t)
-			eng := dockertest.Engine(t)
 			l.crash(t, "MOLTCTL_MIGRATE_CRASH_AFTER", StepCopied)
-			dockertest.Docker(t, "stop", "-t", "1", l.containerID(t))
+			pe.Crash(t)
+			pe.Start(t)
+			eng := dockertest.Engine(t)
+			if got := l.status(t); got != "exited" {
+				t.Fatalf("got the service %s after the engine's crash, want exited", got)
+			}
 			if mode == "resume" {
 				if _, err := Resume(context.Background(), eng, l.opts); err != nil {
 					t.Fatal(err)
@@ -206,13 +211,19 @@ func TestRunEngineRestartBeforeStop(t *testing.T) {
 	}
 }
 
-// TestResumeEngineRestartAfterStart: the engine restarted after the service
-// was started on its volume (the crash after the remount's step started, the
-// container stopped since): --resume starts it and checks it.
+// TestResumeEngineRestartAfterStart: a private engine crashes (the daemon and
+// its containers killed) after the service was started on its volume, with
+// moltctl (after the remount's step started): --resume starts it and checks
+// it (every --resume said "the new container exited" without starting it).
 func TestResumeEngineRestartAfterStart(t *testing.T) {
+	pe := dockertest.NewPrivateEngine(t)
 	l := newLive(t)
 	l.crash(t, "MOLTCTL_REMOUNT_CRASH_AFTER", "started")
-	dockertest.Docker(t, "stop", "-t", "1", l.containerID(t))
+	pe.Crash(t)
+	pe.Start(t)
+	if got := l.status(t); got != "exited" {
+		t.Fatalf("got the service %s after the engine's crash, want exited", got)
+	}
 	if _, err := Resume(context.Background(), dockertest.Engine(t), l.opts); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
@@ -76,6 +77,9 @@ func lockEngine(ctx context.Context, eng Engine, project string) (func(), error)
 			return func() {
 				eng.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true})
 			}, nil
+		}
+		if !cerrdefs.IsConflict(err) {
+			return nil, fmt.Errorf("locking project %s on the engine: %w", project, err)
 		}
 		ins, ierr := eng.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 		if ierr != nil {

@@ -433,7 +433,7 @@ func TestRemountRollsBack(t *testing.T) {
 		{"ContainerCommit", 1, false, true},
 		{"ContainerInspect", 2, true, false}, // inspecting compose's container
 		{"ContainerRemove", 1, true, false},  // removing compose's container
-		{"ContainerCreate", 1, true, false},  // the clone on the snapshot
+		{"ContainerCreate", 2, true, false},  // the clone on the snapshot (#1: the engine lock)
 		{"NetworkConnect", 1, true, false},   // a second network below API 1.44
 		{"ContainerStart", 1, true, false},   // starting the clone
 	} {

@@ -91,13 +91,19 @@ func TestRollbackDeadContainer(t *testing.T) {
 	f.checkComposeKeeps(t)
 }
 
-// TestResumeStartsStopped: an engine restart after the new container started
-// (remount killed at step started, the container stopped since) must not make
-// Resume roll back a remount that stands: it starts the container, then checks it.
+// TestResumeStartsStopped: a private engine crashes (the daemon and its
+// containers killed) after the new container started, with remount (killed
+// after step started): Resume must not roll back a remount that stands: it
+// starts the container, then checks it.
 func TestResumeStartsStopped(t *testing.T) {
+	pe := dockertest.NewPrivateEngine(t)
 	f := setup(t)
 	f.killAfter(t, "started")
-	dockertest.Docker(t, "stop", "-t", "1", f.containerID(t))
+	pe.Crash(t)
+	pe.Start(t)
+	if got := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}}", f.containerID(t)); got != "exited" {
+		t.Fatalf("got the new container %s after the engine's crash, want exited", got)
+	}
 	if _, err := remount.Resume(context.Background(), f.eng, f.options(t)); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
