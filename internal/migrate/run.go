@@ -169,7 +169,7 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	}
 	project, err := compose.Load(ctx, opts.Compose)
 	if err != nil {
-		return nil, fmt.Errorf("loading the project: %w", err)
+		return nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -249,7 +249,7 @@ func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(),
 	}
 	project, err := compose.Load(ctx, opts.Compose)
 	if err != nil {
-		return nil, nil, fmt.Errorf("loading the project: %w", err)
+		return nil, nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -698,6 +698,11 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	}
 	if err := j.loadContent(); err != nil {
 		return nil, fmt.Errorf("restoring the compose files: %w", err)
+	}
+	if !opts.CopyBack {
+		if err := missingSources(j); err != nil {
+			return nil, err
+		}
 	}
 	written := writtenConversions(j) // before the steps below change the journal
 	// Whether a service ran on the volumes: the real state of an interrupted

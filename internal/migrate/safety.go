@@ -217,3 +217,20 @@ func (r *runner) ranOnVolumes(ctx context.Context) (bool, error) {
 	}
 	return false, nil
 }
+
+// missingSources refuses a rollback onto bind directories that are gone: the
+// services would start on empty directories the engine creates, while the
+// data is in the volumes. Nothing is changed; the error says where the data is.
+func missingSources(j *journal) error {
+	var where []string
+	for _, c := range j.Conversions {
+		if _, err := sourceID(c.Source); err != nil {
+			where = append(where, fmt.Sprintf("%q (its data is in volume %s)", c.Source, c.Name))
+		}
+	}
+	if len(where) == 0 {
+		return nil
+	}
+	return fmt.Errorf("rolling back onto the bind directories: %w: %s gone; put the directory back, or roll back with --copy-back",
+		ErrOnlyCopy, strings.Join(where, ", "))
+}

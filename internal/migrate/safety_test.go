@@ -273,3 +273,40 @@ func TestRollbackUnusedVolume(t *testing.T) {
 	}
 	l.checkRunning(t, "volume")
 }
+
+// TestRunErrorNamesOnce: a project that does not load is named once.
+func TestRunErrorNamesOnce(t *testing.T) {
+	opts := RunOptions{Compose: compose.Options{Files: []string{filepath.Join(t.TempDir(), "nope.yaml")}}}
+	for name, fn := range map[string]func(context.Context, RunEngine, RunOptions) (*Report, error){
+		"run": Run, "resume": Resume, "rollback": Rollback,
+	} {
+		_, err := fn(context.Background(), nil, opts)
+		if err == nil || strings.Count(err.Error(), "loading") != 1 {
+			t.Errorf("%s: got %v, want the loading named once", name, err)
+		}
+	}
+}
+
+// TestRollbackSourceGone: a rollback after the migration when a bind directory
+// is gone (removed once its data was in the volume) is refused with nothing
+// changed: the service would run on an empty directory.
+func TestRollbackSourceGone(t *testing.T) {
+	l := newLive(t)
+	eng := dockertest.Engine(t)
+	if _, err := Run(context.Background(), eng, l.opts); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(l.file)
+	os.Rename(l.state, l.state+".moved")
+	_, err := Rollback(context.Background(), eng, l.opts)
+	if !errors.Is(err, ErrOnlyCopy) || !strings.Contains(err.Error(), l.name+"_state") {
+		t.Fatalf("got %v, want ErrOnlyCopy naming volume %s_state", err, l.name)
+	}
+	if got, _ := os.ReadFile(l.file); string(got) != string(after) {
+		t.Errorf("got the compose file changed by the refused rollback")
+	}
+	l.checkRunning(t, "volume")
+	if _, err := os.Stat(l.state); err == nil {
+		t.Errorf("got %s created, want nothing at the source path", l.state)
+	}
+}
