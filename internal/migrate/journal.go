@@ -3,6 +3,7 @@ package migrate
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,11 +79,14 @@ func sum(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
+// errJournal is wrapped by save's error.
+var errJournal = errors.New("writing the journal")
+
 // save records step durably (statefile.Save), then the crash hook.
 func (j *journal) save(step string) error {
 	j.Step = step
 	if err := statefile.Save(JournalPath(j.Project), j); err != nil {
-		return fmt.Errorf("writing the journal: %w", err)
+		return fmt.Errorf("%w: %w", errJournal, err)
 	}
 	statefile.CrashAfter(crashHook, step)
 	return nil

@@ -221,7 +221,7 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 		return nil, err
 	}
 	r.progress("plan", fmt.Sprintf("%d volume(s), services %s", len(j.Conversions), strings.Join(j.Services, ", ")))
-	return r.forward(ctx)
+	return r.forwardNoted(ctx)
 }
 
 // Resume finishes the interrupted migration of the project from its journal's
@@ -240,7 +240,7 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 	r.resumeCurrent = r.j.Current
 	r.resuming = true
 	r.progress("resume", "from step "+r.j.Step)
-	return r.forward(ctx)
+	return r.forwardNoted(ctx)
 }
 
 func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(), error) {

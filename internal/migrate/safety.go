@@ -234,3 +234,19 @@ func missingSources(j *journal) error {
 	return fmt.Errorf("rolling back onto the bind directories: %w: %s gone; put the directory back, or roll back with --copy-back",
 		ErrOnlyCopy, strings.Join(where, ", "))
 }
+
+// forwardNoted runs forward; when a journal write failed after the stop (a
+// state directory filled up since the check) its error says that the
+// services may be stopped and what to do.
+func (r *runner) forwardNoted(ctx context.Context) (*Report, error) {
+	rep, err := r.forward(ctx)
+	if errors.Is(err, errJournal) && stepIndex(r.j.Step) >= stepIndex(StepStopped) && r.j.Step != StepDone {
+		stopped := strings.Join(r.j.Running, ", ")
+		if stopped == "" {
+			stopped = "none were running"
+		}
+		return nil, fmt.Errorf("%w; the services may be stopped (%s): make room in the state directory %q, then --resume or --rollback",
+			err, stopped, filepath.Dir(JournalPath(r.j.Project)))
+	}
+	return rep, err
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -309,4 +310,34 @@ func TestRollbackSourceGone(t *testing.T) {
 	if _, err := os.Stat(l.state); err == nil {
 		t.Errorf("got %s created, want nothing at the source path", l.state)
 	}
+}
+
+// TestRunStateDirFillsAfterStop: the state directory fills up after the stop
+// (past the check before it): the error says the services may be stopped and
+// names the directory.
+func TestRunStateDirFillsAfterStop(t *testing.T) {
+	l := newLive(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mounting a small tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	t.Setenv("MOLTCTL_STATE_DIR", dir)
+	l.opts.Progress = func(e Event) {
+		if e.Step == "stop" {
+			f, _ := os.Create(filepath.Join(dir, "filler"))
+			f.Write(make([]byte, 8<<20)) // ENOSPC at the tmpfs' size
+			f.Close()
+		}
+	}
+	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	if err == nil || !strings.Contains(err.Error(), "services may be stopped (app)") || !strings.Contains(err.Error(), "state directory "+strconv.Quote(filepath.Join(dir, l.name))) {
+		t.Fatalf("got %v, want it to say app may be stopped and name the state directory", err)
+	}
+	os.Remove(filepath.Join(dir, "filler"))
+	l.opts.Progress = nil
+	if _, err := Resume(context.Background(), dockertest.Engine(t), l.opts); err != nil {
+		t.Fatal(err)
+	}
+	l.checkRunning(t, "volume")
 }
