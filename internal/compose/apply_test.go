@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,36 +49,101 @@ func TestApply(t *testing.T) {
 	}
 }
 
-func TestApplyRefusesSymlinks(t *testing.T) {
-	dir := t.TempDir()
-	real := filepath.Join(dir, "real.yaml")
-	link := filepath.Join(dir, "compose.yaml")
+// TestApplySymlinks: a symlinked compose file is written through to its
+// target and stays a link (the backup beside the link); a symlinked backup is
+// refused with nothing written.
+func TestApplySymlinks(t *testing.T) {
 	old := []byte("services: {}\n")
-	os.WriteFile(real, old, 0o644)
-	if err := os.Symlink(real, link); err != nil {
-		t.Fatal(err)
+	newer := []byte("x: 1\n")
+	t.Run("symlinked compose file", func(t *testing.T) {
+		dir := t.TempDir()
+		real := filepath.Join(dir, "real", "real.yaml")
+		os.Mkdir(filepath.Dir(real), 0o755)
+		link := filepath.Join(dir, "compose.yaml")
+		os.WriteFile(real, old, 0o644)
+		if err := os.Symlink("real/real.yaml", link); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckReplaceable([]string{link}); err != nil {
+			t.Fatalf("got %v, want the symlinked file replaceable", err)
+		}
+		if err := Apply([]Edit{{Path: link, Old: old, New: newer}}); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("got %v, %v, want the link kept", fi, err)
+		}
+		if got, _ := os.ReadFile(real); !bytes.Equal(got, newer) {
+			t.Errorf("got target %q, want %q", got, newer)
+		}
+		if got, _ := os.ReadFile(link + BackupSuffix); !bytes.Equal(got, old) {
+			t.Errorf("got backup %q, want %q", got, old)
+		}
+		// Restore puts the old content back through the link and keeps the backup.
+		if err := Restore([]Edit{{Path: link, Old: newer, New: old}}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(real); !bytes.Equal(got, old) {
+			t.Errorf("got target %q after Restore, want %q", got, old)
+		}
+		if got, _ := os.ReadFile(link + BackupSuffix); !bytes.Equal(got, old) {
+			t.Errorf("got backup %q after Restore, want the pre-edit %q", got, old)
+		}
+	})
+	t.Run("symlinked backup", func(t *testing.T) {
+		dir := t.TempDir()
+		real := filepath.Join(dir, "compose.yaml")
+		os.WriteFile(real, old, 0o644)
+		os.Symlink(filepath.Join(dir, "elsewhere"), real+BackupSuffix)
+		if err := CheckReplaceable([]string{real}); !errors.Is(err, ErrNotReplaceable) {
+			t.Errorf("got %v, want ErrNotReplaceable", err)
+		}
+		if err := Apply([]Edit{{Path: real, Old: old, New: newer}}); err == nil {
+			t.Fatal("got no error, want a refusal")
+		}
+		if got, _ := os.ReadFile(real); !bytes.Equal(got, old) {
+			t.Errorf("got %q, want the file untouched", got)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "elsewhere")); err == nil {
+			t.Errorf("got a write through the symlink")
+		}
+	})
+}
+
+// TestCheckReplaceableReadOnly: a directory no file can be created in (chattr
+// +i for root, mode 0555 otherwise) is refused.
+func TestCheckReplaceableReadOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ro")
+	os.Mkdir(dir, 0o755)
+	file := filepath.Join(dir, "compose.yaml")
+	os.WriteFile(file, []byte("services: {}\n"), 0o644)
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chattr +i: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("chattr", "-i", dir).Run() })
+	} else {
+		os.Chmod(dir, 0o555)
+		t.Cleanup(func() { os.Chmod(dir, 0o755) })
 	}
-	tests := []struct {
-		name  string
-		setup func()
-		path  string
+	err := CheckReplaceable([]string{file})
+	if !errors.Is(err, ErrNotReplaceable) || !strings.Contains(err.Error(), strconv.Quote(dir)) {
+		t.Fatalf("got %v, want ErrNotReplaceable naming %q", err, dir)
+	}
+}
+
+func TestCheckRereadable(t *testing.T) {
+	for _, tt := range []struct {
+		files []string
+		want  error
 	}{
-		{"symlinked compose file", func() {}, link},
-		{"symlinked backup", func() { os.Symlink(filepath.Join(dir, "elsewhere"), real+BackupSuffix) }, real},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.setup()
-			if err := Apply([]Edit{{Path: tt.path, Old: old, New: []byte("x: 1\n")}}); err == nil {
-				t.Fatal("got no error, want a refusal")
-			}
-			if got, _ := os.ReadFile(real); !bytes.Equal(got, old) {
-				t.Errorf("got %q, want the file untouched", got)
-			}
-			if _, err := os.Lstat(filepath.Join(dir, "elsewhere")); err == nil {
-				t.Errorf("got a write through the symlink")
-			}
-		})
+		{nil, nil},
+		{[]string{"compose.yaml"}, nil},
+		{[]string{"compose.yaml", "-"}, ErrStdin},
+	} {
+		if got := (Options{Files: tt.files}).CheckRereadable(); !errors.Is(got, tt.want) {
+			t.Errorf("files %q: got %v, want %v", tt.files, got, tt.want)
+		}
 	}
 }
 

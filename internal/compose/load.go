@@ -4,6 +4,7 @@ package compose
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -28,6 +29,20 @@ type Options struct {
 	EnvFiles []string
 	// Profiles are the --profile values. Empty: COMPOSE_PROFILES.
 	Profiles []string
+}
+
+// ErrStdin: the compose file is standard input (-f -), which a command that
+// loads the project again, or runs the docker compose CLI on it, can't read twice.
+var ErrStdin = errors.New("a compose file from standard input (-f -) can't be read again; write it to a file")
+
+// CheckRereadable returns an error wrapping ErrStdin when a compose file is "-".
+func (o Options) CheckRereadable() error {
+	for _, f := range o.Files {
+		if f == "-" {
+			return ErrStdin
+		}
+	}
+	return nil
 }
 
 // Load loads and normalises the project with compose-go the way docker compose v2+

@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	"internal/remount":                  {"internal/compose", "internal/statefile"},
 	"internal/statefile":                nil,
 	"internal/statemigrate":             nil,
-	"internal/volumes":                  nil,
+	"internal/volumes":                  {"internal/statefile"},
 }
 
 // entrypointForbidden are packages the entrypoint build (the gateway image's

@@ -3,10 +3,13 @@ package migrate
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
@@ -56,6 +59,10 @@ type journal struct {
 	// the one being remounted.
 	Remounted []string `json:"remounted,omitempty"`
 	Current   string   `json:"current,omitempty"`
+	// Sources are the identities (device:inode) of the source directories the
+	// full pass copied: a delta from another directory is refused, and an abort
+	// keeps the volumes while a source is gone or replaced.
+	Sources map[string]string `json:"sources,omitempty"`
 	// Skipped are services without a container (docker compose up creates them).
 	Skipped   []string  `json:"skipped,omitempty"`
 	StartedAt time.Time `json:"started_at"`
@@ -72,11 +79,14 @@ func sum(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
+// errJournal is wrapped by save's error.
+var errJournal = errors.New("writing the journal")
+
 // save records step durably (statefile.Save), then the crash hook.
 func (j *journal) save(step string) error {
 	j.Step = step
 	if err := statefile.Save(JournalPath(j.Project), j); err != nil {
-		return fmt.Errorf("writing the journal: %w", err)
+		return fmt.Errorf("%w: %w", errJournal, err)
 	}
 	statefile.CrashAfter(crashHook, step)
 	return nil
@@ -99,4 +109,44 @@ func readJournal(project string) (*journal, error) {
 		return nil, nil
 	}
 	return &j, nil
+}
+
+// dropContent forgets the compose files' content once the migration is done
+// (it may hold secrets): the hashes stay, and Rollback reads the content
+// before the migration from the backups (loadContent).
+func (j *journal) dropContent() {
+	for i := range j.Edits {
+		j.Edits[i].Old, j.Edits[i].New = nil, nil
+	}
+}
+
+// loadContent fills the content dropContent dropped: the content before the
+// migration from each file's backup, the rewrite from the file itself, each
+// only when its hash is the journaled one. A file that holds neither any more
+// gives an error wrapping compose.ErrChanged.
+func (j *journal) loadContent() error {
+	for i, e := range j.Edits {
+		if e.Old != nil {
+			continue
+		}
+		old, err := os.ReadFile(e.Path + compose.BackupSuffix)
+		if err != nil || sum(old) != e.OldSHA256 {
+			return fmt.Errorf("compose file %q: its backup %q no longer holds the content before the migration: %w",
+				e.Path, e.Path+compose.BackupSuffix, compose.ErrChanged)
+		}
+		cur, err := os.ReadFile(e.Path)
+		if err != nil {
+			return fmt.Errorf("reading %q: %w", e.Path, err)
+		}
+		j.Edits[i].Old = old
+		switch sum(cur) {
+		case e.NewSHA256:
+			j.Edits[i].New = cur
+		case e.OldSHA256:
+			j.Edits[i].New = nil // already restored: applyEdits skips it
+		default:
+			return fmt.Errorf("compose file %q %w (the migration's plan no longer applies)", e.Path, compose.ErrChanged)
+		}
+	}
+	return nil
 }

@@ -164,11 +164,14 @@ func (r *runner) progress(step, detail string) {
 // ErrInterrupted when an interrupted migration exists, remount.ErrLocked when
 // another run holds the lock.
 func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
+	if err := opts.Compose.CheckRereadable(); err != nil {
+		return nil, err
+	}
 	project, err := compose.Load(ctx, opts.Compose)
 	if err != nil {
-		return nil, fmt.Errorf("loading the project: %w", err)
+		return nil, err // it names the operation
 	}
-	unlock, err := remount.Lock(project.Name)
+	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -206,11 +209,22 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 		j.Edits = append(j.Edits, fileEdit{Path: e.Path, Old: e.Old, New: e.New, OldSHA256: sum(e.Old), NewSHA256: sum(e.New)})
 	}
 	r.j = j
+	// Checked before anything changes: the files can be replaced, and which
+	// services run (an engine restart before the stop must not lose that).
+	if err := r.checkFiles(); err != nil {
+		return nil, err
+	}
+	if err := r.checkJournalRoom(); err != nil {
+		return nil, err
+	}
+	if j.Running, err = r.runningServices(ctx, j.Services); err != nil {
+		return nil, err
+	}
 	if err := j.save(StepPlanned); err != nil {
 		return nil, err
 	}
 	r.progress("plan", fmt.Sprintf("%d volume(s), services %s", len(j.Conversions), strings.Join(j.Services, ", ")))
-	return r.forward(ctx)
+	return r.forwardNoted(ctx)
 }
 
 // Resume finishes the interrupted migration of the project from its journal's
@@ -229,15 +243,18 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 	r.resumeCurrent = r.j.Current
 	r.resuming = true
 	r.progress("resume", "from step "+r.j.Step)
-	return r.forward(ctx)
+	return r.forwardNoted(ctx)
 }
 
 func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(), error) {
+	if err := opts.Compose.CheckRereadable(); err != nil {
+		return nil, nil, err
+	}
 	project, err := compose.Load(ctx, opts.Compose)
 	if err != nil {
-		return nil, nil, fmt.Errorf("loading the project: %w", err)
+		return nil, nil, err // it names the operation
 	}
-	unlock, err := remount.Lock(project.Name)
+	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -263,20 +280,17 @@ func (r *runner) volumeReport(c Conversion) *VolumeReport {
 	return &r.rep.Volumes[len(r.rep.Volumes)-1]
 }
 
-func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass) (*volumes.CopyResult, error) {
+func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass, reserve int64) (*volumes.CopyResult, error) {
 	r.progress("copy", fmt.Sprintf("%s pass %s -> %s", pass, c.Source, c.Name))
 	o := volumes.CopyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner, KeepOwner: r.opts.KeepOwner,
-		Pass: pass, Helper: r.opts.Helper}
+		Pass: pass, Reserve: reserve, Helper: r.opts.Helper}
 	if r.opts.Progress != nil {
 		o.Progress = func(p volumes.Progress) {
 			r.emit(Event{Step: "copy", Volume: c.Name, Copy: &p})
 		}
 	}
-	res, err := volumes.Copy(ctx, r.eng, o)
-	if err != nil {
-		return nil, fmt.Errorf("copying %s into volume %s (%s pass): %w", c.Source, c.Name, pass, err)
-	}
-	return res, nil
+	// Its error names the source, the volume and the pass.
+	return volumes.Copy(ctx, r.eng, o)
 }
 
 // forward runs the steps after the journal's.
@@ -294,7 +308,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			res, err := volumes.Create(ctx, r.eng, volumes.CreateOptions{Name: c.Name, Project: j.Project, Key: c.Volume,
 				ComposeVersion: version, Migration: j.ID, Helper: r.opts.Helper})
 			if err != nil {
-				return nil, r.abort(ctx, fmt.Errorf("creating volume %s: %w", c.Name, err))
+				return nil, r.abort(ctx, err) // it names the volume
 			}
 			if (res.Created || res.Replaced) && !slices.Contains(j.Volumes, c.Name) {
 				j.Volumes = append(j.Volumes, c.Name)
@@ -308,13 +322,19 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 	}
 	if at(StepCopied) {
+		// The full pass leaves room for the snapshots the remounts commit.
+		reserve, err := r.snapshotRoom(ctx)
+		if err != nil {
+			return nil, r.abort(ctx, err)
+		}
 		for _, c := range j.Conversions {
-			res, err := r.copy(ctx, c, volumes.PassFull)
+			res, err := r.copy(ctx, c, volumes.PassFull, reserve)
 			if err != nil {
 				return nil, r.abort(ctx, err)
 			}
 			r.volumeReport(c).Full = res
 		}
+		r.recordSources()
 		if err := j.save(StepCopied); err != nil {
 			return nil, err
 		}
@@ -324,15 +344,14 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if err := checkEdits(j.Edits); err != nil {
 			return nil, r.changed(ctx, err)
 		}
-		j.Running = nil
-		for _, s := range j.Services {
-			running, err := r.running(ctx, s)
-			if err != nil {
-				return nil, err
-			}
-			if running {
-				j.Running = append(j.Running, s)
-			}
+		if err := r.checkFiles(); err != nil {
+			return nil, r.changed(ctx, err)
+		}
+		if err := r.checkJournalRoom(); err != nil {
+			return nil, r.changed(ctx, err)
+		}
+		if err := r.addRunning(ctx); err != nil {
+			return nil, err
 		}
 		j.StoppedAt = time.Now()
 		if err := j.save(StepStopping); err != nil {
@@ -352,7 +371,10 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		// The services are down from here: the volumes are done side by side.
 		res := make([]*volumes.CopyResult, len(j.Conversions))
 		if err := r.each(ctx, func(ctx context.Context, i int, c Conversion) (err error) {
-			res[i], err = r.copy(ctx, c, volumes.PassDelta)
+			if err := r.checkSource(c); err != nil {
+				return err
+			}
+			res[i], err = r.copy(ctx, c, volumes.PassDelta, 0)
 			return err
 		}); err != nil {
 			return nil, r.abort(ctx, err)
@@ -450,6 +472,12 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 				check = append(check, s)
 			}
 		}
+		if len(check) > 0 && r.resuming {
+			// An engine restart may have stopped them since they were started.
+			if err := r.compose(ctx, append([]string{"start"}, check...)...); err != nil {
+				return nil, fmt.Errorf("starting the remounted services: %w", err)
+			}
+		}
 		if len(check) > 0 {
 			r.progress("check", strings.Join(check, ", "))
 			if err := r.check(ctx, check); err != nil {
@@ -482,6 +510,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if err := volumes.RemoveHelper(ctx, r.eng, r.opts.Helper); err != nil {
 			r.rep.Warnings = append(r.rep.Warnings, "removing the helper image: "+err.Error())
 		}
+		j.dropContent()
 		if err := j.save(StepDone); err != nil {
 			return nil, err
 		}
@@ -504,8 +533,12 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 func (r *runner) abort(ctx context.Context, err error) error {
 	// The undo runs to its end even when ctx was cancelled (Ctrl-C).
 	ctx = context.WithoutCancel(ctx)
+	if kept := r.keepOnlyCopies(err); kept != nil {
+		return kept
+	}
 	var undo []string
-	if len(r.j.Running) > 0 && stepIndex(r.j.Step) >= stepIndex(StepStopping) {
+	// Started whatever the step: an engine restart may have stopped them before the stop step.
+	if len(r.j.Running) > 0 {
 		if e := r.compose(ctx, append([]string{"start"}, r.j.Running...)...); e != nil {
 			undo = append(undo, "starting the services again: "+e.Error())
 		}
@@ -565,6 +598,11 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 		if len(cs) > 1 {
 			return fmt.Errorf("service %s has %d containers: %w; scale it to 1 first", s, len(cs), remount.ErrUnsupported)
 		}
+		if len(cs) == 1 {
+			if err := refuseUnsettled(s, cs[0]); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -610,6 +648,10 @@ func (r *runner) running(ctx context.Context, service string) (bool, error) {
 // compose.ErrChanged before anything is written.
 func applyEdits(edits []fileEdit, reverse bool) error {
 	var todo []compose.Edit
+	write := compose.Apply
+	if reverse {
+		write = compose.Restore // the backup keeps the content before the migration
+	}
 	for _, e := range edits {
 		from, to := e.Old, e.New
 		if reverse {
@@ -627,7 +669,7 @@ func applyEdits(edits []fileEdit, reverse bool) error {
 			return fmt.Errorf("compose file %s %w (the migration's plan no longer applies)", e.Path, compose.ErrChanged)
 		}
 	}
-	return compose.Apply(todo)
+	return write(todo)
 }
 
 // Rollback undoes the project's last migration, interrupted or completed:
@@ -658,7 +700,26 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		// The compose files were not touched.
 		return r.rep, r.rollbackEarly(ctx)
 	}
+	if err := j.loadContent(); err != nil {
+		return nil, fmt.Errorf("restoring the compose files: %w", err)
+	}
+	if !opts.CopyBack {
+		if err := missingSources(j); err != nil {
+			return nil, err
+		}
+	}
 	written := writtenConversions(j) // before the steps below change the journal
+	// Whether a service ran on the volumes: the real state of an interrupted
+	// remount's containers, looked at before its rollback removes them.
+	ran := len(j.Remounted) > 0 || stepIndex(j.Step) >= stepIndex(StepRemounted)
+	if !ran && j.Current != "" {
+		if ran, err = r.ranOnVolumes(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !ran {
+		written = nil
+	}
 	cb, err := r.copyBack(ctx)
 	if err != nil {
 		return nil, err
@@ -688,7 +749,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		return remount.Options{Project: project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
 			WaitTimeout: opts.WaitTimeout, Locked: true, NoDependents: true}
 	}
-	unused := j.Current == "" && len(j.Remounted) == 0 && stepIndex(j.Step) < stepIndex(StepRemounted)
+	unused := !ran
 	if j.Current != "" {
 		// A remount onto the volumes was interrupted: its own rollback puts the old container back.
 		r.progress("remount rollback", j.Current)

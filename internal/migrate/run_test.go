@@ -285,6 +285,9 @@ func TestRunAborts(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("got a multi-line error %q", err)
 			}
+			if n := strings.Count(err.Error(), "into volume"); n > 1 {
+				t.Errorf("got %q, want each operation named once", err)
+			}
 			if got, _ := os.ReadFile(l.file); string(got) != string(before) {
 				t.Errorf("got the compose file changed by an aborted migration")
 			}
@@ -380,6 +383,9 @@ func TestRunVolumeTaken(t *testing.T) {
 	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
 	if !errors.Is(err, ErrAborted) || !errors.Is(err, volumes.ErrVolumeTaken) {
 		t.Fatalf("got %v, want ErrAborted and ErrVolumeTaken", err)
+	}
+	if n := strings.Count(err.Error(), "creating volume"); n != 1 {
+		t.Errorf("got %q, want the operation named once", err)
 	}
 	if got := strings.TrimSpace(dockertest.Docker(t, "run", "--rm", "-v", vol+":/v", dockertest.Busybox(t), "cat", "/v/keep")); got != "precious" {
 		t.Errorf("got %q in the taken volume, want its data untouched", got)

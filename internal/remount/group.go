@@ -130,7 +130,7 @@ func progressOf(opts Options, step, detail string) {
 // stopped, dependents first, each is remounted (and started) in Order, and the
 // ones that were stopped are stopped again.
 func runGroup(ctx context.Context, eng Engine, opts Options, deps []string) (*Result, error) {
-	unlock, err := lockUnless(opts)
+	unlock, err := lockUnless(ctx, eng, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // Engine is the part of the Docker Engine API remount uses; *client.Client
@@ -199,6 +200,8 @@ type run struct {
 	j    *journal
 	t0   time.Time
 	res  *Result
+	// resumed: Resume runs (an engine restart may have stopped the clone).
+	resumed bool
 }
 
 func (r *run) progress(step, detail string) {
@@ -210,6 +213,9 @@ func (r *run) progress(step, detail string) {
 func (o *Options) defaults() error {
 	if o.Project == nil {
 		return errors.New("no compose project")
+	}
+	if err := o.Compose.CheckRereadable(); err != nil {
+		return err
 	}
 	if o.Service == "" {
 		return errors.New("no service given")
@@ -260,7 +266,7 @@ func Run(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 
 // runOne remounts opts.Service alone.
 func runOne(ctx context.Context, eng Engine, opts Options) (*Result, error) {
-	unlock, err := lockUnless(opts)
+	unlock, err := lockUnless(ctx, eng, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -298,18 +304,21 @@ func Rollback(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	return recoverJournal(ctx, eng, opts, true)
 }
 
-func lockUnless(opts Options) (func(), error) {
+func lockUnless(ctx context.Context, eng Engine, opts Options) (func(), error) {
 	if opts.Locked {
 		return func() {}, nil
 	}
-	return Lock(opts.Project.Name)
+	if opts.DryRun {
+		return Lock(opts.Project.Name) // it changes nothing on the engine
+	}
+	return LockEngine(ctx, eng, opts.Project.Name)
 }
 
 func recoverJournal(ctx context.Context, eng Engine, opts Options, rollback bool) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	unlock, err := lockUnless(opts)
+	unlock, err := lockUnless(ctx, eng, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +360,7 @@ func recoverJournal(ctx context.Context, eng Engine, opts Options, rollback bool
 		return nil, err
 	}
 	r.cli = cli
+	r.resumed = true
 	return r.forward(ctx)
 }
 
@@ -438,6 +448,10 @@ func (r *run) preflight(ctx context.Context) error {
 		return err
 	}
 	r.cli = cli
+	// The journal (two container inspects) is written after the stop.
+	if err := statefile.CheckRoom(projectDir(p.Name), 1<<20, 16); err != nil {
+		return err
+	}
 	raw, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("recording container %s: %w", c.ID, err)
@@ -591,6 +605,11 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, "journal", err)
 		}
 	}
+	if j.Step == stepStarted && r.resumed {
+		if err := r.startIfStopped(ctx, j.CloneID); err != nil {
+			return nil, r.fail(ctx, "starting the new container again", err)
+		}
+	}
 	if j.Step == stepStarted && !r.opts.NoWait && !r.opts.NoStart {
 		r.progress("wait", fmt.Sprintf("up to %s", r.opts.WaitTimeout))
 		if err := Check(ctx, r.eng, j.CloneID, r.opts.WaitTimeout); err != nil {
@@ -699,16 +718,20 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	oldExists := false
-	for _, c := range cs {
-		if c.ID == j.OldID {
-			oldExists = true
-		}
+	// compose may have renamed the old container to <id>_<name> while
+	// replacing it: it still counts, unless it is Dead or being removed (an
+	// engine killed while compose removed it): then only the snapshot holds its layer.
+	oldExists, err := r.restorable(ctx, j.OldID)
+	if err != nil {
+		return "", err
 	}
 	if !oldExists {
-		// compose may have renamed it to <id>_<name> while replacing: it still counts.
-		if _, err := r.eng.ContainerInspect(ctx, j.OldID, client.ContainerInspectOptions{}); err == nil {
-			oldExists = true
+		// Checked before anything is removed: the snapshot must hold the layer.
+		if j.SnapshotID == "" {
+			return "", fmt.Errorf("container %s can't be restored and no snapshot was recorded", j.OldName)
+		}
+		if _, err := r.eng.ImageInspect(ctx, j.SnapshotID); err != nil {
+			return "", fmt.Errorf("container %s can't be restored and its snapshot %s: %w", j.OldName, j.SnapshotTag, err)
 		}
 	}
 	// Remove every other container of the service (compose's, the clone), keeping
@@ -717,7 +740,7 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 		if j.Replica != "" && !slices.Contains(c.Names, "/"+j.Replica) {
 			continue
 		}
-		if c.ID != j.OldID {
+		if c.ID != j.OldID || !oldExists {
 			if err := r.removeContainer(ctx, c.ID); err != nil {
 				return "", fmt.Errorf("removing container %s: %w", c.ID, err)
 			}
@@ -736,13 +759,7 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 			}
 		}
 		restored = fmt.Sprintf("rolled back: %s is its previous container (%.12s) again", j.OldName, id)
-		if j.SnapshotID != "" {
-			r.eng.ImageRemove(ctx, j.SnapshotID, client.ImageRemoveOptions{})
-		}
 	} else {
-		if j.SnapshotID == "" {
-			return "", fmt.Errorf("container %s is gone and no snapshot was recorded", j.OldName)
-		}
 		if cur := r.existing(ctx, j.OldName); cur != "" {
 			if err := r.removeContainer(ctx, cur); err != nil {
 				return "", fmt.Errorf("removing container %s: %w", cur, err)
@@ -760,6 +777,11 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 		}
 	} else {
 		restored += " (stopped, as it was)"
+	}
+	// The snapshot goes only once the old container itself is back (and runs
+	// when it ran): until then it may be the only copy of the layer.
+	if oldExists && j.SnapshotID != "" {
+		r.eng.ImageRemove(ctx, j.SnapshotID, client.ImageRemoveOptions{})
 	}
 	if err := j.remove(); err != nil {
 		return "", err
@@ -921,4 +943,32 @@ func apiAtLeast(v string, major, minor int) bool {
 		return false
 	}
 	return a > major || (a == major && b >= minor)
+}
+
+// restorable reports whether container id exists and can be put back: not
+// Dead and not being removed (a container the engine was removing when it died
+// comes back Dead and can't be started).
+func (r *run) restorable(ctx context.Context, id string) (bool, error) {
+	ins, err := r.eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspecting container %.12s: %w", id, err)
+	}
+	st := ins.Container.State
+	return st == nil || (!st.Dead && st.Status != container.StateDead && st.Status != container.StateRemoving), nil
+}
+
+// startIfStopped starts container id unless it runs.
+func (r *run) startIfStopped(ctx context.Context, id string) error {
+	ins, err := r.eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return err
+	}
+	if st := ins.Container.State; st != nil && st.Running {
+		return nil
+	}
+	_, err = r.eng.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	return err
 }

@@ -53,8 +53,12 @@ func child(mode string) int {
 	switch mode {
 	case "run":
 		_, err = remount.Run(ctx, eng, opts)
-	case "hold-lock":
-		unlock, lerr := remount.Lock(p.Name)
+	case "hold-lock", "hold-engine-lock":
+		lock := func(string) (func(), error) { return remount.LockEngine(ctx, eng, p.Name) }
+		if mode == "hold-lock" {
+			lock = remount.Lock
+		}
+		unlock, lerr := lock(p.Name)
 		if lerr != nil {
 			fmt.Fprintln(os.Stderr, lerr)
 			return 3
@@ -433,7 +437,7 @@ func TestRemountRollsBack(t *testing.T) {
 		{"ContainerCommit", 1, false, true},
 		{"ContainerInspect", 2, true, false}, // inspecting compose's container
 		{"ContainerRemove", 1, true, false},  // removing compose's container
-		{"ContainerCreate", 1, true, false},  // the clone on the snapshot
+		{"ContainerCreate", 2, true, false},  // the clone on the snapshot (#1: the engine lock)
 		{"NetworkConnect", 1, true, false},   // a second network below API 1.44
 		{"ContainerStart", 1, true, false},   // starting the clone
 	} {

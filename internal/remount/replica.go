@@ -61,7 +61,7 @@ func replicas(ctx context.Context, eng Engine, opts Options) (bool, error) {
 // anonymous volumes, and checked before the next one. A failing replica is
 // rolled back and the remount stops there (the replicas done stay remounted).
 func runReplicas(ctx context.Context, eng Engine, opts Options) (*Result, error) {
-	unlock, err := lockUnless(opts)
+	unlock, err := lockUnless(ctx, eng, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,10 @@ func (r *run) snapshot(ctx context.Context) error {
 		r.j.SnapshotID = id
 		return nil
 	}
+	var old container.InspectResponse
+	if err := json.Unmarshal(r.j.Old, &old); err == nil && old.Config != nil {
+		maskContainerConfig(cfg, old.Config)
+	}
 	res, err := r.eng.ContainerCommit(ctx, r.j.OldID, client.ContainerCommitOptions{
 		Reference: r.j.SnapshotTag, NoPause: true, Config: cfg,
 		Comment: "moltctl remount snapshot of " + r.j.OldName,
@@ -116,6 +120,31 @@ func (r *run) snapshot(ctx context.Context) error {
 	}
 	r.j.SnapshotID = res.ID
 	return nil
+}
+
+// maskContainerConfig keeps the container's own env values and labels out of
+// a commit: the engine adds to the committed config every env key and label of
+// the container that the given config lacks (compose's environment: API keys,
+// passwords), so each such key is set empty here instead. Compose gives every
+// container it creates its env and labels again; the keys stay (see
+// Result.LeftoverEnv), their values do not.
+func maskContainerConfig(cfg, ctr *container.Config) {
+	has := map[string]bool{}
+	for _, e := range cfg.Env {
+		k, _, _ := strings.Cut(e, "=")
+		has[k] = true
+	}
+	for _, e := range ctr.Env {
+		if k, _, _ := strings.Cut(e, "="); !has[k] {
+			cfg.Env = append(cfg.Env, k+"=")
+			has[k] = true
+		}
+	}
+	for k := range ctr.Labels {
+		if _, ok := cfg.Labels[k]; !ok {
+			cfg.Labels[k] = ""
+		}
+	}
 }
 
 // flatten exports the container's filesystem and imports it as a one-layer image
@@ -251,6 +280,25 @@ func bakedKeys(imgEnv []string, imgLabels map[string]string, wantEnv []string, w
 	return env, labels
 }
 
+// removeSnapshot removes a snapshot by its tags: an older snapshot is the
+// parent of the newer ones (each commit is on top of the previous), so the
+// engine refuses to remove its ID ("image has dependent child images"), but
+// untags it; its layers stay as long as a newer snapshot needs them. It reports
+// whether every tag went.
+func removeSnapshot(ctx context.Context, eng Engine, s snapshotInfo) bool {
+	refs := s.Tags
+	if len(refs) == 0 {
+		refs = []string{s.ID}
+	}
+	ok := true
+	for _, ref := range refs {
+		if _, err := eng.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {
+			ok = false
+		}
+	}
+	return ok
+}
+
 // prune removes the service's snapshots beyond Keep, never the running one or
 // its parent, and returns the tags removed.
 func (r *run) prune(ctx context.Context) []string {
@@ -271,7 +319,7 @@ func (r *run) prune(ctx context.Context) []string {
 			kept++
 			continue
 		}
-		if _, err := r.eng.ImageRemove(ctx, s.ID, client.ImageRemoveOptions{Force: false}); err == nil {
+		if removeSnapshot(ctx, r.eng, s) {
 			removed = append(removed, strings.Join(s.Tags, ","))
 		}
 	}

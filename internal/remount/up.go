@@ -269,7 +269,7 @@ func (c *composeCLI) dryRunUp(ctx context.Context, services ...string) (map[stri
 func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 	t0 := time.Now()
 	p := opts.Project
-	unlock, err := lockUnless(Options{Project: p})
+	unlock, err := lockUnless(ctx, eng, Options{Project: p, DryRun: opts.DryRun})
 	if err != nil {
 		return nil, err
 	}

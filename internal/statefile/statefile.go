@@ -84,3 +84,45 @@ func CrashAfter(hook, step string) {
 		select {}
 	}
 }
+
+// ErrNoRoom: the file system of the state directory can't hold the journals
+// of a run.
+var ErrNoRoom = errors.New("not enough room for moltctl's journals")
+
+// Free returns the bytes and inodes an unprivileged writer has free on the
+// file system holding path (inodes -1 when the file system does not count
+// them).
+func Free(path string) (bytes, inodes int64, err error) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(path, &fs); err != nil {
+		return 0, 0, fmt.Errorf("measuring the free space of %q: %w", path, err)
+	}
+	inodes = -1
+	if fs.Files > 0 {
+		inodes = int64(fs.Ffree)
+	}
+	return int64(fs.Bavail) * int64(fs.Bsize), inodes, nil
+}
+
+// CheckRoom returns an error wrapping ErrNoRoom unless the file system of dir
+// (or of its nearest existing parent) has bytes and inodes free.
+func CheckRoom(dir string, bytes, inodes int64) error {
+	p := dir
+	for {
+		if _, err := os.Stat(p); err == nil || filepath.Dir(p) == p {
+			break
+		}
+		p = filepath.Dir(p)
+	}
+	freeBytes, freeInodes, err := Free(p)
+	if err != nil {
+		return err
+	}
+	if freeInodes >= 0 && freeInodes < inodes {
+		return fmt.Errorf("state directory %q: %w: %d inodes free, %d needed", dir, ErrNoRoom, freeInodes, inodes)
+	}
+	if freeBytes < bytes {
+		return fmt.Errorf("state directory %q: %w: %d bytes free, %d needed", dir, ErrNoRoom, freeBytes, bytes)
+	}
+	return nil
+}

@@ -97,6 +97,11 @@ type CopyOptions struct {
 	// Workers is how many regular files are copied at once (default 1). On 2
 	// cores and one disk 2 gained nothing measurable (docs/volumes.md).
 	Workers int
+	// Reserve (full pass) is how many bytes must stay free in the volume's
+	// file system after the copy: the snapshots remount commits of the
+	// services' writable layers, on engines that keep volumes and images on
+	// one file system (the default /var/lib/docker).
+	Reserve int64
 	Helper  HelperOptions
 }
 
@@ -105,7 +110,8 @@ type CopyOptions struct {
 // interruption); the delta pass needs a completed full pass and copies only
 // what changed since the last pass, removing what was deleted. Both store the
 // source's manifest in the volume's StateDir. Errors wrap ErrNoSpace when the
-// volume's file system is too small, ErrNoFirstPass for a delta without a
+// volume's file system is too small (and ErrNoInodes when it is its inodes
+// that run out), ErrNoFirstPass for a delta without a
 // full pass.
 func Copy(ctx context.Context, eng Engine, o CopyOptions) (*CopyResult, error) {
 	if err := checkSourceVolume(o.Source, o.Volume); err != nil {
@@ -121,7 +127,7 @@ func Copy(ctx context.Context, eng Engine, o CopyOptions) (*CopyResult, error) {
 		return nil, fmt.Errorf("copying %s: unknown pass %q", o.Source, o.Pass)
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
-		req:    helperRequest{Op: "copy", Owner: o.Owner, KeepOwner: o.KeepOwner, Pass: o.Pass, Workers: o.Workers},
+		req:    helperRequest{Op: "copy", Owner: o.Owner, KeepOwner: o.KeepOwner, Pass: o.Pass, Workers: o.Workers, Reserve: o.Reserve},
 		source: o.Source, volume: o.Volume, progress: o.Progress, helper: o.Helper})
 	if err != nil {
 		return nil, fmt.Errorf("copying %s into volume %s (%s pass): %w", o.Source, o.Volume, o.Pass, err)

@@ -27,6 +27,9 @@ type treeOptions struct {
 	Progress  func(Progress)
 	// Workers copy regular files in parallel (default 1: one at a time).
 	Workers int
+	// Reserve is how many bytes the full pass leaves free beyond the copy
+	// (for the snapshots of the writable layers).
+	Reserve int64
 }
 
 type copier struct {
@@ -106,11 +109,13 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 			return nil, fmt.Errorf("measuring the source: %w", err)
 		}
 		c.total = Progress{TotalBytes: need, TotalFiles: files}
-		var fs unix.Statfs_t
-		if err := unix.Fstatfs(c.dstRoot, &fs); err == nil {
-			avail := int64(fs.Bavail) * int64(fs.Bsize)
-			if need > avail {
-				return nil, fmt.Errorf("%w: the source needs %d bytes, the volume's file system has %d free", ErrNoSpace, need, avail)
+		if room, err := roomAt(c.dstRoot); err == nil {
+			what := "the source"
+			if o.Reserve > 0 {
+				what = fmt.Sprintf("the source (%d bytes) with the %d bytes kept for the snapshots", need, o.Reserve)
+			}
+			if err := room.Fits(what, need+o.Reserve, files); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -569,6 +574,9 @@ func readlinkAt(dirfd int, name string) (string, error) {
 }
 
 func (c *copier) writeErr(what, p string, err error) error {
+	if outOfInodes(c.dstRoot, err) {
+		return fmt.Errorf("%w: %s %q", ErrNoInodes, what, p)
+	}
 	if err == unix.ENOSPC || err == unix.EDQUOT {
 		return fmt.Errorf("%w: %s %q", ErrNoSpace, what, p)
 	}

@@ -26,6 +26,7 @@ type helperRequest struct {
 	Pass      Pass   `json:"pass,omitempty"`
 	Full      bool   `json:"full,omitempty"`
 	Workers   int    `json:"workers,omitempty"`
+	Reserve   int64  `json:"reserve,omitempty"`
 	// From and To default to /from and /to; tests run the helper in-process on other paths.
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
@@ -54,7 +55,7 @@ type probeResult struct {
 }
 
 // error kinds carried from the helper to the client
-var kinds = map[string]error{"nospace": ErrNoSpace, "nofirstpass": ErrNoFirstPass, "refused": ErrRefused, "mismatch": ErrMismatch}
+var kinds = map[string]error{"noinodes": ErrNoInodes, "nospace": ErrNoSpace, "nofirstpass": ErrNoFirstPass, "refused": ErrRefused, "mismatch": ErrMismatch}
 
 // Helper is the body of the hidden `moltctl copy-helper REQUEST` command that
 // runs inside the helper container: it reads the source at /from, writes the
@@ -72,7 +73,7 @@ func Helper(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		l := helperLine{Error: err.Error()}
 		for k, e := range kinds {
-			if errors.Is(err, e) {
+			if errors.Is(err, e) && l.Kind != "noinodes" { // the narrowest kind
 				l.Kind = k
 			}
 		}
@@ -102,7 +103,7 @@ func runHelper(ctx context.Context, args []string, emit func(helperLine)) error 
 			return err
 		}
 		res, err := copyTree(ctx, treeOptions{Src: req.From, Dst: req.To, UID: uid, GID: gid, KeepOwner: req.KeepOwner,
-			Delta: req.Pass == PassDelta, Workers: req.Workers, Progress: func(p Progress) { emit(helperLine{Progress: &p}) }})
+			Delta: req.Pass == PassDelta, Workers: req.Workers, Reserve: req.Reserve, Progress: func(p Progress) { emit(helperLine{Progress: &p}) }})
 		if err != nil {
 			return err
 		}
