@@ -188,9 +188,9 @@ func TestRemountJoinedRollsBack(t *testing.T) {
 		{"ContainerCommit", 1, true},  // the gateway
 		{"ContainerCommit", 2, false}, // the cli
 		{"ContainerRemove", 1, false}, // compose's gateway container
-		{"ContainerCreate", 1, false}, // the gateway on its snapshot
+		{"ContainerCreate", 2, false}, // the gateway on its snapshot (the 1st is the engine lock)
 		{"ContainerStart", 1, false},  // the gateway
-		{"ContainerCreate", 2, false}, // the cli on its snapshot
+		{"ContainerCreate", 3, false}, // the cli on its snapshot
 		{"ContainerStart", 2, false},  // the cli
 	} {
 		t.Run(fmt.Sprintf("%s#%d", tc.method, tc.n), func(t *testing.T) {
