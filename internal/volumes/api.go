@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/moby/moby/client"
 )
@@ -102,6 +103,10 @@ type CopyOptions struct {
 	// services' writable layers, on engines that keep volumes and images on
 	// one file system (the default /var/lib/docker).
 	Reserve int64
+	// Exclude lists directories inside Source (relative paths) whose content
+	// is left out: each is copied as an empty directory with its metadata and
+	// the planned owner, the mount point of the volume that holds that content.
+	Exclude []string
 	Helper  HelperOptions
 }
 
@@ -117,6 +122,9 @@ func Copy(ctx context.Context, eng Engine, o CopyOptions) (*CopyResult, error) {
 	if err := checkSourceVolume(o.Source, o.Volume); err != nil {
 		return nil, err
 	}
+	if err := checkExclude(o.Exclude); err != nil {
+		return nil, fmt.Errorf("copying %s: %w", o.Source, err)
+	}
 	if _, _, err := parseOwner(o.Owner, o.KeepOwner); err != nil {
 		return nil, fmt.Errorf("copying %s: %w", o.Source, err)
 	}
@@ -127,7 +135,7 @@ func Copy(ctx context.Context, eng Engine, o CopyOptions) (*CopyResult, error) {
 		return nil, fmt.Errorf("copying %s: unknown pass %q", o.Source, o.Pass)
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
-		req:    helperRequest{Op: "copy", Owner: o.Owner, KeepOwner: o.KeepOwner, Pass: o.Pass, Workers: o.Workers, Reserve: o.Reserve},
+		req:    helperRequest{Op: "copy", Owner: o.Owner, KeepOwner: o.KeepOwner, Pass: o.Pass, Workers: o.Workers, Reserve: o.Reserve, Exclude: o.Exclude},
 		source: o.Source, volume: o.Volume, progress: o.Progress, helper: o.Helper})
 	if err != nil {
 		return nil, fmt.Errorf("copying %s into volume %s (%s pass): %w", o.Source, o.Volume, o.Pass, err)
@@ -136,6 +144,16 @@ func Copy(ctx context.Context, eng Engine, o CopyOptions) (*CopyResult, error) {
 		return nil, fmt.Errorf("copying %s into volume %s: the helper returned no result", o.Source, o.Volume)
 	}
 	return line.Copy, nil
+}
+
+// checkExclude accepts clean relative paths below the source.
+func checkExclude(exclude []string) error {
+	for _, p := range exclude {
+		if p == "" || filepath.IsAbs(p) || filepath.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+			return fmt.Errorf("excluded path %q: want a clean path relative to the source, below it", p)
+		}
+	}
+	return nil
 }
 
 func checkSourceVolume(source, volume string) error {
@@ -156,8 +174,10 @@ type VerifyOptions struct {
 	KeepOwner bool
 	// Full compares the content hash of every regular file; by default only the
 	// files the delta passes touched are hashed, everything else by metadata.
-	Full   bool
-	Helper HelperOptions
+	Full bool
+	// Exclude: as in CopyOptions; only the directories themselves are compared.
+	Exclude []string
+	Helper  HelperOptions
 }
 
 // Verify compares Source and Volume (the volume mounted read-only): type,
@@ -169,11 +189,14 @@ func Verify(ctx context.Context, eng Engine, o VerifyOptions) (*VerifyReport, er
 	if err := checkSourceVolume(o.Source, o.Volume); err != nil {
 		return nil, err
 	}
+	if err := checkExclude(o.Exclude); err != nil {
+		return nil, fmt.Errorf("verifying %s: %w", o.Volume, err)
+	}
 	if _, _, err := parseOwner(o.Owner, o.KeepOwner); err != nil {
 		return nil, fmt.Errorf("verifying %s: %w", o.Volume, err)
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
-		req:    helperRequest{Op: "verify", Owner: o.Owner, KeepOwner: o.KeepOwner, Full: o.Full},
+		req:    helperRequest{Op: "verify", Owner: o.Owner, KeepOwner: o.KeepOwner, Full: o.Full, Exclude: o.Exclude},
 		source: o.Source, volume: o.Volume, readOnly: true, helper: o.Helper})
 	if err != nil {
 		return nil, fmt.Errorf("verifying volume %s against %s: %w", o.Volume, o.Source, err)

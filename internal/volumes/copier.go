@@ -30,6 +30,8 @@ type treeOptions struct {
 	// Reserve is how many bytes the full pass leaves free beyond the copy
 	// (for the snapshots of the writable layers).
 	Reserve int64
+	// Exclude: directories (relative to Src) copied as empty directories.
+	Exclude []string
 }
 
 type copier struct {
@@ -47,6 +49,7 @@ type copier struct {
 	umask     uint32
 	last      time.Time
 	total     Progress
+	prune     map[string]bool // o.Exclude
 
 	mu     sync.Mutex // guards res's lists, man, last; workers run beside the walk
 	bytes  atomic.Int64
@@ -77,7 +80,7 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 		return nil, fmt.Errorf("reading the source: %w", err)
 	}
 	c := &copier{ctx: ctx, o: o, dstRoot: int(dst.Fd()), rootDev: uint64(rootSt.Dev),
-		man: map[string]*entry{}, links: map[devIno]string{}, buf: make([]byte, 1<<20)}
+		man: map[string]*entry{}, links: map[devIno]string{}, buf: make([]byte, 1<<20), prune: pruneSet(o.Exclude)}
 	c.res.Pass = PassFull
 	c.umask = uint32(unix.Umask(0))
 	unix.Umask(int(c.umask))
@@ -104,7 +107,7 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 		}
 		st.Touched = nil
 		// space: the volume's file system must hold what the source allocates
-		need, files, err := scanSize(int(src.Fd()), c.rootDev)
+		need, files, err := scanSize(int(src.Fd()), ".", c.rootDev, c.prune)
 		if err != nil {
 			return nil, fmt.Errorf("measuring the source: %w", err)
 		}
@@ -221,8 +224,9 @@ func (c *copier) clear() error {
 }
 
 // scanSize sums the bytes the source's regular files allocate (sparse holes
-// excluded) plus a block per other entry, staying on the root's file system.
-func scanSize(fd int, rootDev uint64) (int64, int64, error) {
+// excluded) plus a block per other entry, staying on the root's file system
+// and out of the pruned directories (rel is fd's path in the tree).
+func scanSize(fd int, rel string, rootDev uint64, prune map[string]bool) (int64, int64, error) {
 	d, err := openDir(fd, ".", nil)
 	if err != nil {
 		return 0, 0, err
@@ -240,12 +244,12 @@ func scanSize(fd int, rootDev uint64) (int64, int64, error) {
 		}
 		files++
 		bytes += st.Blocks * 512
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR && uint64(st.Dev) == rootDev {
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && uint64(st.Dev) == rootDev && !prune[joinRel(rel, n)] {
 			sub, err := openDir(int(d.Fd()), n, &st)
 			if err != nil {
 				continue
 			}
-			b, f, _ := scanSize(int(sub.Fd()), rootDev)
+			b, f, _ := scanSize(int(sub.Fd()), joinRel(rel, n), rootDev, prune)
 			sub.Close()
 			bytes += b
 			files += f
@@ -484,9 +488,11 @@ func (c *copier) copyDirEntry(srcfd, dstfd int, rel, name string, st *unix.Stat_
 	c.mu.Lock()
 	c.man[p] = e
 	c.mu.Unlock()
-	touched, err := c.copyDir(sd, dd, p, e)
-	if err != nil {
-		return false, err
+	touched := false
+	if !c.prune[p] { // an excluded directory stays empty: the mount point of another volume
+		if touched, err = c.copyDir(sd, dd, p, e); err != nil {
+			return false, err
+		}
 	}
 	c.mu.Lock()
 	if isNew {

@@ -27,6 +27,9 @@ type helperRequest struct {
 	Full      bool   `json:"full,omitempty"`
 	Workers   int    `json:"workers,omitempty"`
 	Reserve   int64  `json:"reserve,omitempty"`
+	// Exclude: directories (relative to the source) copied and verified as
+	// empty directories (CopyOptions.Exclude).
+	Exclude []string `json:"exclude,omitempty"`
 	// From and To default to /from and /to; tests run the helper in-process on other paths.
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
@@ -103,7 +106,7 @@ func runHelper(ctx context.Context, args []string, emit func(helperLine)) error 
 			return err
 		}
 		res, err := copyTree(ctx, treeOptions{Src: req.From, Dst: req.To, UID: uid, GID: gid, KeepOwner: req.KeepOwner,
-			Delta: req.Pass == PassDelta, Workers: req.Workers, Reserve: req.Reserve, Progress: func(p Progress) { emit(helperLine{Progress: &p}) }})
+			Delta: req.Pass == PassDelta, Workers: req.Workers, Reserve: req.Reserve, Exclude: req.Exclude, Progress: func(p Progress) { emit(helperLine{Progress: &p}) }})
 		if err != nil {
 			return err
 		}
@@ -113,7 +116,7 @@ func runHelper(ctx context.Context, args []string, emit func(helperLine)) error 
 		if err != nil {
 			return err
 		}
-		rep, err := verifyTree(req.From, req.To, compareOptions{UID: uid, GID: gid, KeepOwner: req.KeepOwner}, req.Full)
+		rep, err := verifyTree(req.From, req.To, compareOptions{UID: uid, GID: gid, KeepOwner: req.KeepOwner, Exclude: req.Exclude}, req.Full)
 		if err != nil {
 			return err
 		}
@@ -183,9 +186,9 @@ func verifyTree(src, dst string, o compareOptions, full bool) (*VerifyReport, er
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		dm, _, derr = manifest(dst, StateDir, hash)
+		dm, _, derr = prunedManifest(dst, StateDir, pruneSet(o.Exclude), hash)
 	}()
-	sm, mounts, err := manifest(src, "", hash)
+	sm, mounts, err := prunedManifest(src, "", pruneSet(o.Exclude), hash)
 	<-done
 	if err != nil {
 		return nil, fmt.Errorf("reading the source: %w", err)

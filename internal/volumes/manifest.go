@@ -13,6 +13,13 @@ import (
 // xattrs; regular files for which hash returns true get a content hash. The
 // entry skip (relative to the root) is left out. Mounts met are returned.
 func manifest(root, skip string, hash func(rel string) bool) (map[string]*entry, []string, error) {
+	return prunedManifest(root, skip, nil, hash)
+}
+
+// prunedManifest is manifest with the directories in prune (relative to the
+// root) recorded themselves but not walked into: the excluded subtrees of a
+// copy (CopyOptions.Exclude).
+func prunedManifest(root, skip string, prune map[string]bool, hash func(rel string) bool) (map[string]*entry, []string, error) {
 	d, err := openRoot(root)
 	if err != nil {
 		return nil, nil, err
@@ -29,11 +36,11 @@ func manifest(root, skip string, hash func(rel string) bool) (map[string]*entry,
 	}
 	m["."] = e
 	var mounts []string
-	err = walkManifest(int(d.Fd()), ".", uint64(st.Dev), skip, hash, m, &mounts)
+	err = walkManifest(int(d.Fd()), ".", uint64(st.Dev), skip, prune, hash, m, &mounts)
 	return m, mounts, err
 }
 
-func walkManifest(dirfd int, rel string, rootDev uint64, skip string, hash func(string) bool, m map[string]*entry, mounts *[]string) error {
+func walkManifest(dirfd int, rel string, rootDev uint64, skip string, prune map[string]bool, hash func(string) bool, m map[string]*entry, mounts *[]string) error {
 	d, err := openDir(dirfd, ".", nil)
 	if err != nil {
 		return err
@@ -74,7 +81,11 @@ func walkManifest(dirfd int, rel string, rootDev uint64, skip string, hash func(
 				return fmt.Errorf("reading xattrs of %q: %w", p, err)
 			}
 			m[p] = e
-			err = walkManifest(int(sd.Fd()), p, rootDev, skip, hash, m, mounts)
+			if prune[p] {
+				sd.Close()
+				continue
+			}
+			err = walkManifest(int(sd.Fd()), p, rootDev, skip, prune, hash, m, mounts)
 			sd.Close()
 			if err != nil {
 				return err
@@ -113,6 +124,20 @@ func walkManifest(dirfd int, rel string, rootDev uint64, skip string, hash func(
 type compareOptions struct {
 	UID, GID  int
 	KeepOwner bool
+	// Exclude: directories whose content is not compared (CopyOptions.Exclude).
+	Exclude []string
+}
+
+// pruneSet is the set of the excluded directories, nil for none.
+func pruneSet(exclude []string) map[string]bool {
+	if len(exclude) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(exclude))
+	for _, p := range exclude {
+		m[p] = true
+	}
+	return m
 }
 
 // compare lists how dst differs from src (sorted by path) and the warnings

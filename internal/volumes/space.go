@@ -20,8 +20,9 @@ type Size struct {
 // Measure walks dir on this host without following symlinks or crossing into
 // other file systems (mounts are not copied either) and returns its size, the
 // same figure the full pass checks against the volume's free space.
-// Unreadable entries below the root are skipped.
-func Measure(dir string) (Size, error) {
+// Unreadable entries below the root are skipped, and so is the content of the
+// directories in exclude (relative to dir), as CopyOptions.Exclude.
+func Measure(dir string, exclude ...string) (Size, error) {
 	d, err := openRoot(dir)
 	if err != nil {
 		return Size{}, fmt.Errorf("measuring %q: %w", dir, err)
@@ -31,7 +32,7 @@ func Measure(dir string) (Size, error) {
 	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
 		return Size{}, fmt.Errorf("measuring %q: %w", dir, err)
 	}
-	b, f, err := scanSize(int(d.Fd()), uint64(st.Dev))
+	b, f, err := scanSize(int(d.Fd()), ".", uint64(st.Dev), pruneSet(exclude))
 	if err != nil {
 		return Size{}, fmt.Errorf("measuring %q: %w", dir, err)
 	}
