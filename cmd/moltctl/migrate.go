@@ -24,6 +24,8 @@ type migrateOptions struct {
 	json        bool
 	owner       []string
 	volumeNames []string
+	exclude     []string
+	include     []string
 	services    []string
 	yes         bool
 	quiet       bool
@@ -74,6 +76,8 @@ with --rollback.`,
 	f.BoolVar(&o.json, "json", false, "print the plan as JSON")
 	f.StringArrayVar(&o.owner, "owner", nil, "owner of the migrated data: UID:GID or USER[:GROUP] of the image for all, or SOURCE=OWNER for one directory (repeatable; default: the service's user, else the image's USER, else MOLTCTL_USER, PUID/PGID or USERMAP_UID/USERMAP_GID of a root image, else the directory's owner)")
 	f.StringArrayVar(&o.volumeNames, "volume-name", nil, "volume key for a host directory, SOURCE=KEY (repeatable)")
+	f.StringArrayVar(&o.exclude, "exclude", nil, "keep the host directory SOURCE (and what is below it) a bind mount (repeatable)")
+	f.StringArrayVar(&o.include, "include", nil, "convert SOURCE although it is a build context or read-only everywhere (repeatable)")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines")
 	f.BoolVar(&o.resume, "resume", false, "finish an interrupted migration from its journal")
@@ -133,8 +137,16 @@ func (o *migrateOptions) parseOwners() error {
 	return nil
 }
 
-// migrateVolumeNames parses --volume-name SOURCE=KEY.
+// migrateVolumeNames parses --volume-name SOURCE=KEY (and checks that
+// --exclude and --include name something).
 func migrateVolumeNames(o *migrateOptions) (map[string]string, error) {
+	for flag, list := range map[string][]string{"--exclude": o.exclude, "--include": o.include} {
+		for _, s := range list {
+			if strings.TrimSpace(s) == "" {
+				return nil, fmt.Errorf("migrate: %s %q: want a SOURCE directory", flag, s)
+			}
+		}
+	}
 	names := map[string]string{}
 	for _, nv := range o.volumeNames {
 		src, key, ok := strings.Cut(nv, "=")
@@ -159,7 +171,7 @@ func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, n
 		eng = c
 	}
 	plan, err := migrate.Prepare(ctx, eng, project, migrate.PlanOptions{
-		Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names,
+		Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names, Exclude: o.exclude, Include: o.include,
 	})
 	if err != nil {
 		if errors.Is(err, migrate.ErrNoEngine) {
@@ -212,6 +224,9 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 					fmt.Fprintf(tw, "\t\t\t\t%s\n", st)
 				}
 			}
+			for _, x := range c.Exclude {
+				fmt.Fprintf(tw, "  without %s\t(its own volume; the directory stays, empty, as the mount point)\t\t\n", x)
+			}
 		}
 	}
 	if len(p.Kept) > 0 {
@@ -225,6 +240,9 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 		fmt.Fprintf(w, "\nServices to recreate: %s\n", strings.Join(p.Services, ", "))
 	}
 	printPlanNotes(w, p)
+	if len(p.Inactive) > 0 {
+		fmt.Fprintf(w, "Services of inactive profiles (rewritten, not recreated; they start on the volumes): %s\n", strings.Join(p.Inactive, ", "))
+	}
 	for _, e := range p.Edits {
 		fmt.Fprintf(w, "\n%s", e.Diff())
 	}
@@ -286,7 +304,8 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	stderr := cmd.ErrOrStderr()
 	opts := migrate.RunOptions{
 		Compose: g.compose, ComposeEnv: g.composeEnv(),
-		Plan:      migrate.PlanOptions{Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names},
+		Plan: migrate.PlanOptions{Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names,
+			Exclude: o.exclude, Include: o.include},
 		KeepOwner: o.keepOwner, VerifyFull: o.verify == "full", WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
 	}
 	pr := migrateProgress(stderr, o, os.Getenv)

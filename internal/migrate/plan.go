@@ -71,6 +71,9 @@ type Plan struct {
 	// when not measured. SpaceError says why it could not be measured.
 	Space      *Space `json:"space,omitempty"`
 	SpaceError string `json:"space_error,omitempty"`
+	// Inactive are services of profiles not active whose mounts are rewritten
+	// too: they are not recreated, and use the volumes when started.
+	Inactive []string `json:"inactive,omitempty"`
 	// Edits are the compose file changes; not part of the JSON.
 	Edits []compose.Edit `json:"-"`
 }
@@ -95,6 +98,10 @@ type Conversion struct {
 	Empty bool `json:"empty"`
 	// Mounts are every service mount of Source.
 	Mounts []Mount `json:"mounts"`
+	// Exclude are the directories inside Source (relative, slash-separated)
+	// that are converted into volumes of their own: the copy leaves their
+	// content out and keeps each directory, empty, as the mount point.
+	Exclude []string `json:"exclude,omitempty"`
 }
 
 // Mount is one service mount of a converted directory.
@@ -151,6 +158,14 @@ type PlanOptions struct {
 	// directory (absolute, or relative to the project directory). It overrides the
 	// x-moltctl.volume_names extension of the compose file.
 	VolumeNames map[string]string
+	// Exclude are --exclude SOURCE: directories (absolute, or relative to the
+	// project directory) that stay binds, with everything below them; added to
+	// x-moltctl.exclude.
+	Exclude []string
+	// Include are --include SOURCE: directories converted although the default
+	// rules for build contexts and read-only mounts keep them; added to
+	// x-moltctl.include.
+	Include []string
 }
 
 // Prepare plans the migration of project's host directory bind mounts into named
@@ -190,10 +205,10 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 	}
 	plan := &Plan{Project: project.Name, Conversions: []Conversion{}, Kept: []Kept{}, Services: []string{}}
 
-	type bind struct {
-		service string
-		vol     types.ServiceVolumeConfig
-	}
+	// Every service counts, whatever the active profiles (rules.go).
+	active := project.Services
+	project = withAllServices(project)
+	type bind = bindUse
 	var binds []bind
 	for _, name := range slices.Sorted(maps.Keys(project.Services)) {
 		for _, v := range project.Services[name].Volumes {
@@ -201,6 +216,10 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 				binds = append(binds, bind{name, v})
 			}
 		}
+	}
+	rules, err := newKeepRules(project, opts, usesBySource(binds))
+	if err != nil {
+		return nil, err
 	}
 	selected := func(s string) bool { return len(opts.Services) == 0 || slices.Contains(opts.Services, s) }
 
@@ -216,10 +235,16 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		if r == "" && (src == project.WorkingDir || strings.HasPrefix(project.WorkingDir, strings.TrimSuffix(src, "/")+"/")) {
 			r = ReasonProject
 		}
+		if r == "" {
+			r = rules.reason(src) // the default rules of rules.go, exclude and include
+		}
 		reasons[src] = r
 		if r == "" {
 			dirs = append(dirs, src)
 		}
+	}
+	if err := rules.checkIncludes(reasons); err != nil {
+		return nil, err
 	}
 	// Per-mount reasons: options, declaration, selection.
 	convert := map[string]bool{}
@@ -239,22 +264,24 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			delete(convert, src)
 		}
 	}
-	// Nested binds: the outermost converted directory wins, including the
-	// directories of earlier migrations (recorded in the volumes' x-moltctl-source).
+	// Binds inside the directories of earlier migrations (recorded in the
+	// volumes' x-moltctl-source) stay binds; then nested and overlapping
+	// sources (nest.go).
 	sort.Strings(dirs)
 	previous := convertedBefore(project)
 	for _, d := range dirs {
 		if !convert[d] {
 			continue
 		}
-		for _, o := range append(slices.Clone(dirs), previous...) {
-			if o != d && (convert[o] || slices.Contains(previous, o)) && strings.HasPrefix(d, o+"/") {
+		for _, o := range previous {
+			if o != d && strings.HasPrefix(d, o+"/") {
 				delete(convert, d)
 				reasons[d] = ReasonNested + " " + o
 				break
 			}
 		}
 	}
+	excludes := nestSources(usesBySource(binds), composeFiles(project), convert, reasons)
 
 	taken := map[string]bool{}
 	for k := range project.Volumes {
@@ -274,14 +301,14 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 				r = ReasonUnselected
 			}
 			if r == "" {
-				r = ReasonSibling
+				r = siblingReason(binds, src, declared)
 			}
 			plan.Kept = append(plan.Kept, Kept{Service: b.service, Source: src, Target: target, Reason: r})
 			continue
 		}
 		c := bySource[src]
 		if c == nil {
-			c = &Conversion{Source: src}
+			c = &Conversion{Source: src, Exclude: excludes[src]}
 			bySource[src] = c
 		}
 		c.Mounts = append(c.Mounts, Mount{Service: b.service, Target: target, ReadOnly: b.vol.ReadOnly,
@@ -310,7 +337,11 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			return nil, err
 		}
 		for _, m := range c.Mounts {
-			if !slices.Contains(plan.Services, m.Service) {
+			if _, ok := active[m.Service]; !ok {
+				if !slices.Contains(plan.Inactive, m.Service) {
+					plan.Inactive = append(plan.Inactive, m.Service)
+				}
+			} else if !slices.Contains(plan.Services, m.Service) {
 				plan.Services = append(plan.Services, m.Service)
 			}
 		}
@@ -329,6 +360,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		return nil, err
 	}
 	sort.Strings(plan.Services)
+	sort.Strings(plan.Inactive)
 	slices.SortFunc(plan.Kept, func(a, b Kept) int {
 		return strings.Compare(a.Service+"\x00"+a.Target, b.Service+"\x00"+b.Target)
 	})
@@ -347,12 +379,6 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 	return plan, nil
 }
 
-// systemPaths are never converted: the path itself and everything below it.
-var systemPaths = []string{"/etc", "/proc", "/sys", "/dev", "/run", "/var/run", "/var/lib/docker", "/boot", "/lib/modules"}
-
-// systemRoots are never converted themselves (directories below them may be).
-var systemRoots = []string{"/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/var", "/var/lib", "/home", "/root", "/tmp", "/opt", "/srv", "/mnt", "/media"}
-
 // classify returns why the source stays a bind, or "" for a directory to convert.
 func classify(src string) string {
 	fi, err := os.Stat(src)
@@ -370,15 +396,7 @@ func classify(src string) string {
 	case !m.IsDir():
 		return ReasonOther
 	}
-	if slices.Contains(systemRoots, src) {
-		return ReasonSystem
-	}
-	for _, p := range systemPaths {
-		if src == p || strings.HasPrefix(src, p+"/") {
-			return ReasonSystem
-		}
-	}
-	return ""
+	return systemReason(src)
 }
 
 // mountReason says why one mount of a convertible directory can't be converted.

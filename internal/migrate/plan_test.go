@@ -94,9 +94,7 @@ const fixtureCompose = `services:
       - ./app.sock:/run/app.sock
       - ./missing:/missing
       - /etc:/host/etc:ro
-      - ./state/agents:/agents
       - cache:/var/cache
-      - .:/project
       - ./propagated:/propagated
       - type: bind
         source: ./propagated
@@ -171,9 +169,7 @@ func TestPrepare(t *testing.T) {
 		"/run/app.sock":          ReasonSocket,
 		"/missing":               ReasonMissing,
 		"/host/etc":              ReasonSystem,
-		"/agents":                ReasonNested + " " + filepath.Join(f.dir, "state"),
-		"/project":               ReasonProject,
-		"/propagated":            ReasonSibling,
+		"/propagated":            ReasonSibling + " (service gateway at /propagated-shared: " + ReasonOptions + ")",
 		"/propagated-shared":     ReasonOptions,
 	}
 	for target, reason := range wantKept {
@@ -474,7 +470,8 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := Prepare(context.Background(), eng, p, PlanOptions{})
+	// The workspace is read-only everywhere: kept unless included.
+	plan, err := Prepare(context.Background(), eng, p, PlanOptions{Include: []string{"workspace"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +499,7 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := Prepare(context.Background(), eng, p2, PlanOptions{})
+	again, err := Prepare(context.Background(), eng, p2, PlanOptions{Include: []string{"workspace"}})
 	if err != nil {
 		t.Fatal(err)
 	}

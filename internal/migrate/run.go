@@ -201,6 +201,9 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
 		return nil, err
 	}
+	if err := r.checkInactive(ctx, project.Name, plan.Inactive); err != nil {
+		return nil, err
+	}
 	id := make([]byte, 8)
 	rand.Read(id)
 	j := &journal{ID: hex.EncodeToString(id), Project: project.Name, Conversions: plan.Conversions,
@@ -283,7 +286,7 @@ func (r *runner) volumeReport(c Conversion) *VolumeReport {
 func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass, reserve int64) (*volumes.CopyResult, error) {
 	r.progress("copy", fmt.Sprintf("%s pass %s -> %s", pass, c.Source, c.Name))
 	o := volumes.CopyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner, KeepOwner: r.opts.KeepOwner,
-		Pass: pass, Reserve: reserve, Helper: r.opts.Helper}
+		Pass: pass, Reserve: reserve, Exclude: c.Exclude, Helper: r.opts.Helper}
 	if r.opts.Progress != nil {
 		o.Progress = func(p volumes.Progress) {
 			r.emit(Event{Step: "copy", Volume: c.Name, Copy: &p})
@@ -391,7 +394,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if err := r.each(ctx, func(ctx context.Context, i int, c Conversion) (err error) {
 			r.progress("verify", c.Name)
 			reps[i], err = volumes.Verify(ctx, r.eng, volumes.VerifyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner,
-				KeepOwner: r.opts.KeepOwner, Full: r.opts.VerifyFull, Helper: r.opts.Helper})
+				KeepOwner: r.opts.KeepOwner, Full: r.opts.VerifyFull, Exclude: c.Exclude, Helper: r.opts.Helper})
 			return err // it names the volume and the source
 		}); err != nil {
 			return nil, r.abort(ctx, err)
@@ -601,6 +604,25 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 		if len(cs) == 1 {
 			if err := refuseUnsettled(s, cs[0]); err != nil {
 				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkInactive refuses, before anything changes, a service of an inactive
+// profile whose mounts the plan rewrites while a container of it runs on the
+// binds: it would go on writing to the host after the migration.
+func (r *runner) checkInactive(ctx context.Context, project string, services []string) error {
+	for _, s := range services {
+		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.State == container.StateRunning {
+				return fmt.Errorf("service %s (of a profile not active) runs on the binds the migration converts: %w; stop it or activate its profile (--profile)",
+					s, remount.ErrUnsupported)
 			}
 		}
 	}

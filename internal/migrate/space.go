@@ -122,7 +122,7 @@ func preflight(ctx context.Context, eng volumes.Engine, plan *Plan, helper volum
 
 // measure sets the size of c's source and adds it to the plan's totals.
 func measure(plan *Plan, c *Conversion) error {
-	sz, err := volumes.Measure(c.Source)
+	sz, err := volumes.Measure(c.Source, c.Exclude...) // a nested volume is counted once, in its own conversion
 	if err != nil {
 		return fmt.Errorf("planning the migration: %w", err)
 	}

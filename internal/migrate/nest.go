@@ -1,0 +1,143 @@
+package migrate
+
+// Nested and overlapping sources: one set of files must never end up split
+// between a volume and the host.
+
+import (
+	"fmt"
+	"maps"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Reasons of the nesting rules; the plan appends the other path and who uses it.
+const (
+	ReasonHolds   = "holds a path still used from the host:"
+	ReasonOverlap = "overlaps a bind at an unrelated target:"
+)
+
+// hostReader is a path on the host that stays in use there: a bind source
+// that is not converted, or a file compose reads (secrets:, configs:).
+type hostReader struct {
+	path string
+	who  string // "service S at T", "secret S"
+}
+
+// composeFiles lists the files compose itself reads for secrets: and configs:.
+func composeFiles(project *types.Project) []hostReader {
+	var out []hostReader
+	for _, name := range slices.Sorted(maps.Keys(project.Secrets)) {
+		if f := project.Secrets[name].File; f != "" && filepath.IsAbs(f) {
+			out = append(out, hostReader{filepath.Clean(f), "compose secret " + name})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(project.Configs)) {
+		if f := project.Configs[name].File; f != "" && filepath.IsAbs(f) {
+			out = append(out, hostReader{filepath.Clean(f), "compose config " + name})
+		}
+	}
+	return out
+}
+
+// matching reports whether every mount of the outer source shows inner
+// through a mount of inner at the matching place (outer's target joined with
+// inner's path below outer), in the same service. It returns the first mount
+// of outer that does not.
+func matching(uses map[string][]bindUse, outer, inner string) (bool, bindUse) {
+	rel, err := filepath.Rel(outer, inner)
+	if err != nil {
+		return false, bindUse{}
+	}
+	for _, o := range uses[outer] {
+		want := path.Join(path.Clean(o.vol.Target), filepath.ToSlash(rel))
+		if !slices.ContainsFunc(uses[inner], func(i bindUse) bool {
+			return i.service == o.service && path.Clean(i.vol.Target) == want
+		}) {
+			return false, o
+		}
+	}
+	return true, bindUse{}
+}
+
+func describeUse(src string, u bindUse) string {
+	return fmt.Sprintf("%s (service %s at %s)", src, u.service, path.Clean(u.vol.Target))
+}
+
+// nestSources applies the nesting rules to the sources about to be converted
+// (convert), recording why a source stays a bind in reasons:
+//   - a converted directory holding a path still used from the host (a bind
+//     that stays one, a file compose reads) stays a bind;
+//   - a converted source inside another bound source (converted or not) is
+//     fine when every mount of the outer one shows it through its own mount at
+//     the matching place (the openclaw layout); otherwise both stay binds.
+//
+// It repeats until nothing changes and returns, per converted source, the
+// paths (relative, slash-separated) of the converted sources directly below
+// it: the outer copy leaves them out.
+func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[string]bool, reasons map[string]string) map[string][]string {
+	sources := slices.Sorted(maps.Keys(uses))
+	firstUse := func(src string) string {
+		if len(uses[src]) == 0 {
+			return src
+		}
+		return describeUse(src, uses[src][0])
+	}
+	for changed := true; changed; {
+		changed = false
+		keep := func(src, reason string) {
+			if convert[src] {
+				delete(convert, src)
+				reasons[src] = reason
+				changed = true
+			}
+		}
+		for _, o := range sources {
+			if reasons[o] == ReasonSystem {
+				continue // a view of the host as a whole (/:/host:ro), not a shared directory
+			}
+			for _, x := range extra {
+				if convert[o] && strings.HasPrefix(x.path, o+"/") {
+					keep(o, fmt.Sprintf("%s %s (%s)", ReasonHolds, x.path, x.who))
+				}
+			}
+			for _, p := range sources {
+				if p == o || !strings.HasPrefix(p, o+"/") || !convert[o] && !convert[p] {
+					continue
+				}
+				ok, bad := matching(uses, o, p)
+				switch {
+				case convert[p] && ok:
+					// the outer copy leaves p out (converted), or p hides it (bind)
+				case !convert[p]:
+					keep(o, ReasonHolds+" "+firstUse(p))
+				default:
+					keep(p, ReasonOverlap+" "+describeUse(o, bad))
+					keep(o, ReasonOverlap+" "+firstUse(p))
+				}
+			}
+		}
+	}
+	excludes := map[string][]string{}
+	for _, o := range sources {
+		if !convert[o] {
+			continue
+		}
+		for _, p := range sources {
+			if !convert[p] || !strings.HasPrefix(p, o+"/") {
+				continue
+			}
+			direct := !slices.ContainsFunc(sources, func(q string) bool {
+				return convert[q] && strings.HasPrefix(q, o+"/") && strings.HasPrefix(p, q+"/")
+			})
+			if direct {
+				rel, _ := filepath.Rel(o, p)
+				excludes[o] = append(excludes[o], filepath.ToSlash(rel))
+			}
+		}
+	}
+	return excludes
+}
