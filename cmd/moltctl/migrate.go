@@ -225,7 +225,7 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 				}
 			}
 			for _, x := range c.Exclude {
-				fmt.Fprintf(tw, "  without %s\t(its own volume; the directory stays, empty, as the mount point)\t\t\n", x)
+				fmt.Fprintf(tw, "  without %s/\t\t\t\t(a volume of its own: left out, its directory kept empty as the mount point)\n", x)
 			}
 		}
 	}

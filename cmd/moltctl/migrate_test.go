@@ -80,6 +80,14 @@ func TestMigrateDryRun(t *testing.T) {
 			"Owner unknown: no Docker Engine answered to read the images' users from. Before migrating, start it, or give the owner with --owner SOURCE=UID:GID.",
 		}},
 		{"unknown service", []string{"migrate", "--dry-run", "--owner", "1:1", "nope"}, `no service "nope"`, nil},
+		{"empty --exclude", []string{"migrate", "--dry-run", "--exclude", ""}, `migrate: --exclude "": want a SOURCE directory`, nil},
+		{"--exclude of nothing bound", []string{"migrate", "--dry-run", "--owner", "1:1", "--exclude", "nope"}, `--exclude "nope": no bind mount of the project has the source`, nil},
+		{"--include of a file", []string{"migrate", "--dry-run", "--owner", "1:1", "--include", "app.env"}, `--include "app.env": the source stays a bind (single file), which include can't override`, nil},
+		{"--exclude", []string{"migrate", "--dry-run", "--owner", "1000:1000", "--exclude", "./cache"}, "", []string{
+			"Project clitest: 1 directory to convert into named volumes (",
+			", 2 bind mounts kept.",
+			"excluded (--exclude)",
+		}},
 		{"human", []string{"migrate", "--dry-run", "--owner", "1000:1000", "--volume-name", "./state=moltbot-state"}, "", []string{
 			"Project clitest: 2 directories to convert into named volumes (",
 			" KiB, 1 file), 1 bind mount kept.",

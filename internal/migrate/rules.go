@@ -74,7 +74,7 @@ func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bi
 			for _, v := range list {
 				s, ok := v.(string)
 				if !ok || s == "" {
-					return nil, fmt.Errorf("planning the migration: %s.%s: %v is not a source directory: %w", extensionKey, key, v, ErrInvalid)
+					return nil, fmt.Errorf("planning the migration: %s.%s: %q is not a source directory: %w", extensionKey, key, fmt.Sprint(v), ErrInvalid)
 				}
 				k.add(key, projectPath(project, s), extensionKey)
 			}
@@ -82,11 +82,11 @@ func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bi
 	}
 	for _, s := range opts.Exclude {
 		k.add(extensionExcludeKey, projectPath(project, s), "--exclude")
-		k.flagged[projectPath(project, s)] = "--exclude " + s
+		k.flagged[projectPath(project, s)] = fmt.Sprintf("--exclude %q", s)
 	}
 	for _, s := range opts.Include {
 		k.add(extensionIncludeKey, projectPath(project, s), "--include")
-		k.flagged[projectPath(project, s)] = "--include " + s
+		k.flagged[projectPath(project, s)] = fmt.Sprintf("--include %q", s)
 	}
 	for src := range k.include {
 		if k.excluded(src) != "" {
@@ -184,7 +184,7 @@ func (k *keepRules) checkIncludes(reasons map[string]string) error {
 		if r := reasons[src]; r != "" {
 			what := k.flagged[src]
 			if what == "" {
-				what = extensionKey + "." + extensionIncludeKey + " " + src
+				what = fmt.Sprintf("%s.%s %q", extensionKey, extensionIncludeKey, src)
 			}
 			return fmt.Errorf("planning the migration: %s: the source stays a bind (%s), which include can't override: %w", what, r, ErrInvalid)
 		}
