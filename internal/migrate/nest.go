@@ -45,13 +45,9 @@ func composeFiles(project *types.Project) []hostReader {
 
 // matching reports whether every mount of the outer source shows inner
 // through a mount of inner at the matching place (outer's target joined with
-// inner's path below outer), in the same service. It returns the first mount
-// of outer that does not.
-func matching(uses map[string][]bindUse, outer, inner string) (bool, bindUse) {
-	rel, err := filepath.Rel(outer, inner)
-	if err != nil {
-		return false, bindUse{}
-	}
+// rel, inner's path below outer), in the same service. It returns the first
+// mount of outer that does not.
+func matching(uses map[string][]bindUse, outer, inner, rel string) (bool, bindUse) {
 	for _, o := range uses[outer] {
 		want := path.Join(path.Clean(o.vol.Target), filepath.ToSlash(rel))
 		if !slices.ContainsFunc(uses[inner], func(i bindUse) bool {
@@ -80,6 +76,16 @@ func describeUse(src string, u bindUse) string {
 // it: the outer copy leaves them out.
 func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[string]bool, reasons map[string]string) map[string][]string {
 	sources := slices.Sorted(maps.Keys(uses))
+	// Compared as the engine binds them: symlinks resolved.
+	real := map[string]string{}
+	for _, src := range sources {
+		real[src] = resolve(src)
+	}
+	inside := func(p, o string) bool { return strings.HasPrefix(real[p], real[o]+"/") }
+	relative := func(p, o string) string {
+		rel, _ := filepath.Rel(real[o], real[p])
+		return filepath.ToSlash(rel)
+	}
 	firstUse := func(src string) string {
 		if len(uses[src]) == 0 {
 			return src
@@ -100,15 +106,15 @@ func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[stri
 				continue // a view of the host as a whole (/:/host:ro), not a shared directory
 			}
 			for _, x := range extra {
-				if convert[o] && strings.HasPrefix(x.path, o+"/") {
+				if convert[o] && strings.HasPrefix(resolve(x.path), real[o]+"/") {
 					keep(o, fmt.Sprintf("%s %s (%s)", ReasonHolds, x.path, x.who))
 				}
 			}
 			for _, p := range sources {
-				if p == o || !strings.HasPrefix(p, o+"/") || !convert[o] && !convert[p] {
+				if p == o || !inside(p, o) || !convert[o] && !convert[p] {
 					continue
 				}
-				ok, bad := matching(uses, o, p)
+				ok, bad := matching(uses, o, p, relative(p, o))
 				switch {
 				case convert[p] && ok:
 					// the outer copy leaves p out (converted), or p hides it (bind)
@@ -127,17 +133,25 @@ func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[stri
 			continue
 		}
 		for _, p := range sources {
-			if !convert[p] || !strings.HasPrefix(p, o+"/") {
+			if !convert[p] || !inside(p, o) {
 				continue
 			}
 			direct := !slices.ContainsFunc(sources, func(q string) bool {
-				return convert[q] && strings.HasPrefix(q, o+"/") && strings.HasPrefix(p, q+"/")
+				return convert[q] && inside(q, o) && inside(p, q)
 			})
 			if direct {
-				rel, _ := filepath.Rel(o, p)
-				excludes[o] = append(excludes[o], filepath.ToSlash(rel))
+				excludes[o] = append(excludes[o], relative(p, o))
 			}
 		}
+		slices.Sort(excludes[o])
 	}
 	return excludes
+}
+
+// resolve returns p with its symlinks resolved, or p when that fails.
+func resolve(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
 }

@@ -155,7 +155,7 @@ func (k *keepRules) excluded(src string) string {
 // reason returns why the directory src stays a bind by default, or "" to
 // convert it. Included sources skip the build-context and read-only rules.
 func (k *keepRules) reason(src string) string {
-	if r := homeReason(src, hostHomes(src)); r != "" {
+	if r := homeReason(src, hostHomes(src), k.project.WorkingDir); r != "" {
 		return r
 	}
 	if origin := k.excluded(src); origin != "" {
@@ -256,8 +256,9 @@ var hostHomes = func(src string) []string {
 
 // homeReason keeps a home directory itself, its credential directories and
 // its user folders (the XDG ones, and those ~/.config/user-dirs.dirs names),
-// of the deepest home src is in.
-func homeReason(src string, homes []string) string {
+// of the deepest home src is in. A project kept in a user folder
+// (~/Documents/myapp) still has its own directories converted.
+func homeReason(src string, homes []string, project string) string {
 	home := ""
 	for _, h := range homes {
 		if within(src, h) && len(h) > len(home) {
@@ -280,7 +281,7 @@ func homeReason(src string, homes []string) string {
 		if !filepath.IsAbs(dir) {
 			dir = filepath.Join(home, d)
 		}
-		if dir != home && within(src, dir) {
+		if dir != home && within(src, dir) && !(within(project, dir) && within(src, project)) {
 			return ReasonUserFolder + " (" + dir + ")"
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // is the directory, HOME the fake home directory), with the directories dirs
 // and the files files (relative to DIR, or starting with HOME), and loads it
 // with the given profiles. It plans with the numeric owner, without an engine.
-func ruleProject(tb testing.TB, content string, dirs, files []string, opts PlanOptions, profiles ...string) (*Plan, string, error) {
+func ruleProject(tb testing.TB, content string, dirs, files []string, links map[string]string, opts PlanOptions, profiles ...string) (*Plan, string, error) {
 	tb.Helper()
 	dir, home := tb.TempDir(), os.Getenv("HOME")
 	abs := func(p string) string {
@@ -35,6 +35,11 @@ func ruleProject(tb testing.TB, content string, dirs, files []string, opts PlanO
 			tb.Fatal(err)
 		}
 		if err := os.WriteFile(abs(f), []byte("x\n"), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for l, target := range links {
+		if err := os.Symlink(target, abs(l)); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -86,6 +91,7 @@ func TestPlanRules(t *testing.T) {
 		files    []string
 		opts     PlanOptions
 		profiles []string
+		links    map[string]string // symlink -> target, relative to DIR
 		want     map[string]string // service:target -> "volume" or a reason prefix
 		exclude  map[string][]string
 	}{
@@ -188,6 +194,13 @@ services:
 			want: map[string]string{"gateway:/home/node/.openclaw": "volume", "gateway:/home/node/.openclaw/workspace": "volume",
 				"cli:/home/node/.openclaw": "volume", "cli:/home/node/.openclaw/workspace": "volume"},
 			exclude: map[string][]string{"config": {"workspace"}, "workspace": nil}},
+		{name: "openclaw layout through a symlink", compose: `services:
+  gateway:
+    image: x
+    volumes: ["./config:/home/node/.openclaw", "./ws-link:/home/node/.openclaw/workspace"]
+`, dirs: []string{"config/workspace"}, links: map[string]string{"ws-link": "config/workspace"},
+			want:    map[string]string{"gateway:/home/node/.openclaw": "volume", "gateway:/home/node/.openclaw/workspace": "volume"},
+			exclude: map[string][]string{"config": {"workspace"}}},
 		{name: "nested at an unrelated target", compose: `services:
   init:
     image: x
@@ -261,7 +274,7 @@ secrets:
 					t.Fatal(err)
 				}
 			}
-			plan, dir, err := ruleProject(t, tt.compose, tt.dirs, tt.files, tt.opts, tt.profiles...)
+			plan, dir, err := ruleProject(t, tt.compose, tt.dirs, tt.files, tt.links, tt.opts, tt.profiles...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -306,7 +319,7 @@ func TestPlanRulesProfiles(t *testing.T) {
 		{[]string{"certbot"}, []string{"certbot", "nginx"}, nil},
 	} {
 		t.Run(strings.Join(tt.profiles, ","), func(t *testing.T) {
-			plan, _, err := ruleProject(t, compose, []string{"certbot/conf"}, nil, PlanOptions{}, tt.profiles...)
+			plan, _, err := ruleProject(t, compose, []string{"certbot/conf"}, nil, nil, PlanOptions{}, tt.profiles...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +364,7 @@ services:
 			if c == "" {
 				c = strings.Replace(compose, "x-moltctl:\n  exclude: BAD\n", "", 1)
 			}
-			_, _, err := ruleProject(t, c, []string{"conf", "data"}, []string{"f"}, tt.opts)
+			_, _, err := ruleProject(t, c, []string{"conf", "data"}, []string{"f"}, nil, tt.opts)
 			if !errors.Is(err, ErrInvalid) {
 				t.Errorf("got %v, want ErrInvalid", err)
 			}
@@ -399,6 +412,7 @@ func TestHomeReason(t *testing.T) {
 	os.MkdirAll(filepath.Join(home, ".config"), 0o755)
 	os.WriteFile(filepath.Join(home, ".config", "user-dirs.dirs"), []byte("XDG_MUSIC_DIR=\"$HOME/Musik\"\nXDG_DESKTOP_DIR=\"$HOME/\"\n"), 0o644)
 	homes := []string{"/root", home}
+	project := home + "/Documents/myapp"
 	tests := []struct{ src, want string }{
 		{home, ReasonHome},
 		{"/root", ReasonHome},
@@ -415,13 +429,15 @@ func TestHomeReason(t *testing.T) {
 		{home + "/Music", ReasonUserFolder},
 		{home + "/Desktop", ReasonUserFolder},
 		{home + "/Musik", ReasonUserFolder},
+		{home + "/Documents/myapp/data", ""}, // the project's own
+		{home + "/Documents/other", ReasonUserFolder},
 		{home + "/apps/openclaw", ""},
 		{home + "/.openclaw", ""},
 		{"/srv/data", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
-			if got := homeReason(tt.src, homes); !strings.HasPrefix(got, tt.want) || (tt.want == "") != (got == "") {
+			if got := homeReason(tt.src, homes, project); !strings.HasPrefix(got, tt.want) || (tt.want == "") != (got == "") {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
