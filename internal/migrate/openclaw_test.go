@@ -88,4 +88,17 @@ func TestMigrateOpenclawLayout(t *testing.T) {
 	if out, err := composeCmd("run", "--rm", "-T", "cli"); err != nil || !strings.Contains(out, "node.json") {
 		t.Errorf("got `docker compose run cli` %v:\n%s\nwant it to see node.json in the config volume", err, out)
 	}
+
+	// Rolled back with --copy-back, each volume lands in its place on the host:
+	// the outer one first, then the workspace into it.
+	cmd = exec.Command(staticMoltctl(t), "-f", file, "migrate", "--rollback", "--copy-back", "--quiet", "--wait-timeout", "2s")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("moltctl migrate --rollback --copy-back: %v\n%s", err, out)
+	}
+	for p, want := range map[string]string{"node.json": "state\n", "openclaw.json": `{"gateway": {}}` + "\n",
+		"workspace/AGENTS.md": "# agents\n", "workspace/NOTES.md": "notes\n"} {
+		if got, err := os.ReadFile(filepath.Join(dir, "openclaw", p)); err != nil || string(got) != want {
+			t.Errorf("got %s on the host %q (%v) after the copy-back, want %q", p, got, err, want)
+		}
+	}
 }
