@@ -55,12 +55,14 @@ type keepRules struct {
 	uses    map[string][]bindUse // by clean source
 	exclude map[string]string    // clean absolute source -> where it was said
 	include map[string]string
-	flagged map[string]string // flag-given sources -> the flag, for errors
+	// flag-given sources -> the flag as given, for errors
+	flaggedExclude, flaggedInclude map[string]string
 }
 
 // newKeepRules reads x-moltctl.exclude/include and the flags (which add to them).
 func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bindUse) (*keepRules, error) {
-	k := &keepRules{project: project, uses: uses, exclude: map[string]string{}, include: map[string]string{}, flagged: map[string]string{}}
+	k := &keepRules{project: project, uses: uses, exclude: map[string]string{}, include: map[string]string{},
+		flaggedExclude: map[string]string{}, flaggedInclude: map[string]string{}}
 	if ext, ok := project.Extensions[extensionKey].(map[string]any); ok {
 		for _, key := range []string{extensionExcludeKey, extensionIncludeKey} {
 			raw, ok := ext[key]
@@ -82,11 +84,11 @@ func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bi
 	}
 	for _, s := range opts.Exclude {
 		k.add(extensionExcludeKey, projectPath(project, s), "--exclude")
-		k.flagged[projectPath(project, s)] = fmt.Sprintf("--exclude %q", s)
+		k.flaggedExclude[projectPath(project, s)] = fmt.Sprintf("--exclude %q", s)
 	}
 	for _, s := range opts.Include {
 		k.add(extensionIncludeKey, projectPath(project, s), "--include")
-		k.flagged[projectPath(project, s)] = fmt.Sprintf("--include %q", s)
+		k.flaggedInclude[projectPath(project, s)] = fmt.Sprintf("--include %q", s)
 	}
 	for src := range k.include {
 		if k.excluded(src) != "" {
@@ -94,12 +96,13 @@ func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bi
 		}
 	}
 	previous := convertedBefore(project) // planning again after a migration is no error
-	for _, src := range slices.Sorted(maps.Keys(k.flagged)) {
-		flag := k.flagged[src]
-		_, bound := uses[src]
-		bound = bound || slices.Contains(previous, src)
-		if strings.HasPrefix(flag, "--include") && !bound || strings.HasPrefix(flag, "--exclude") && !bound && !k.holdsSource(src) {
-			return nil, fmt.Errorf("planning the migration: %s: no bind mount of the project has the source %q: %w", flag, src, ErrInvalid)
+	for i, flagged := range []map[string]string{k.flaggedExclude, k.flaggedInclude} {
+		excluding := i == 0 // an exclude may name a directory above the sources
+		for _, src := range slices.Sorted(maps.Keys(flagged)) {
+			_, bound := uses[src]
+			if !bound && !slices.Contains(previous, src) && !(excluding && k.holdsSource(src)) {
+				return nil, fmt.Errorf("planning the migration: %s: no bind mount of the project has the source %q: %w", flagged[src], src, ErrInvalid)
+			}
 		}
 	}
 	return k, nil
@@ -182,7 +185,7 @@ func (k *keepRules) reason(src string) string {
 func (k *keepRules) checkIncludes(reasons map[string]string) error {
 	for _, src := range slices.Sorted(maps.Keys(k.include)) {
 		if r := reasons[src]; r != "" {
-			what := k.flagged[src]
+			what := k.flaggedInclude[src]
 			if what == "" {
 				what = fmt.Sprintf("%s.%s %q", extensionKey, extensionIncludeKey, src)
 			}
