@@ -1,13 +1,19 @@
 package migrate
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // TestMigrateOpenclawLayout is openclaw's own layout end to end: the config
@@ -100,5 +106,36 @@ func TestMigrateOpenclawLayout(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(dir, "openclaw", p)); err != nil || string(got) != want {
 			t.Errorf("got %s on the host %q (%v) after the copy-back, want %q", p, got, err, want)
 		}
+	}
+}
+
+// TestRunRefusesRunningInactive: a service of a profile not active that runs
+// on a bind the plan converts would go on writing to the host; the migration
+// refuses before changing anything.
+func TestRunRefusesRunningInactive(t *testing.T) {
+	name, file := newProject(t, "miginact", []string{"state"}, `  app:
+    image: `+dockertest.Busybox(t)+`
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    volumes: ["./state:/data"]
+  side:
+    image: `+dockertest.Busybox(t)+`
+    profiles: [side]
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    volumes: ["./state:/data"]
+`)
+	dockertest.WriteFile(t, filepath.Join(filepath.Dir(file), "state", "a.txt"), "alpha\n", 0o644)
+	dockertest.Docker(t, "compose", "-f", file, "--profile", "side", "up", "-d")
+	before, _ := os.ReadFile(file)
+	opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(t)},
+		WaitTimeout: time.Second}
+	_, err := Run(context.Background(), dockertest.Engine(t), opts)
+	if !errors.Is(err, remount.ErrUnsupported) || !strings.Contains(err.Error(), "service side") {
+		t.Fatalf("got %v, want a refusal naming service side", err)
+	}
+	if after, _ := os.ReadFile(file); string(after) != string(before) {
+		t.Errorf("got the compose file changed by a refused migration")
+	}
+	if _, err := dockertest.Run("docker", "volume", "inspect", name+"_state"); err == nil {
+		t.Errorf("got volume %s_state created by a refused migration", name)
 	}
 }
