@@ -124,6 +124,8 @@ func TestRunRefusesRunningInactive(t *testing.T) {
     volumes: ["./state:/data"]
 `)
 	dockertest.WriteFile(t, filepath.Join(filepath.Dir(file), "state", "a.txt"), "alpha\n", 0o644)
+	// Before the project's own `down`, which leaves the inactive profile's container.
+	t.Cleanup(func() { dockertest.Run("docker", "compose", "-f", file, "--profile", "side", "down", "--timeout", "0") })
 	dockertest.Docker(t, "compose", "-f", file, "--profile", "side", "up", "-d")
 	before, _ := os.ReadFile(file)
 	opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(t)},
