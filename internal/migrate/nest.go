@@ -111,13 +111,19 @@ func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[stri
 				}
 			}
 			for _, p := range sources {
+				if p != o && real[p] == real[o] { // one directory under two names (a link)
+					keep(p, ReasonOverlap+" "+firstUse(o))
+					keep(o, ReasonOverlap+" "+firstUse(p))
+					continue
+				}
 				if p == o || !inside(p, o) || !convert[o] && !convert[p] {
 					continue
 				}
 				ok, bad := matching(uses, o, p, relative(p, o))
 				switch {
 				case convert[p] && ok:
-					// the outer copy leaves p out (converted), or p hides it (bind)
+					// p's volume hides that subtree of o everywhere: a converted o
+					// leaves it out of its copy, a bind o keeps it on the host unseen
 				case !convert[p]:
 					keep(o, ReasonHolds+" "+firstUse(p))
 				default:

@@ -201,6 +201,15 @@ services:
 `, dirs: []string{"config/workspace"}, links: map[string]string{"ws-link": "config/workspace"},
 			want:    map[string]string{"gateway:/home/node/.openclaw": "volume", "gateway:/home/node/.openclaw/workspace": "volume"},
 			exclude: map[string][]string{"config": {"workspace"}}},
+		{name: "one directory under two names", compose: `services:
+  a:
+    image: x
+    volumes: ["./data:/data"]
+  b:
+    image: x
+    volumes: ["./data-link:/data"]
+`, dirs: []string{"data"}, links: map[string]string{"data-link": "data"},
+			want: map[string]string{"a:/data": ReasonOverlap + " DIR/data-link (service b at /data)", "b:/data": ReasonOverlap + " DIR/data (service a at /data)"}},
 		{name: "nested at an unrelated target", compose: `services:
   init:
     image: x
