@@ -217,7 +217,8 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			}
 		}
 	}
-	rules, err := newKeepRules(project, opts, usesBySource(binds))
+	uses := usesBySource(binds)
+	rules, err := newKeepRules(project, opts, uses)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +282,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			}
 		}
 	}
-	excludes := nestSources(usesBySource(binds), composeFiles(project), convert, reasons)
+	excludes := nestSources(uses, composeFiles(project), convert, reasons)
 
 	taken := map[string]bool{}
 	for k := range project.Volumes {
