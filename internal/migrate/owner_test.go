@@ -34,8 +34,8 @@ func TestPrepareMissingImages(t *testing.T) {
     user: "1000:1000"
     volumes: ["./propagated:/work"]
   built:
-    build: .
-    volumes: ["./state/agents:/agents"]
+    build: ./builder
+    volumes: ["./gateway.env:/gateway.env:ro"]
 `)
 	p := load(t, f, dockertest.Name("mig"))
 	ctx := context.Background()
@@ -59,7 +59,7 @@ func TestPrepareMissingImages(t *testing.T) {
 			t.Errorf("got %s owned by %q, want %q", k, got[k], v)
 		}
 	}
-	// state/agents is nested in state; the built image is only asked when converted
+	// the built service binds a file only (kept): its image is only asked when converted
 	wantMissing := []string{pg, redis}
 	if !slices.Equal(plan.MissingImages, wantMissing) {
 		t.Errorf("got missing images %v, want %v (each once)", plan.MissingImages, wantMissing)
