@@ -101,3 +101,19 @@ func TestCheckExclude(t *testing.T) {
 		}
 	}
 }
+
+// TestMeasureExclude: the excluded directory counts as one entry, its content
+// not at all (the plan counts it in its own conversion).
+func TestMeasureExclude(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(src, "workspace"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "openclaw.json"), []byte("{}\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "workspace", "AGENTS.md"), make([]byte, 10000), 0o644))
+	all, err := Measure(src)
+	must(t, err)
+	out, err := Measure(src, "workspace")
+	must(t, err)
+	if all.Files != 3 || out.Files != 2 || all.Bytes-out.Bytes < 10000 {
+		t.Errorf("got %+v measured, %+v without the workspace, want 3 and 2 entries, the workspace's 10000 bytes left out", all, out)
+	}
+}
