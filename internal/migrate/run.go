@@ -192,6 +192,9 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 		r.rep.Nothing = true
 		return r.rep, nil
 	}
+	if err := r.checkInactive(ctx, project.Name, plan.Inactive); err != nil {
+		return nil, err
+	}
 	if err := preflight(ctx, eng, plan, opts.Helper); err != nil {
 		return nil, err
 	}
@@ -199,9 +202,6 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	// are stopped and recreated with them, after what they join.
 	plan.Services = remount.WithDependents(project, plan.Services)
 	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
-		return nil, err
-	}
-	if err := r.checkInactive(ctx, project.Name, plan.Inactive); err != nil {
 		return nil, err
 	}
 	id := make([]byte, 8)
