@@ -50,7 +50,7 @@ func SpaceMargin(bytes int64) int64 {
 func MeasureSpace(ctx context.Context, eng volumes.Engine, plan *Plan, helper volumes.HelperOptions, keepHelper bool) error {
 	o := volumes.FreeSpaceOptions{Helper: helper, KeepHelper: keepHelper}
 	if spaceProbeDriverOpts != nil {
-		o.DriverOpts = spaceProbeDriverOpts
+		o.DriverOpts, o.Labels = spaceProbeDriverOpts, spaceProbeLabels
 	}
 	sp, err := volumes.FreeSpace(ctx, eng, o)
 	if err != nil {
@@ -63,6 +63,10 @@ func MeasureSpace(ctx context.Context, eng volumes.Engine, plan *Plan, helper vo
 // spaceProbeDriverOpts, set by tests, backs the throwaway volume of
 // MeasureSpace with a small file system.
 var spaceProbeDriverOpts map[string]string
+
+// spaceProbeLabels, set by tests with spaceProbeDriverOpts, label that
+// volume so the test can find its own among other runs'.
+var spaceProbeLabels map[string]string
 
 // Check refuses a plan a real run must not start: an unknown owner (error
 // wrapping ErrOwnerUnknown, naming every missing image once), or data that

@@ -46,7 +46,9 @@ func TestRunNoSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	spaceProbeDriverOpts = map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "size=128m"}
-	t.Cleanup(func() { spaceProbeDriverOpts = nil })
+	probe := "io.moltctl.test=" + l.name
+	spaceProbeLabels = map[string]string{"io.moltctl.test": l.name}
+	t.Cleanup(func() { spaceProbeDriverOpts, spaceProbeLabels = nil, nil })
 	before, _ := os.ReadFile(l.file)
 	id := l.containerID(t)
 	eng := dockertest.Engine(t)
@@ -80,7 +82,8 @@ func TestRunNoSpace(t *testing.T) {
 	}
 	l.checkRunning(t, "bind")
 	l.checkSource(t)
-	if out, _ := dockertest.Run("docker", "volume", "ls", "-q", "--filter", "label="+volumes.LabelHelper+"=space"); strings.Contains(out, "moltctl-space-") {
+	// This test's throwaway volume only: other runs may be measuring at the same time.
+	if out, _ := dockertest.Run("docker", "volume", "ls", "-q", "--filter", "label="+volumes.LabelHelper+"=space", "--filter", "label="+probe); strings.Contains(out, "moltctl-space-") {
 		t.Errorf("got throwaway volumes %q left, want none", out)
 	}
 }

@@ -58,6 +58,9 @@ type FreeSpaceOptions struct {
 	// default driver, where compose creates the project's volumes).
 	Driver     string
 	DriverOpts map[string]string
+	// Labels are added to the throwaway volume's (LabelHelper=space), so that
+	// a caller can tell its own volume from another run's.
+	Labels map[string]string
 }
 
 // FreeSpace asks the engine how much room its volumes have: it creates a
@@ -79,8 +82,12 @@ func FreeSpace(ctx context.Context, eng Engine, o FreeSpaceOptions) (_ *Space, e
 		}
 	}
 	name := "moltctl-space-" + randHex()
+	labels := map[string]string{LabelHelper: "space"}
+	for k, v := range o.Labels {
+		labels[k] = v
+	}
 	if _, err := eng.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Driver: o.Driver, DriverOpts: o.DriverOpts,
-		Labels: map[string]string{LabelHelper: "space"}}); err != nil {
+		Labels: labels}); err != nil {
 		return nil, fmt.Errorf("measuring the engine's free space: creating volume %s: %w", name, err)
 	}
 	defer func() {
