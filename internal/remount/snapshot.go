@@ -63,9 +63,15 @@ func (r *run) nextSeq(ctx context.Context) (int, error) {
 // baseConfig is the base image's config as a container config: what commit gets,
 // so that the snapshot's Cmd, Entrypoint, User… are the image's, not the container's.
 func (r *run) baseConfig(ctx context.Context) (*container.Config, error) {
-	im, err := r.eng.ImageInspect(ctx, r.j.BaseImage)
+	base, baseID := r.j.BaseImage, r.j.BaseImageID
+	if r.j.Rebase != nil {
+		// The snapshot holds the layer on the old image: that is its lineage.
+		// (rebaseLayer sets the new image's on the rebased one.)
+		base, baseID = r.j.Rebase.OldImage, r.j.Rebase.OldImage
+	}
+	im, err := r.eng.ImageInspect(ctx, base)
 	if err != nil {
-		return nil, fmt.Errorf("inspecting the base image %s: %w", r.j.BaseImage, err)
+		return nil, fmt.Errorf("inspecting the base image %s: %w", base, err)
 	}
 	cfg := &container.Config{}
 	if im.Config != nil {
@@ -84,8 +90,8 @@ func (r *run) baseConfig(ctx context.Context) (*container.Config, error) {
 	labels[LabelProject] = r.j.Project
 	labels[LabelService] = r.j.Service
 	labels[LabelSource] = r.j.OldName + " (" + r.j.OldID + ")"
-	labels[LabelBaseImage] = r.j.BaseImage
-	labels[LabelBaseImageID] = r.j.BaseImageID
+	labels[LabelBaseImage] = base
+	labels[LabelBaseImageID] = baseID
 	labels[LabelParent] = r.j.Parent
 	labels[LabelSeq] = strconv.Itoa(r.j.Seq)
 	cfg.Labels = labels

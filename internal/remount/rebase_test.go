@@ -1,0 +1,208 @@
+package remount_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/remount"
+)
+
+// rebaseFixture is a project whose one service runs an image tag (cur) built
+// as v1, with a writable layer that adds, changes, deletes and chowns paths;
+// v2 (built, not yet tagged cur) changes two files and adds one.
+type rebaseFixture struct {
+	name, dir, cur, v1, v2 string
+	eng                    *client.Client
+	copts                  compose.Options
+}
+
+func buildImage(tb testing.TB, tag string, files map[string]string, dockerfile string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	files["Dockerfile"] = dockerfile
+	for n, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if out, err := dockertest.Run("docker", "build", "-q", "-t", tag, dir); err != nil {
+		tb.Fatalf("building %s: %v %s", tag, err, out)
+	}
+}
+
+func setupRebase(tb testing.TB) *rebaseFixture {
+	tb.Helper()
+	eng := dockertest.Engine(tb)
+	bb := dockertest.Busybox(tb)
+	dockertest.Compose(tb)
+	f := &rebaseFixture{name: dockertest.Name("rbs"), eng: eng}
+	repo := "moltctl-test/" + f.name
+	f.cur, f.v1, f.v2 = repo+":cur", repo+":v1", repo+":v2"
+	tb.Cleanup(func() {
+		ids, _ := dockertest.Run("docker", "images", "-q", "--filter", "label="+remount.LabelProject+"="+f.name)
+		for _, id := range strings.Fields(ids) {
+			dockertest.Run("docker", "rmi", "-f", id)
+		}
+		dockertest.Run("docker", "rmi", f.cur, f.v1, f.v2)
+	})
+	df := "FROM " + bb + "\nCOPY keep.txt conf.txt del.txt own.txt /app/\n"
+	buildImage(tb, f.v1, map[string]string{"keep.txt": "v1\n", "conf.txt": "v1\n", "del.txt": "del\n", "own.txt": "own\n"}, df)
+	buildImage(tb, f.v2, map[string]string{"keep.txt": "v2\n", "conf.txt": "v2\n", "del.txt": "del\n", "own.txt": "own\n", "new.txt": "new\n"},
+		df+"COPY new.txt /app/\n")
+	dockertest.Docker(tb, "tag", f.v1, f.cur)
+	f.dir = dockertest.Project(tb, f.name, `services:
+  web:
+    image: `+f.cur+`
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+`)
+	f.copts = compose.Options{ProjectName: f.name, Files: []string{filepath.Join(f.dir, "compose.yaml")}}
+	if t, ok := tb.(*testing.T); ok {
+		t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
+	}
+	f.compose(tb, "up", "-d")
+	f.compose(tb, "exec", "-T", "web", "sh", "-c",
+		"mkdir -p /opt/tool/bin && echo added > /opt/tool/bin/t && chmod 750 /opt/tool/bin/t && "+
+			"echo layer > /app/conf.txt && rm /app/del.txt && chown 1000:1000 /app/own.txt && chmod 600 /app/own.txt")
+	return f
+}
+
+func (f *rebaseFixture) compose(tb testing.TB, args ...string) string {
+	tb.Helper()
+	return dockertest.Docker(tb, append([]string{"compose", "-p", f.name, "-f", filepath.Join(f.dir, "compose.yaml")}, args...)...)
+}
+
+func (f *rebaseFixture) options(tb testing.TB) remount.Options {
+	tb.Helper()
+	p, err := compose.Load(context.Background(), f.copts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return remount.Options{Project: p, Compose: f.copts, Service: "web", WaitTimeout: 500 * time.Millisecond, Rebase: true}
+}
+
+// files returns what the running container has at the paths the test looks at.
+func (f *rebaseFixture) files(tb testing.TB) string {
+	tb.Helper()
+	return f.compose(tb, "exec", "-T", "web", "sh", "-c",
+		"cat /opt/tool/bin/t /app/keep.txt /app/conf.txt /app/new.txt 2>&1; stat -c '%a %u:%g %n' /opt/tool/bin/t /app/own.txt; ls /app/del.txt 2>&1 || true")
+}
+
+const layerOnV1 = "added\nv1\nlayer\ncat: can't open '/app/new.txt': No such file or directory\n750 0:0 /opt/tool/bin/t\n600 1000:1000 /app/own.txt\nls: /app/del.txt: No such file or directory"
+
+func TestRebase(t *testing.T) {
+	f := setupRebase(t)
+	old := f.compose(t, "ps", "-q", "web")
+	dockertest.Docker(t, "tag", f.v2, f.cur)
+
+	opts := f.options(t)
+	opts.Rebase = false
+	if _, err := remount.Run(context.Background(), f.eng, opts); !errors.Is(err, remount.ErrImageChanged) {
+		t.Fatalf("remount without rebase of a changed image: got %v, want ErrImageChanged", err)
+	}
+
+	opts = f.options(t)
+	opts.DryRun = true
+	res, err := remount.Run(context.Background(), f.eng, opts)
+	if err != nil {
+		t.Fatalf("rebase --dry-run: %v", err)
+	}
+	want := []remount.Conflict{{Path: "/app/conf.txt", Layer: "changed", Winner: "image"}}
+	if res.Rebase == nil || len(res.Rebase.Conflicts) != 1 || res.Rebase.Conflicts[0] != want[0] {
+		t.Errorf("dry-run conflicts: got %+v, want %+v", res.Rebase, want)
+	}
+	if !strings.Contains(strings.Join(res.Plan, "\n"), `conflict "/app/conf.txt"`) {
+		t.Errorf("dry-run plan: got %q, want the conflict on /app/conf.txt", res.Plan)
+	}
+	if id := f.compose(t, "ps", "-q", "web"); id != old {
+		t.Errorf("dry run changed the container: got %s, want %s", id, old)
+	}
+
+	res, err = remount.Run(context.Background(), f.eng, f.options(t))
+	if err != nil {
+		t.Fatalf("rebase: %v", err)
+	}
+	// Added, deleted and chowned paths from the layer; the conflicting file and
+	// the unchanged one from v2 (image wins); the file new in v2.
+	wantFiles := "added\nv2\nv2\nnew\n750 0:0 /opt/tool/bin/t\n600 1000:1000 /app/own.txt\nls: /app/del.txt: No such file or directory"
+	if got := f.files(t); got != wantFiles {
+		t.Errorf("files after rebase:\ngot  %q\nwant %q", got, wantFiles)
+	}
+	if res.Rebase == nil || res.Rebase.Image == "" {
+		t.Fatalf("result: got %+v, want the rebased image", res.Rebase)
+	}
+	id := f.compose(t, "ps", "-q", "web")
+	img := dockertest.Docker(t, "inspect", "-f", "{{.Image}}", id)
+	if want := dockertest.Docker(t, "image", "inspect", "-f", "{{.Id}}", res.Rebase.Image); img != want {
+		t.Errorf("container image: got %s, want the rebased %s", img, want)
+	}
+	base := dockertest.Docker(t, "image", "inspect", "-f", `{{index .Config.Labels "`+remount.LabelBaseImageID+`"}}`, res.Rebase.Image)
+	if want := dockertest.Docker(t, "image", "inspect", "-f", "{{.Id}}", f.v2); base != want {
+		t.Errorf("rebased image's base: got %s, want v2 %s", base, want)
+	}
+	// compose's own container: a plain up keeps it; a second remount needs no rebase.
+	f.compose(t, "up", "-d")
+	if after := f.compose(t, "ps", "-q", "web"); after != id {
+		t.Errorf("docker compose up -d after the rebase recreated the container: got %s, want %s", after, id)
+	}
+	opts = f.options(t)
+	opts.Rebase = false
+	if _, err := remount.Run(context.Background(), f.eng, opts); err != nil {
+		t.Errorf("remount after the rebase: %v", err)
+	}
+	if got := f.files(t); got != wantFiles {
+		t.Errorf("files after a remount of the rebased container:\ngot  %q\nwant %q", got, wantFiles)
+	}
+}
+
+// failCopy fails CopyToContainer: the rebase fails midway, after the commit of
+// the old layer and before compose ran.
+type failCopy struct{ *client.Client }
+
+func (failCopy) CopyToContainer(context.Context, string, client.CopyToContainerOptions) (client.CopyToContainerResult, error) {
+	return client.CopyToContainerResult{}, errInjected
+}
+
+func TestRebaseRollsBackAndLayerWins(t *testing.T) {
+	f := setupRebase(t)
+	old := f.compose(t, "ps", "-q", "web")
+	dockertest.Docker(t, "tag", f.v2, f.cur)
+	_, err := remount.Run(context.Background(), failCopy{f.eng}, f.options(t))
+	if !errors.Is(err, errInjected) || !errors.Is(err, remount.ErrRolledBack) {
+		t.Fatalf("rebase with a failing copy: got %v, want the injected failure, rolled back", err)
+	}
+	if id := f.compose(t, "ps", "-q", "web"); id != old {
+		t.Errorf("container after the rollback: got %s, want the previous %s", id, old)
+	}
+	if got := f.files(t); got != layerOnV1 {
+		t.Errorf("files after the rollback:\ngot  %q\nwant %q", got, layerOnV1)
+	}
+	if _, err := os.Stat(remount.JournalPath(f.name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("journal after the rollback: got %v, want none", err)
+	}
+	if left := dockertest.Docker(t, "ps", "-aq", "--filter", "label=io.moltctl.rebase="+f.name+"/web"); left != "" {
+		t.Errorf("temporary containers left: %q", left)
+	}
+
+	opts := f.options(t)
+	opts.RebaseConflicts = remount.ConflictsLayer
+	res, err := remount.Run(context.Background(), f.eng, opts)
+	if err != nil {
+		t.Fatalf("rebase, layer wins: %v", err)
+	}
+	want := "added\nv2\nlayer\nnew\n750 0:0 /opt/tool/bin/t\n600 1000:1000 /app/own.txt\nls: /app/del.txt: No such file or directory"
+	if got := f.files(t); got != want {
+		t.Errorf("files after rebase (layer wins):\ngot  %q\nwant %q", got, want)
+	}
+	if res.Rebase == nil || len(res.Rebase.Conflicts) != 1 || res.Rebase.Conflicts[0].Winner != "layer" {
+		t.Errorf("conflicts: got %+v, want /app/conf.txt won by the layer", res.Rebase)
+	}
+}
