@@ -122,7 +122,11 @@ func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {
 		fmt.Fprintf(w, "%s\n", strings.Join(res.Plan, "; "))
 		return nil
 	}
-	fmt.Fprintf(w, "remounted %s: container %s (%.12s) runs snapshot %s (%d layers)\n", res.Service, res.Container, res.NewID, res.Snapshot, res.Layers)
+	snap := res.Snapshot
+	if res.Rebase != nil && res.Rebase.Image != "" {
+		snap = res.Rebase.Image + " (rebased; previous layer in " + res.Snapshot + ")"
+	}
+	fmt.Fprintf(w, "remounted %s: container %s (%.12s) runs snapshot %s (%d layers)\n", res.Service, res.Container, res.NewID, snap, res.Layers)
 	printRebase(w, "  ", res.Rebase)
 	for _, j := range res.Joined {
 		fmt.Fprintf(w, "  then %s: container %s (%.12s) runs snapshot %s (%d layers)\n", j.Service, j.Container, j.NewID, j.Snapshot, j.Layers)

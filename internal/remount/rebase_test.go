@@ -1,6 +1,8 @@
 package remount_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -72,7 +74,37 @@ func setupRebase(tb testing.TB) *rebaseFixture {
 	f.compose(tb, "exec", "-T", "web", "sh", "-c",
 		"mkdir -p /opt/tool/bin && echo added > /opt/tool/bin/t && chmod 750 /opt/tool/bin/t && "+
 			"echo layer > /app/conf.txt && rm /app/del.txt && chown 1000:1000 /app/own.txt && chmod 600 /app/own.txt")
+	// A file with a file capability (security.capability, the xattr the engine's
+	// archives carry), put in through the API (busybox has no setcap).
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "opt/x", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg,
+		PAXRecords: map[string]string{"SCHILY.xattr.security.capability": string(dockertest.CapXattr())}})
+	tw.Write([]byte("x"))
+	tw.Close()
+	if _, err := eng.CopyToContainer(context.Background(), f.compose(tb, "ps", "-q", "web"),
+		client.CopyToContainerOptions{DestinationPath: "/", Content: &buf}); err != nil {
+		tb.Fatal(err)
+	}
+	if got := f.xattr(tb); got != string(dockertest.CapXattr()) {
+		tb.Fatalf("security.capability of /opt/x before the rebase: got %q, want %q", got, dockertest.CapXattr())
+	}
 	return f
+}
+
+// xattr returns the security.capability xattr of /opt/x in the service's container.
+func (f *rebaseFixture) xattr(tb testing.TB) string {
+	tb.Helper()
+	res, err := f.eng.CopyFromContainer(context.Background(), f.compose(tb, "ps", "-q", "web"), client.CopyFromContainerOptions{SourcePath: "/opt/x"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Content.Close()
+	hdr, err := tar.NewReader(res.Content).Next()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return hdr.PAXRecords["SCHILY.xattr.security.capability"]
 }
 
 func (f *rebaseFixture) compose(tb testing.TB, args ...string) string {
@@ -135,6 +167,9 @@ func TestRebase(t *testing.T) {
 	wantFiles := "added\nv2\nv2\nnew\n750 0:0 /opt/tool/bin/t\n600 1000:1000 /app/own.txt\nls: /app/del.txt: No such file or directory"
 	if got := f.files(t); got != wantFiles {
 		t.Errorf("files after rebase:\ngot  %q\nwant %q", got, wantFiles)
+	}
+	if got := f.xattr(t); got != string(dockertest.CapXattr()) {
+		t.Errorf("security.capability of /opt/x after the rebase: got %q, want %q", got, dockertest.CapXattr())
 	}
 	if res.Rebase == nil || res.Rebase.Image == "" {
 		t.Fatalf("result: got %+v, want the rebased image", res.Rebase)
@@ -204,5 +239,47 @@ func TestRebaseRollsBackAndLayerWins(t *testing.T) {
 	}
 	if res.Rebase == nil || len(res.Rebase.Conflicts) != 1 || res.Rebase.Conflicts[0].Winner != "layer" {
 		t.Errorf("conflicts: got %+v, want /app/conf.txt won by the layer", res.Rebase)
+	}
+}
+
+// TestUpRebase: up refuses a changed image under a layer, lists the rebase's
+// conflicts in a dry run with Rebase, and rebases with it.
+func TestUpRebase(t *testing.T) {
+	f := setupRebase(t)
+	old := f.compose(t, "ps", "-q", "web")
+	dockertest.Docker(t, "tag", f.v2, f.cur)
+	up := func(dry, rebase bool) (*remount.UpResult, error) {
+		o := f.options(t)
+		return remount.Up(context.Background(), f.eng, remount.UpOptions{Project: o.Project, Compose: o.Compose,
+			WaitTimeout: o.WaitTimeout, DryRun: dry, Rebase: rebase})
+	}
+	if _, err := up(false, false); !errors.Is(err, remount.ErrImageChanged) {
+		t.Fatalf("up without rebase: got %v, want ErrImageChanged", err)
+	}
+	res, err := up(true, true)
+	if err != nil {
+		t.Fatalf("up --rebase --dry-run: %v", err)
+	}
+	if got := actions(res.Plan); got["web"] != remount.UpRebase {
+		t.Errorf("dry run: got %v, want web rebased", got)
+	}
+	if len(res.Rebases) != 1 || res.Rebases[0].Rebase == nil || len(res.Rebases[0].Rebase.Conflicts) != 1 ||
+		res.Rebases[0].Rebase.Conflicts[0].Path != "/app/conf.txt" {
+		t.Errorf("dry run rebases: got %+v, want one with the conflict on /app/conf.txt", res.Rebases)
+	}
+	if id := f.compose(t, "ps", "-q", "web"); id != old {
+		t.Errorf("dry run changed the container: got %s, want %s", id, old)
+	}
+	if _, err := up(false, true); err != nil {
+		t.Fatalf("up --rebase: %v", err)
+	}
+	want := "added\nv2\nv2\nnew\n750 0:0 /opt/tool/bin/t\n600 1000:1000 /app/own.txt\nls: /app/del.txt: No such file or directory"
+	if got := f.files(t); got != want {
+		t.Errorf("files after up --rebase:\ngot  %q\nwant %q", got, want)
+	}
+	id := f.compose(t, "ps", "-q", "web")
+	f.compose(t, "up", "-d")
+	if after := f.compose(t, "ps", "-q", "web"); after != id {
+		t.Errorf("docker compose up -d after up --rebase recreated the container: got %s, want %s", after, id)
 	}
 }
