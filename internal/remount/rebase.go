@@ -13,12 +13,14 @@ package remount
 import (
 	"archive/tar"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +28,8 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // Conflict policies (Options.RebaseConflicts): which side wins at a path the
@@ -42,12 +46,16 @@ const (
 	ConflictsLayer = "layer"
 )
 
-// labelRebase marks the temporary containers a rebase creates.
-const labelRebase = "io.moltctl.rebase"
+// rebasePrefix starts the names of the temporary containers a rebase creates
+// (not a label: a commit would carry it into the rebased image's config, and
+// from there into the service's container).
+func rebasePrefix(project, service string) string {
+	return "moltctl-rebase-" + strings.ToLower(project) + "-" + strings.ToLower(service) + "-"
+}
 
-// ErrRebaseSnapshot: the container runs a remount snapshot, whose earlier
-// layers the engine's diff does not list.
-var ErrRebaseSnapshot = errors.New("rebase of a container that runs a remount snapshot is not supported")
+// ErrRebaseSnapshot: the container runs a remount snapshot without a layer
+// record (layers.go): what its earlier layers changed is not known.
+var ErrRebaseSnapshot = errors.New("rebase of a container that runs a remount snapshot without a layer record is not supported")
 
 // RebaseResult says what a rebase carries and its conflicts.
 type RebaseResult struct {
@@ -70,7 +78,8 @@ type Conflict struct {
 
 // rebaseState is the journal's record of a rebase.
 type rebaseState struct {
-	OldImage string `json:"old_image"` // ID of the image the container was created from
+	OldImage string `json:"old_image"` // ID of the image the layer sits on (the snapshot's base)
+	Snapshot string `json:"snapshot,omitempty"` // the remount snapshot the container runs, if any
 	NewImage string `json:"new_image"` // ID of the service's image now
 	Policy   string `json:"policy"`
 	Tag      string `json:"tag"`
@@ -96,10 +105,19 @@ func (r *run) cloneImage() (tag, id string) {
 
 // preflightRebase checks a rebase of container c (created from oldImage) onto
 // the service's image and lists its conflicts, changing nothing.
-func (r *run) preflightRebase(ctx context.Context, c container.InspectResponse, snapshot bool) error {
-	if snapshot {
-		return fmt.Errorf("container %s: %w (the earlier remounts' layers are in it): recreate it with docker compose up (the writable layer is lost)",
-			strings.TrimPrefix(c.Name, "/"), ErrRebaseSnapshot)
+func (r *run) preflightRebase(ctx context.Context, c container.InspectResponse, lineage string) error {
+	snapshot := ""
+	if lineage != c.Image {
+		// A remount snapshot: its own changes come from its layer record.
+		rec, err := loadLayerRecord(r.j.Project, c.Image)
+		if err != nil {
+			return err
+		}
+		if lineage == "" || rec == nil || rec.Base != lineage {
+			return fmt.Errorf("container %s: %w (no record of what its earlier remounts changed): recreate it with docker compose up (the writable layer is lost)",
+				strings.TrimPrefix(c.Name, "/"), ErrRebaseSnapshot)
+		}
+		snapshot = c.Image
 	}
 	pol := r.opts.RebaseConflicts
 	if pol == "" {
@@ -111,7 +129,7 @@ func (r *run) preflightRebase(ctx context.Context, c container.InspectResponse, 
 	if _, ok := r.eng.(rebaseEngine); !ok {
 		return fmt.Errorf("rebase: %w: the engine client can't diff or copy", ErrUnsupported)
 	}
-	r.j.Rebase = &rebaseState{OldImage: c.Image, NewImage: r.j.BaseImageID, Policy: pol, Tag: snapshotTag(r.j.Project, r.j.Service, r.j.Seq+1)}
+	r.j.Rebase = &rebaseState{OldImage: lineage, Snapshot: snapshot, NewImage: r.j.BaseImageID, Policy: pol, Tag: snapshotTag(r.j.Project, r.j.Service, r.j.Seq+1)}
 	pl, err := r.planRebase(ctx, r.j.OldID)
 	if err != nil {
 		return fmt.Errorf("planning the rebase of %s: %w", r.j.OldName, err)
@@ -138,8 +156,9 @@ type rebaseOp struct {
 }
 
 type rebasePlan struct {
-	ops    []rebaseOp
-	result *RebaseResult
+	ops     []rebaseOp
+	result  *RebaseResult
+	changes []container.FilesystemChange // against the old image
 }
 
 // planRebase lists what the layer of container id changes and compares the
@@ -163,8 +182,15 @@ func (r *run) planRebase(ctx context.Context, id string) (*rebasePlan, error) {
 	defer r.removeContainer(context.WithoutCancel(ctx), newTmp)
 
 	changes := diff.Changes
+	if rs.Snapshot != "" {
+		rec, err := loadLayerRecord(r.j.Project, rs.Snapshot)
+		if err != nil || rec == nil {
+			return nil, fmt.Errorf("reading the layer record of %.19s: %w", rs.Snapshot, errors.Join(err, ErrRebaseSnapshot))
+		}
+		changes = changeList(mergeChanges(rec.Changes, diff.Changes))
+	}
 	sort.Slice(changes, func(a, b int) bool { return changes[a].Path < changes[b].Path })
-	pl := &rebasePlan{result: &RebaseResult{OldImage: rs.OldImage, NewImage: rs.NewImage, Policy: rs.Policy, Image: rs.Tag}}
+	pl := &rebasePlan{changes: changes, result: &RebaseResult{OldImage: rs.OldImage, NewImage: rs.NewImage, Policy: rs.Policy, Image: rs.Tag}}
 	var done []string // paths whose subtree is handled
 	under := func(p string) bool {
 		for _, d := range done {
@@ -281,7 +307,7 @@ func (r *run) tempContainer(ctx context.Context, image string, rm []string) (str
 	if err != nil {
 		return "", fmt.Errorf("inspecting image %.19s: %w", image, err)
 	}
-	cfg := &container.Config{Image: image, User: "0:0", Labels: map[string]string{labelRebase: r.j.Project + "/" + r.j.Service}}
+	cfg := &container.Config{Image: image, User: "0:0"}
 	hasEntry := im.Config != nil && len(im.Config.Entrypoint) > 0
 	switch {
 	case len(rm) > 0 && hasEntry:
@@ -291,7 +317,9 @@ func (r *run) tempContainer(ctx context.Context, image string, rm []string) (str
 	case !hasEntry && (im.Config == nil || len(im.Config.Cmd) == 0):
 		cfg.Cmd = []string{"/moltctl-rebase-never-started"}
 	}
-	res, err := r.eng.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg,
+	b := make([]byte, 4)
+	rand.Read(b)
+	res, err := r.eng.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, Name: rebasePrefix(r.j.Project, r.j.Service) + hex.EncodeToString(b),
 		HostConfig: &container.HostConfig{NetworkMode: "none"}})
 	if err != nil {
 		return "", fmt.Errorf("creating a container of %.19s: %w", image, err)
@@ -417,6 +445,18 @@ func (r *run) rebaseLayer(ctx context.Context) error {
 		return fmt.Errorf("committing the rebased layer: %w", err)
 	}
 	rs.ID = res.ID
+	// The rebased image's record: the layer's changes, less the paths where
+	// the new image won.
+	rec := map[string]container.ChangeType{}
+	for _, ch := range pl.changes {
+		rec[ch.Path] = ch.Kind
+	}
+	for _, cf := range pl.result.Conflicts {
+		if cf.Winner == ConflictsImage {
+			delete(rec, cf.Path)
+		}
+	}
+	statefile.Save(layerRecordPath(r.j.Project, rs.ID), &layerRecord{Base: rs.NewImage, Changes: rec})
 	return nil
 }
 
@@ -495,13 +535,17 @@ func copyPath(ctx context.Context, eng rebaseEngine, id string, op rebaseOp, tw 
 
 // cleanRebase removes temporary containers an interrupted rebase of the service left.
 func (r *run) cleanRebase(ctx context.Context) {
+	prefix := rebasePrefix(r.j.Project, r.j.Service)
 	f := client.Filters{}
-	f.Add("label", labelRebase+"="+r.j.Project+"/"+r.j.Service)
+	f.Add("name", "^/"+prefix)
 	res, err := r.eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return
 	}
 	for _, c := range res.Items {
+		if c.Labels["com.docker.compose.project"] != "" || !slices.ContainsFunc(c.Names, func(n string) bool { return strings.HasPrefix(n, "/"+prefix) }) {
+			continue // never a service's container
+		}
 		r.removeContainer(ctx, c.ID)
 	}
 }

@@ -196,6 +196,28 @@ func TestRebase(t *testing.T) {
 	if got := f.files(t); got != wantFiles {
 		t.Errorf("files after a remount of the rebased container:\ngot  %q\nwant %q", got, wantFiles)
 	}
+
+	// Again onto v3, from a container on a snapshot: what the earlier layers
+	// changed comes from their records, merged with the container's own diff.
+	v3 := strings.TrimSuffix(f.v2, ":v2") + ":v3"
+	buildImage(t, v3, map[string]string{"keep.txt": "v3\n", "conf.txt": "v2\n", "del.txt": "del\n", "own.txt": "own\n", "new.txt": "new\n"},
+		"FROM "+dockertest.BusyboxImage+"\nCOPY keep.txt conf.txt del.txt own.txt new.txt /app/\n")
+	t.Cleanup(func() { dockertest.Run("docker", "rmi", v3) })
+	f.compose(t, "exec", "-T", "web", "sh", "-c", "echo more > /opt/tool/more")
+	dockertest.Docker(t, "tag", v3, f.cur)
+	if _, err := remount.Run(context.Background(), f.eng, f.options(t)); err != nil {
+		t.Fatalf("second rebase: %v", err)
+	}
+	want3 := "added\nv3\nv2\nnew\n750 0:0 /opt/tool/bin/t\n600 1000:1000 /app/own.txt\nls: /app/del.txt: No such file or directory"
+	if got := f.files(t); got != want3 {
+		t.Errorf("files after the second rebase:\ngot  %q\nwant %q", got, want3)
+	}
+	if got := f.compose(t, "exec", "-T", "web", "cat", "/opt/tool/more"); got != "more" {
+		t.Errorf("file added after the first rebase: got %q, want %q", got, "more")
+	}
+	if got := f.xattr(t); got != string(dockertest.CapXattr()) {
+		t.Errorf("security.capability of /opt/x after the second rebase: got %q", got)
+	}
 }
 
 // failCopy fails CopyToContainer: the rebase fails midway, after the commit of
@@ -223,7 +245,7 @@ func TestRebaseRollsBackAndLayerWins(t *testing.T) {
 	if _, err := os.Stat(remount.JournalPath(f.name)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("journal after the rollback: got %v, want none", err)
 	}
-	if left := dockertest.Docker(t, "ps", "-aq", "--filter", "label=io.moltctl.rebase="+f.name+"/web"); left != "" {
+	if left := dockertest.Docker(t, "ps", "-aq", "--filter", "name=moltctl-rebase-"+f.name); left != "" {
 		t.Errorf("temporary containers left: %q", left)
 	}
 

@@ -489,7 +489,7 @@ func (r *run) preflight(ctx context.Context) error {
 		fmt.Sprintf("keep %d snapshots of %s", r.opts.Keep, name),
 	}
 	if rebase {
-		return r.preflightRebase(ctx, c, cur.Config != nil && cur.Config.Labels[LabelService] != "")
+		return r.preflightRebase(ctx, c, lineage)
 	}
 	return nil
 }

@@ -111,6 +111,7 @@ func (r *run) snapshot(ctx context.Context) error {
 			return err
 		}
 		r.j.SnapshotID = id
+		r.recordSnapshot(ctx, cfg.Labels[LabelBaseImageID])
 		return nil
 	}
 	var old container.InspectResponse
@@ -125,6 +126,7 @@ func (r *run) snapshot(ctx context.Context) error {
 		return err
 	}
 	r.j.SnapshotID = res.ID
+	r.recordSnapshot(ctx, cfg.Labels[LabelBaseImageID])
 	return nil
 }
 
