@@ -78,9 +78,9 @@ type Conflict struct {
 
 // rebaseState is the journal's record of a rebase.
 type rebaseState struct {
-	OldImage string `json:"old_image"` // ID of the image the layer sits on (the snapshot's base)
+	OldImage string `json:"old_image"`          // ID of the image the layer sits on (the snapshot's base)
 	Snapshot string `json:"snapshot,omitempty"` // the remount snapshot the container runs, if any
-	NewImage string `json:"new_image"` // ID of the service's image now
+	NewImage string `json:"new_image"`          // ID of the service's image now
 	Policy   string `json:"policy"`
 	Tag      string `json:"tag"`
 	ID       string `json:"id,omitempty"` // the rebased image, once committed
