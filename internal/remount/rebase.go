@@ -170,16 +170,35 @@ func (r *run) planRebase(ctx context.Context, id string) (*rebasePlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the writable layer: %w", err)
 	}
-	oldTmp, err := r.tempContainer(ctx, rs.OldImage, nil)
-	if err != nil {
-		return nil, err
+	// The images' entries are looked up through containers made on first need,
+	// and kept: images don't change, so after the stop only the layer is read again.
+	if r.imageEntries == nil {
+		r.imageEntries = map[string]*fsEntry{}
 	}
-	defer r.removeContainer(context.WithoutCancel(ctx), oldTmp)
-	newTmp, err := r.tempContainer(ctx, rs.NewImage, nil)
-	if err != nil {
-		return nil, err
+	tmps := map[string]string{}
+	defer func() {
+		for _, id := range tmps {
+			r.removeContainer(context.WithoutCancel(ctx), id)
+		}
+	}()
+	imageEntry := func(image, p string) (*fsEntry, error) {
+		key := image + "\x00" + p
+		if e, ok := r.imageEntries[key]; ok {
+			return e, nil
+		}
+		if tmps[image] == "" {
+			id, err := r.tempContainer(ctx, image, nil)
+			if err != nil {
+				return nil, err
+			}
+			tmps[image] = id
+		}
+		e, err := entry(ctx, eng, tmps[image], p)
+		if err == nil {
+			r.imageEntries[key] = e
+		}
+		return e, err
 	}
-	defer r.removeContainer(context.WithoutCancel(ctx), newTmp)
 
 	changes := diff.Changes
 	if rs.Snapshot != "" {
@@ -212,7 +231,7 @@ func (r *run) planRebase(ctx context.Context, id string) (*rebasePlan, error) {
 		switch ch.Kind {
 		case container.ChangeAdd:
 			pl.result.Added++
-			nw, err := entry(ctx, eng, newTmp, p)
+			nw, err := imageEntry(rs.NewImage, p)
 			if err != nil {
 				return nil, err
 			}
@@ -245,11 +264,11 @@ func (r *run) planRebase(ctx context.Context, id string) (*rebasePlan, error) {
 			if err != nil {
 				return nil, err
 			}
-			old, err := entry(ctx, eng, oldTmp, p)
+			old, err := imageEntry(rs.OldImage, p)
 			if err != nil {
 				return nil, err
 			}
-			nw, err := entry(ctx, eng, newTmp, p)
+			nw, err := imageEntry(rs.NewImage, p)
 			if err != nil {
 				return nil, err
 			}
@@ -276,11 +295,11 @@ func (r *run) planRebase(ctx context.Context, id string) (*rebasePlan, error) {
 		case container.ChangeDelete:
 			pl.result.Deleted++
 			done = append(done, p)
-			old, err := entry(ctx, eng, oldTmp, p)
+			old, err := imageEntry(rs.OldImage, p)
 			if err != nil {
 				return nil, err
 			}
-			nw, err := entry(ctx, eng, newTmp, p)
+			nw, err := imageEntry(rs.NewImage, p)
 			if err != nil {
 				return nil, err
 			}

@@ -210,6 +210,8 @@ type run struct {
 	res  *Result
 	// resumed: Resume runs (an engine restart may have stopped the clone).
 	resumed bool
+	// imageEntries caches a rebase's look-ups in the old and new images.
+	imageEntries map[string]*fsEntry
 }
 
 func (r *run) progress(step, detail string) {
