@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -303,5 +304,49 @@ func TestUpRebase(t *testing.T) {
 	f.compose(t, "up", "-d")
 	if after := f.compose(t, "ps", "-q", "web"); after != id {
 		t.Errorf("docker compose up -d after up --rebase recreated the container: got %s, want %s", after, id)
+	}
+}
+
+// TestRebaseKilled kills a rebase with SIGKILL right after the old layer's
+// commit (before the rebase) and after compose replaced the old container, then
+// resumes or rolls back.
+func TestRebaseKilled(t *testing.T) {
+	for _, tc := range []struct {
+		step     string
+		rollback bool
+	}{{"committed", false}, {"composed", true}} {
+		t.Run(tc.step, func(t *testing.T) {
+			f := setupRebase(t)
+			dockertest.Docker(t, "tag", f.v2, f.cur)
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name, "REMOUNT_TEST_REBASE=1",
+				"REMOUNT_TEST_FILE="+f.copts.Files[0], "MOLTCTL_REMOUNT_CRASH_AFTER="+tc.step)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !ee.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() {
+				t.Fatalf("child: got %v (%s), want it killed", err, out)
+			}
+			if tc.rollback {
+				if _, err := remount.Rollback(context.Background(), f.eng, f.options(t)); err != nil {
+					t.Fatalf("rollback: %v", err)
+				}
+				if got := f.files(t); got != layerOnV1 {
+					t.Errorf("files after the rollback:\ngot  %q\nwant %q", got, layerOnV1)
+				}
+				return
+			}
+			res, err := remount.Resume(context.Background(), f.eng, f.options(t))
+			if err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+			want := "added\nv2\nv2\nnew\n750 0:0 /opt/tool/bin/t\n600 1000:1000 /app/own.txt\nls: /app/del.txt: No such file or directory"
+			if got := f.files(t); got != want {
+				t.Errorf("files after resume:\ngot  %q\nwant %q", got, want)
+			}
+			id := f.compose(t, "ps", "-q", "web")
+			if img := dockertest.Docker(t, "inspect", "-f", "{{.Image}}", id); res.SnapshotID == "" || img == res.SnapshotID {
+				t.Errorf("container image after resume: got %s, want the rebased image, not the snapshot %s", img, res.SnapshotID)
+			}
+		})
 	}
 }
