@@ -175,6 +175,11 @@ func TestRebase(t *testing.T) {
 	if res.Rebase == nil || res.Rebase.Image == "" {
 		t.Fatalf("result: got %+v, want the rebased image", res.Rebase)
 	}
+	// busybox's 4 layers and v2's 2 COPYs, plus the rebased layer (the
+	// snapshot of the old layer, on v1, has 6).
+	if res.Layers != 7 {
+		t.Errorf("layers of the running image: got %d, want 7", res.Layers)
+	}
 	id := f.compose(t, "ps", "-q", "web")
 	img := dockertest.Docker(t, "inspect", "-f", "{{.Image}}", id)
 	if want := dockertest.Docker(t, "image", "inspect", "-f", "{{.Id}}", res.Rebase.Image); img != want {

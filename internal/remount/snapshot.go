@@ -238,7 +238,8 @@ func dockerfileQuote(s string) string {
 // leftovers names the env keys and labels the snapshot carries that neither the
 // new container's config nor the base image sets (keys only).
 func (r *run) leftovers(ctx context.Context) {
-	snap, err := r.eng.ImageInspect(ctx, r.j.SnapshotID)
+	_, running := r.cloneImage() // the rebased image after a rebase
+	snap, err := r.eng.ImageInspect(ctx, running)
 	if err != nil || snap.Config == nil {
 		return
 	}
