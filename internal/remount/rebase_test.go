@@ -355,3 +355,39 @@ func TestRebaseKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestUpRebaseJoined: openclaw's shape with the gateway's image rebuilt: up
+// --rebase rebases the gateway and remounts the CLI joined to it, both layers kept.
+func TestUpRebaseJoined(t *testing.T) {
+	f := setupClaw(t)
+	rebuilt := dockertest.Name("rbjoined") + ":1"
+	if out, err := dockertest.Run("sh", "-c", "printf 'FROM "+dockertest.BusyboxImage+"\\nLABEL rebuilt=1\\n' | docker build -q -t "+rebuilt+" -"); err != nil {
+		t.Fatalf("building %s: %v %s", rebuilt, err, out)
+	}
+	t.Cleanup(func() { dockertest.Run("docker", "rmi", rebuilt) })
+	content := clawFile("1", "1", runLoop)
+	i := strings.Index(content, dockertest.BusyboxImage)
+	f.write(t, content[:i]+rebuilt+content[i+len(dockertest.BusyboxImage):])
+	o := f.opts(t, gateway)
+	if _, err := remount.Up(context.Background(), f.eng, remount.UpOptions{Project: o.Project, Compose: o.Compose, WaitTimeout: o.WaitTimeout, Rebase: true}); err != nil {
+		t.Fatalf("up --rebase: %v", err)
+	}
+	for _, tc := range []struct{ service, kept string }{{gateway, "gateway"}, {cli, "cli"}} {
+		if got := f.compose(t, "exec", "-T", tc.service, "sh", "-c", "cat /opt/kept /data/d"); got != tc.kept+"\nshared" {
+			t.Errorf("%s: got %q, want %q", tc.service, got, tc.kept+"\nshared")
+		}
+	}
+	gwID, cliID := f.id(t, gateway), f.id(t, cli)
+	if got := dockertest.Docker(t, "inspect", "-f", "{{.HostConfig.NetworkMode}}", cliID); got != "container:"+gwID {
+		t.Errorf("cli network mode: got %q, want container:%s", got, gwID)
+	}
+	img := dockertest.Docker(t, "inspect", "-f", "{{.Image}}", gwID)
+	base := dockertest.Docker(t, "image", "inspect", "-f", `{{index .Config.Labels "`+remount.LabelBaseImageID+`"}}`, img)
+	if want := dockertest.Docker(t, "image", "inspect", "-f", "{{.Id}}", rebuilt); base != want {
+		t.Errorf("gateway's image base: got %q, want the rebuilt %s", base, want)
+	}
+	f.compose(t, "up", "-d")
+	if g2, c2 := f.id(t, gateway), f.id(t, cli); g2 != gwID || c2 != cliID {
+		t.Errorf("docker compose up -d recreated: gateway %s -> %s, cli %s -> %s", gwID, g2, cliID, c2)
+	}
+}
