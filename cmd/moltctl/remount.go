@@ -22,6 +22,7 @@ type remountOptions struct {
 	resume      bool
 	rollback    bool
 	json        bool
+	rebase      rebaseFlags
 }
 
 func newRemountCmd(g *globalOptions) *cobra.Command {
@@ -33,7 +34,8 @@ func newRemountCmd(g *globalOptions) *cobra.Command {
 snapshot image, lets docker compose create the container with the compose file's current
 config, and runs that container on the snapshot. A failure rolls back; an interrupted
 remount is finished with --resume or undone with --rollback.`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: func(cmd *cobra.Command, args []string) error { return o.rebase.validate() },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.service = args[0]
 			return runRemount(cmd, g, o)
@@ -47,7 +49,10 @@ remount is finished with --resume or undone with --rollback.`,
 	f.BoolVar(&o.resume, "resume", false, "finish an interrupted remount of SERVICE")
 	f.BoolVar(&o.rollback, "rollback", false, "undo an interrupted remount of SERVICE")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
+	o.rebase.register(cmd)
 	cmd.MarkFlagsMutuallyExclusive("resume", "rollback")
+	cmd.MarkFlagsMutuallyExclusive("rebase", "resume")
+	cmd.MarkFlagsMutuallyExclusive("rebase", "rollback")
 	return cmd
 }
 
@@ -63,6 +68,7 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	opts := remount.Options{
 		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Service: o.service,
 		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
+		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
 		Progress: func(step, detail string) {
 			if tty && !o.json {
 				fmt.Fprintf(stderr, "%s: %s %s\n", o.service, step, detail)
@@ -78,7 +84,7 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	}
 	res, err := do(ctx, eng, opts)
 	if err != nil {
-		return fmt.Errorf("remount: %w", err)
+		return fmt.Errorf("remount: %w%s", err, rebaseAdvice(err))
 	}
 	return printRemount(cmd.OutOrStdout(), o, res)
 }
@@ -116,7 +122,12 @@ func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {
 		fmt.Fprintf(w, "%s\n", strings.Join(res.Plan, "; "))
 		return nil
 	}
-	fmt.Fprintf(w, "remounted %s: container %s (%.12s) runs snapshot %s (%d layers)\n", res.Service, res.Container, res.NewID, res.Snapshot, res.Layers)
+	snap := res.Snapshot
+	if res.Rebase != nil && res.Rebase.Image != "" {
+		snap = res.Rebase.Image + " (rebased; previous layer in " + res.Snapshot + ")"
+	}
+	fmt.Fprintf(w, "remounted %s: container %s (%.12s) runs snapshot %s (%d layers)\n", res.Service, res.Container, res.NewID, snap, res.Layers)
+	printRebase(w, "  ", res.Rebase)
 	for _, j := range res.Joined {
 		fmt.Fprintf(w, "  then %s: container %s (%.12s) runs snapshot %s (%d layers)\n", j.Service, j.Container, j.NewID, j.Snapshot, j.Layers)
 	}

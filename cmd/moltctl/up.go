@@ -19,6 +19,7 @@ type upOptions struct {
 	json        bool
 	keep        int
 	waitTimeout time.Duration
+	rebase      rebaseFlags
 }
 
 func newUpCmd(g *globalOptions) *cobra.Command {
@@ -30,12 +31,13 @@ func newUpCmd(g *globalOptions) *cobra.Command {
 what is stopped and leaves what is current. A container compose would recreate is recreated
 by compose when its writable layer is empty, and remounted (moltctl remount, with the services
 that join it, in dependency order, rolled back on failure) when it is not. A container whose
-image changed under a non-empty layer is refused before anything changes.`,
+image changed under a non-empty layer is refused before anything changes, unless --rebase
+carries the layer onto the new image (see moltctl remount --help).`,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if o.keep < 2 {
 				return fmt.Errorf("--keep %d: must be at least 2 (the running snapshot and the previous one)", o.keep)
 			}
-			return nil
+			return o.rebase.validate()
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
@@ -47,6 +49,7 @@ image changed under a non-empty layer is refused before anything changes.`,
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	f.IntVar(&o.keep, "keep", 2, "snapshots of each remounted service to keep, the running one included (minimum 2)")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", remount.DefaultWaitTimeout, "how long each remounted container must keep running (or has to turn healthy)")
+	o.rebase.register(cmd)
 	return cmd
 }
 
@@ -62,6 +65,7 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 	res, err := remount.Up(ctx, eng, remount.UpOptions{
 		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
 		DryRun: o.dryRun, Keep: o.keep, WaitTimeout: o.waitTimeout,
+		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
 		Progress: func(step, detail string) {
 			if tty && !o.json {
 				fmt.Fprintf(stderr, "up: %s %s\n", step, detail)
@@ -69,7 +73,7 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("up: %w", err)
+		return fmt.Errorf("up: %w%s", err, rebaseAdvice(err))
 	}
 	return printUp(cmd.OutOrStdout(), o, res)
 }
@@ -94,12 +98,17 @@ func printUp(w io.Writer, o *upOptions, res *remount.UpResult) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Service, p.Container, p.Action, changes)
 	}
 	tw.Flush()
+	for _, r := range res.Rebases {
+		fmt.Fprintf(w, "would rebase %s:\n", r.Service)
+		printRebase(w, "  ", r.Rebase)
+	}
 	for _, r := range res.Remounted {
 		names := []string{r.Service}
 		for _, j := range r.Joined {
 			names = append(names, j.Service)
 		}
 		fmt.Fprintf(w, "remounted %s (writable layers kept), downtime %s\n", strings.Join(names, ", "), r.Downtime.Round(time.Millisecond))
+		printRebase(w, "  ", r.Rebase)
 	}
 	return nil
 }

@@ -137,6 +137,12 @@ type Options struct {
 	inGroup bool
 	// Progress, when set, is called before each step.
 	Progress func(step, detail string)
+	// Rebase carries the writable layer onto the service's image when that
+	// changed since the container was created (see rebase.go);
+	// RebaseConflicts picks the side that wins at a conflicting path:
+	// ConflictsImage (default) or ConflictsLayer.
+	Rebase          bool
+	RebaseConflicts string
 }
 
 // Result describes a finished remount (or, for Rollback, what was restored in Plan).
@@ -168,6 +174,8 @@ type Result struct {
 	// Joined are the remounts of the services that join this one (Dependents),
 	// in the order they were remounted.
 	Joined []*Result `json:"joined,omitempty"`
+	// Rebase: what a rebase carried (or, in a dry run, would carry) and its conflicts.
+	Rebase *RebaseResult `json:"rebase,omitempty"`
 }
 
 // StepError is a remount step's failure; Restored says what was restored.
@@ -202,6 +210,8 @@ type run struct {
 	res  *Result
 	// resumed: Resume runs (an engine restart may have stopped the clone).
 	resumed bool
+	// imageEntries caches a rebase's look-ups in the old and new images.
+	imageEntries map[string]*fsEntry
 }
 
 func (r *run) progress(step, detail string) {
@@ -423,9 +433,10 @@ func (r *run) preflight(ctx context.Context) error {
 	if cur.Config != nil && cur.Config.Labels[LabelService] != "" {
 		lineage = cur.Config.Labels[LabelBaseImageID] // "" for snapshots that predate the label
 	}
-	if lineage != "" && lineage != baseIm.ID {
-		return fmt.Errorf("the image of service %s (%s) changed since container %s was created from it: %w; its writable layer sits on the old image's files. Set image: back, or recreate with docker compose up (the writable layer is lost)",
-			name, base, strings.TrimPrefix(c.Name, "/"), ErrUnsupported)
+	rebase := lineage != baseIm.ID && r.opts.Rebase
+	if lineage != "" && lineage != baseIm.ID && !rebase {
+		return fmt.Errorf("the image of service %s (%s) changed since container %s was created from it: %w: %w; its writable layer sits on the old image's files. Set image: back, or recreate with docker compose up (the writable layer is lost)",
+			name, base, strings.TrimPrefix(c.Name, "/"), ErrImageChanged, ErrUnsupported)
 	}
 	layers := len(cur.RootFS.Layers)
 	if !r.opts.Flatten && layers+1 > r.opts.MaxLayers {
@@ -479,6 +490,9 @@ func (r *run) preflight(ctx context.Context) error {
 		fmt.Sprintf("clone compose's container onto %s as %s, start it, wait up to %s", r.j.SnapshotTag, r.j.OldName, r.opts.WaitTimeout),
 		fmt.Sprintf("keep %d snapshots of %s", r.opts.Keep, name),
 	}
+	if rebase {
+		return r.preflightRebase(ctx, c, lineage)
+	}
 	return nil
 }
 
@@ -517,6 +531,15 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.abort(ctx, "committing "+j.OldName, err)
 		}
 		r.res.Commit = time.Since(t)
+		if err := j.save(stepCommitted); err != nil {
+			return nil, r.fail(ctx, "journal", err)
+		}
+	}
+	if j.Step == stepCommitted && j.Rebase != nil && j.Rebase.ID == "" {
+		r.progress("rebase", j.Rebase.Tag)
+		if err := r.rebaseLayer(ctx); err != nil {
+			return nil, r.fail(ctx, "rebasing the writable layer onto "+j.BaseImage, err)
+		}
 		if err := j.save(stepCommitted); err != nil {
 			return nil, r.fail(ctx, "journal", err)
 		}
@@ -576,14 +599,15 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, "reading the journal", err)
 		}
 		// A crash after create but before the journal write leaves the clone: reuse it.
+		tag, imgID := r.cloneImage()
 		if id, img := r.existingImage(ctx, strings.TrimPrefix(t.Name, "/")); id != "" {
-			if img != j.SnapshotID {
+			if img != imgID {
 				return nil, r.fail(ctx, "creating the container on the snapshot",
 					fmt.Errorf("a container %s not made by this remount exists", strings.TrimPrefix(t.Name, "/")))
 			}
 			j.CloneID = id
 		} else {
-			id, err := r.clone(ctx, t, j.SnapshotTag)
+			id, err := r.clone(ctx, t, tag)
 			if err != nil {
 				return nil, r.fail(ctx, "creating the container on the snapshot", err)
 			}

@@ -49,7 +49,8 @@ func child(mode string) int {
 	if service == "" {
 		service = "web"
 	}
-	opts := remount.Options{Project: p, Compose: copts, Service: service, WaitTimeout: 500 * time.Millisecond}
+	opts := remount.Options{Project: p, Compose: copts, Service: service, WaitTimeout: 500 * time.Millisecond,
+		Rebase: os.Getenv("REMOUNT_TEST_REBASE") != ""}
 	switch mode {
 	case "run":
 		_, err = remount.Run(ctx, eng, opts)

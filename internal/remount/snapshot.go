@@ -63,9 +63,15 @@ func (r *run) nextSeq(ctx context.Context) (int, error) {
 // baseConfig is the base image's config as a container config: what commit gets,
 // so that the snapshot's Cmd, Entrypoint, User… are the image's, not the container's.
 func (r *run) baseConfig(ctx context.Context) (*container.Config, error) {
-	im, err := r.eng.ImageInspect(ctx, r.j.BaseImage)
+	base, baseID := r.j.BaseImage, r.j.BaseImageID
+	if r.j.Rebase != nil {
+		// The snapshot holds the layer on the old image: that is its lineage.
+		// (rebaseLayer sets the new image's on the rebased one.)
+		base, baseID = r.j.Rebase.OldImage, r.j.Rebase.OldImage
+	}
+	im, err := r.eng.ImageInspect(ctx, base)
 	if err != nil {
-		return nil, fmt.Errorf("inspecting the base image %s: %w", r.j.BaseImage, err)
+		return nil, fmt.Errorf("inspecting the base image %s: %w", base, err)
 	}
 	cfg := &container.Config{}
 	if im.Config != nil {
@@ -84,8 +90,8 @@ func (r *run) baseConfig(ctx context.Context) (*container.Config, error) {
 	labels[LabelProject] = r.j.Project
 	labels[LabelService] = r.j.Service
 	labels[LabelSource] = r.j.OldName + " (" + r.j.OldID + ")"
-	labels[LabelBaseImage] = r.j.BaseImage
-	labels[LabelBaseImageID] = r.j.BaseImageID
+	labels[LabelBaseImage] = base
+	labels[LabelBaseImageID] = baseID
 	labels[LabelParent] = r.j.Parent
 	labels[LabelSeq] = strconv.Itoa(r.j.Seq)
 	cfg.Labels = labels
@@ -105,6 +111,7 @@ func (r *run) snapshot(ctx context.Context) error {
 			return err
 		}
 		r.j.SnapshotID = id
+		r.recordSnapshot(ctx, cfg.Labels[LabelBaseImageID])
 		return nil
 	}
 	var old container.InspectResponse
@@ -119,6 +126,7 @@ func (r *run) snapshot(ctx context.Context) error {
 		return err
 	}
 	r.j.SnapshotID = res.ID
+	r.recordSnapshot(ctx, cfg.Labels[LabelBaseImageID])
 	return nil
 }
 
@@ -230,7 +238,8 @@ func dockerfileQuote(s string) string {
 // leftovers names the env keys and labels the snapshot carries that neither the
 // new container's config nor the base image sets (keys only).
 func (r *run) leftovers(ctx context.Context) {
-	snap, err := r.eng.ImageInspect(ctx, r.j.SnapshotID)
+	_, running := r.cloneImage() // the rebased image after a rebase
+	snap, err := r.eng.ImageInspect(ctx, running)
 	if err != nil || snap.Config == nil {
 		return
 	}

@@ -101,6 +101,8 @@ type journal struct {
 	CloneID string          `json:"clone_id,omitempty"`
 	// StoppedAt is when the service stopped serving (for the downtime figure).
 	StoppedAt time.Time `json:"stopped_at,omitempty"`
+	// Rebase: the layer is carried onto the service's new image (rebase.go).
+	Rebase *rebaseState `json:"rebase,omitempty"`
 }
 
 // crashHook is the environment variable naming a step after whose journal write

@@ -54,6 +54,11 @@ type UpOptions struct {
 	WaitTimeout time.Duration
 	// Progress, when set, is called before each step.
 	Progress func(step, detail string)
+	// Rebase remounts a container whose image changed under a non-empty
+	// layer onto the new image (Options.Rebase) instead of refusing it;
+	// RebaseConflicts: see Options.
+	Rebase          bool
+	RebaseConflicts string
 }
 
 // UpPlan is what Up does to one container of a service (Container empty for
@@ -75,6 +80,8 @@ type UpResult struct {
 	Plan    []UpPlan `json:"plan"`
 	// Remounted are the remounts Up ran (each with the services that join it).
 	Remounted []*Result `json:"remounted,omitempty"`
+	// Rebases are the rebase plans (conflicts included) of a dry run with Rebase.
+	Rebases []*Result `json:"rebases,omitempty"`
 	// Compose says whether docker compose up -d ran (for create, start, recreate).
 	Compose bool          `json:"compose"`
 	DryRun  bool          `json:"dry_run,omitempty"`
@@ -294,6 +301,12 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 	for _, pl := range plan {
 		switch pl.Action {
 		case UpRebase:
+			if opts.Rebase {
+				if !slices.Contains(remount, pl.Service) {
+					remount = append(remount, pl.Service)
+				}
+				continue
+			}
 			return nil, fmt.Errorf("container %s: %w (its layer sits on the old image's files): set image: back, or recreate it with docker compose up (the writable layer is lost)",
 				pl.Container, ErrImageChanged)
 		case UpRemount:
@@ -306,6 +319,9 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		}
 	}
 	if opts.DryRun {
+		if err := res.planRebases(ctx, eng, opts); err != nil {
+			return nil, err
+		}
 		res.Total = time.Since(t0)
 		return res, nil
 	}
@@ -318,7 +334,8 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 			opts.Progress("remount", s)
 		}
 		r, err := Run(ctx, eng, Options{Project: p, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
-			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress})
+			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress,
+			Rebase: opts.Rebase, RebaseConflicts: opts.RebaseConflicts})
 		if err != nil {
 			return res, fmt.Errorf("remounting %s: %w", s, err)
 		}
