@@ -95,6 +95,10 @@ type Conversion struct {
 	Empty bool `json:"empty"`
 	// Mounts are every service mount of Source.
 	Mounts []Mount `json:"mounts"`
+	// FromVolume is set when Source is the directory of a bind-backed named
+	// volume (driver_opts o: bind): the Mounts are mounts of that volume, and
+	// move to the new volume Volume.
+	FromVolume string `json:"from_volume,omitempty"`
 }
 
 // Mount is one service mount of a converted directory.
@@ -125,7 +129,7 @@ const (
 	ReasonMissing     = "missing source"
 	ReasonSystem      = "system path"
 	ReasonNested      = "inside another converted bind"
-	ReasonOptions     = "bind options (propagation, selinux) that a volume can't have"
+	ReasonOptions     = "bind propagation that a volume can't have"
 	ReasonOther       = "not a directory"
 	ReasonUnselected  = "service not selected"
 	ReasonProject     = "contains the compose project"
@@ -151,6 +155,10 @@ type PlanOptions struct {
 	// directory (absolute, or relative to the project directory). It overrides the
 	// x-moltctl.volume_names extension of the compose file.
 	VolumeNames map[string]string
+	// Include are --include SOURCE: directories (absolute, or relative to the
+	// project directory) converted although a default rule keeps them, such
+	// as the directories of bind-backed named volumes.
+	Include []string
 }
 
 // Prepare plans the migration of project's host directory bind mounts into named
@@ -239,6 +247,9 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			delete(convert, src)
 		}
 	}
+	if err := keepUnevenShares(project, convert, reasons); err != nil {
+		return nil, err
+	}
 	// Nested binds: the outermost converted directory wins, including the
 	// directories of earlier migrations (recorded in the volumes' x-moltctl-source).
 	sort.Strings(dirs)
@@ -287,6 +298,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		c.Mounts = append(c.Mounts, Mount{Service: b.service, Target: target, ReadOnly: b.vol.ReadOnly,
 			File: declared[compose.MountRef{Service: b.service, Target: target}]})
 	}
+	plan.Kept = append(plan.Kept, planBindVolumes(project, opts.Include, declared, bySource)...)
 	for _, c := range bySource {
 		plan.Conversions = append(plan.Conversions, *c)
 	}
@@ -335,7 +347,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 
 	var convs []compose.Conversion
 	for _, c := range plan.Conversions {
-		cc := compose.Conversion{Key: c.Volume, Source: c.Source, NoCopy: c.Empty}
+		cc := compose.Conversion{Key: c.Volume, Source: c.Source, NoCopy: c.Empty, FromVolume: c.FromVolume}
 		for _, m := range c.Mounts {
 			cc.Mounts = append(cc.Mounts, compose.Mount{MountRef: compose.MountRef{Service: m.Service, Target: m.Target}, File: m.File})
 		}
@@ -383,7 +395,7 @@ func classify(src string) string {
 
 // mountReason says why one mount of a convertible directory can't be converted.
 func mountReason(v types.ServiceVolumeConfig, declared map[compose.MountRef]string, service string) string {
-	if v.Bind != nil && (v.Bind.Propagation != "" || v.Bind.SELinux != "") {
+	if v.Bind != nil && v.Bind.Propagation != "" {
 		return ReasonOptions
 	}
 	if _, ok := declared[compose.MountRef{Service: service, Target: path.Clean(v.Target)}]; !ok {
