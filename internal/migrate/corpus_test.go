@@ -314,7 +314,7 @@ func makeSources(tb testing.TB, root, dir string, p *types.Project, regular []st
 func looksLikeFile(p string) bool {
 	base := filepath.Base(p)
 	ext := filepath.Ext(base)
-	return !strings.HasPrefix(base, ".") && len(ext) > 1 && len(ext) <= 6
+	return !strings.HasPrefix(base, ".") && len(ext) > 1 && len(ext) <= 8
 }
 
 func compareGolden(tb testing.TB, path string, got []byte) {
