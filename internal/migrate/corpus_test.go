@@ -37,10 +37,10 @@ const (
 	// and the plan must not depend on what the machine has pulled.
 	corpusOwner = "1000:1000"
 	// ownerlessMustPlan makes a corpus plan without --owner and without an
-	// engine (a user's first dry-run, before pulling) that fails an error: set
-	// it once a dry-run always plans, with unknown owners (issue 9 item 1).
-	// Until then the golden records that plan's error as error_without_owner.
-	ownerlessMustPlan = false
+	// engine (a user's first dry-run, before pulling) that fails an error: a
+	// dry-run always plans, with unknown owners (issue 9 item 1). With it off,
+	// the golden records that plan's error as error_without_owner.
+	ownerlessMustPlan = true
 	// knownViolations lists the corpus-wide check failures still expected
 	// (see checkNoSplit); a line that no longer fails is an error too.
 	knownViolations = "testdata/corpus/KNOWN-VIOLATIONS"
