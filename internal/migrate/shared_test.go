@@ -111,8 +111,17 @@ services:
       - ./other:/other
 `)
 		plan := planAndCheck(t, load(t, f, "anchors"))
+		// Never a split: the anchor converts for both services (when the plan
+		// sees every profile's services), or ./state stays a bind with a
+		// reason naming the anchor and the service that would change with it.
 		kept := keptOf(plan, filepath.Join(f.dir, "state"))
-		if len(kept) != 1 || !strings.HasPrefix(kept[0].Reason, ReasonShared) || !strings.Contains(kept[0].Reason, "&app") || !strings.Contains(kept[0].Reason, "debug") {
+		c := conversionOf(plan, filepath.Join(f.dir, "state"))
+		switch {
+		case c != nil:
+			if got, want := mountServices(c), []string{"a:/state", "debug:/state"}; !slices.Equal(got, want) {
+				t.Errorf("got ./state converted for %v, want %v", got, want)
+			}
+		case len(kept) != 1 || !strings.HasPrefix(kept[0].Reason, ReasonShared) || !strings.Contains(kept[0].Reason, "&app") || !strings.Contains(kept[0].Reason, "debug"):
 			t.Errorf("got kept %+v, want ./state kept with a reason naming &app and the service debug", kept)
 		}
 		if conversionOf(plan, filepath.Join(f.dir, "other")) == nil {
@@ -137,6 +146,10 @@ func TestPrepareSELinux(t *testing.T) {
         bind:
           selinux: z
       - ./empty:/empty:z
+  writer:
+    image: example/app:1
+    volumes:
+      - ./other:/other:z
 `)
 	plan := planAndCheck(t, load(t, f, "selinux"))
 	for _, d := range []string{"state", "other", "workspace"} {
@@ -205,8 +218,15 @@ func TestPrepareExtends(t *testing.T) {
 			t.Fatal(err)
 		}
 		plan := planAndCheck(t, load(t, f, "extends"))
+		// Never a split (see TestPrepareAnchors).
 		kept := keptOf(plan, filepath.Join(f.dir, "state"))
-		if len(kept) != 1 || !strings.Contains(kept[0].Reason, "extends: base of ") || !strings.Contains(kept[0].Reason, "worker") {
+		c := conversionOf(plan, filepath.Join(f.dir, "state"))
+		switch {
+		case c != nil:
+			if got, want := mountServices(c), []string{"web:/state", "worker:/state"}; !slices.Equal(got, want) {
+				t.Errorf("got ./state converted for %v, want %v", got, want)
+			}
+		case len(kept) != 1 || !strings.Contains(kept[0].Reason, "extends: base of ") || !strings.Contains(kept[0].Reason, "worker"):
 			t.Errorf("got kept %+v, want ./state kept with a reason naming extends: base and the service worker", kept)
 		}
 	})
