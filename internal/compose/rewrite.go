@@ -44,6 +44,10 @@ type Conversion struct {
 	// Mounts are the bind mounts that become mounts of the volume Key; File is the
 	// compose file that declares each one (see Locate).
 	Mounts []Mount
+	// FromVolume, when set, is a bind-backed named volume (driver_opts o: bind,
+	// device: Source): the Mounts are mounts of it, not bind mounts, and become
+	// mounts of Key. Its own entry under volumes: stays.
+	FromVolume string
 }
 
 // Mount is one bind mount to convert, in the file that declares it.
@@ -68,58 +72,51 @@ func (e Edit) Diff() string {
 }
 
 // Locate parses the compose files (in -f order) and returns, for every mount of
-// every service, the last file that declares it, which is the file whose entry
-// compose's merge keeps. env interpolates targets written with variables. Mounts
-// only reachable through YAML aliases or merge keys are missing from the result.
+// every service, the file that declares it: the last of the files whose entry
+// compose's merge keeps, or the file a service extends (extends: file:). env
+// interpolates targets written with variables. Mounts reached through YAML
+// aliases, merge keys and extends: are included (see Declarations).
 func Locate(files []string, env map[string]string) (map[MountRef]string, error) {
-	out := map[MountRef]string{}
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("reading compose file: %w", err)
-		}
-		doc, err := parse(src)
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", f, err)
-		}
-		for _, sm := range serviceMounts(doc, env) {
-			out[sm.ref] = f
-		}
+	decls, _, err := declare(files, env, os.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[MountRef]string, len(decls))
+	for ref, d := range decls {
+		out[ref] = d.file
 	}
 	return out, nil
 }
 
 // Rewrite computes the edits that turn the bind mounts of conversions into mounts
 // of named volumes, in the files that declare them, and add each volume under the
-// top-level volumes: of the first of those files (in the order of files). Only the
-// bytes of the converted mounts change: comments, quoting, key order, indentation
-// and blank lines stay. env interpolates targets written with variables.
+// top-level volumes: of the first of those files that is one of files (else of
+// files[0]). Only the bytes of the converted mounts change: comments, quoting,
+// key order, indentation and blank lines stay. A mount entry shared by several
+// service mounts (a YAML anchor, a service that others extend) is edited once,
+// and only when every mount sharing it is in the same conversion.
+// env interpolates targets written with variables.
 // Files without changes get no Edit. It returns an error wrapping ErrCannotEdit
 // for any mount it can't edit safely, and then no edits at all.
 func Rewrite(files []string, env map[string]string, conversions []Conversion) ([]Edit, error) {
 	type fileState struct {
-		src   []byte
-		doc   *yaml.Node
 		ctx   *editContext
 		edits []textEdit
 		convs []Conversion
 	}
+	decls, parsed, err := declare(files, env, os.ReadFile)
+	if err != nil {
+		return nil, err
+	}
 	state := map[string]*fileState{}
-	load := func(f string) (*fileState, error) {
+	load := func(f string) *fileState {
 		if st, ok := state[f]; ok {
-			return st, nil
+			return st
 		}
-		src, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("reading compose file: %w", err)
-		}
-		doc, err := parse(src)
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", f, err)
-		}
-		st := &fileState{src: src, doc: doc, ctx: newEditContext(src, doc, env)}
+		pf := parsed[f]
+		st := &fileState{ctx: newEditContext(pf.src, pf.doc)}
 		state[f] = st
-		return st, nil
+		return st
 	}
 	order := func(f string) int {
 		if i := slices.Index(files, f); i >= 0 {
@@ -127,6 +124,7 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 		}
 		return len(files)
 	}
+	edited := map[*yaml.Node]bool{}
 	for _, c := range conversions {
 		if !validKey(c.Key) {
 			return nil, fmt.Errorf("rewriting the compose files: invalid volume key %q", c.Key)
@@ -137,30 +135,44 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 		if len(c.Mounts) == 0 {
 			continue
 		}
-		home := c.Mounts[0].File
+		in := map[MountRef]bool{}
 		for _, m := range c.Mounts {
-			st, err := load(m.File)
-			if err != nil {
-				return nil, err
-			}
-			item, ok := st.ctx.mounts[m.MountRef]
-			if !ok {
-				return nil, fmt.Errorf("rewriting %s: service %s, mount %s is not declared in this file (a YAML alias, merge key or extends?): %w",
+			in[m.MountRef] = true
+		}
+		home := ""
+		for _, m := range c.Mounts {
+			d, ok := decls[m.MountRef]
+			if !ok || d.file != m.File {
+				return nil, fmt.Errorf("rewriting %s: service %s, mount %s is not declared in this file: %w",
 					m.File, m.Service, m.Target, ErrCannotEdit)
 			}
-			edits, err := mountEdits(st.ctx, item, c.Key, c.NoCopy)
+			for _, r := range d.group {
+				if !in[r] {
+					return nil, fmt.Errorf("rewriting %s, service %s, mount %s: declared once through %s for %s, and %s is not converted the same way: %w",
+						m.File, m.Service, m.Target, d.via, refList(d.group), refList([]MountRef{r}), ErrCannotEdit)
+				}
+			}
+			if order(m.File) < len(files) && (home == "" || order(m.File) < order(home)) {
+				home = m.File
+			}
+			if node := deref(d.sm.item); edited[node] {
+				continue
+			} else {
+				edited[node] = true
+			}
+			st := load(d.file)
+			edits, err := mountEdits(st.ctx, d.sm, c.Key, c.NoCopy, c.FromVolume)
 			if err != nil {
 				return nil, fmt.Errorf("rewriting %s, service %s, mount %s: %w", m.File, m.Service, m.Target, err)
 			}
 			st.edits = append(st.edits, edits...)
-			if order(m.File) < order(home) {
-				home = m.File
-			}
 		}
-		st := state[home]
+		if home == "" {
+			home = files[0]
+		}
+		st := load(home)
 		st.convs = append(st.convs, c)
 	}
-	var out []Edit
 	paths := make([]string, 0, len(state))
 	for f := range state {
 		paths = append(paths, f)
@@ -171,51 +183,56 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 		}
 		return strings.Compare(a, b)
 	})
+	out := []Edit{}
+	content := map[string][]byte{}
 	for _, f := range paths {
 		st := state[f]
 		if len(st.convs) > 0 {
-			e, err := volumesEdits(st.src, st.doc, st.convs)
+			e, err := volumesEdits(st.ctx.src, st.ctx.doc, st.convs)
 			if err != nil {
 				return nil, fmt.Errorf("rewriting %s: %w", f, err)
 			}
 			st.edits = append(st.edits, e...)
 		}
-		nb, err := applyText(st.src, st.edits)
+		nb, err := applyText(st.ctx.src, st.edits)
 		if err != nil {
 			return nil, fmt.Errorf("rewriting %s: %w", f, err)
 		}
-		if err := verify(nb, conversions, f, env); err != nil {
-			return nil, fmt.Errorf("rewriting %s: %w", f, err)
+		if !bytes.Equal(nb, st.ctx.src) {
+			out = append(out, Edit{Path: f, Old: st.ctx.src, New: nb})
+			content[f] = nb
 		}
-		if !bytes.Equal(nb, st.src) {
-			out = append(out, Edit{Path: f, Old: st.src, New: nb})
-		}
+	}
+	if err := verify(files, env, content, conversions); err != nil {
+		return nil, fmt.Errorf("rewriting the compose files: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
 	}
 	return out, nil
 }
 
-// verify re-parses the rewritten file and checks that every converted mount it
-// declares is now a mount of its volume.
-func verify(src []byte, conversions []Conversion, file string, env map[string]string) error {
-	doc, err := parse(src)
-	if err != nil {
-		return fmt.Errorf("the rewritten file does not parse (%v): %w", err, ErrCannotEdit)
+// verify reads the files back with their new content and checks that every
+// converted mount is now a mount of its volume.
+func verify(files []string, env map[string]string, content map[string][]byte, conversions []Conversion) error {
+	read := func(f string) ([]byte, error) {
+		if b, ok := content[f]; ok {
+			return b, nil
+		}
+		return os.ReadFile(f)
 	}
-	mounts := map[MountRef]serviceMount{}
-	for _, sm := range serviceMounts(doc, env) {
-		mounts[sm.ref] = sm
+	decls, _, err := declare(files, env, read)
+	if err != nil {
+		return fmt.Errorf("the rewritten files do not parse (%v): %w", err, ErrCannotEdit)
 	}
 	for _, c := range conversions {
 		for _, m := range c.Mounts {
-			if m.File != file {
-				continue
-			}
-			sm, ok := mounts[m.MountRef]
-			if !ok || sm.source != c.Key || sm.typ != "volume" {
+			d, ok := decls[m.MountRef]
+			if !ok || d.sm.source != c.Key || d.sm.typ != "volume" {
 				return fmt.Errorf("service %s, mount %s did not become volume %s: %w", m.Service, m.Target, c.Key, ErrCannotEdit)
 			}
 			// Short syntax: read it back as compose does.
-			if n := deref(sm.item); n.Kind == yaml.ScalarNode {
+			if n := deref(d.sm.item); n.Kind == yaml.ScalarNode {
 				spec := n.Value
 				if strings.Contains(spec, "$") {
 					if spec, err = template.Substitute(spec, lookupEnv(env)); err != nil {
@@ -230,6 +247,14 @@ func verify(src []byte, conversions []Conversion, file string, env map[string]st
 		}
 	}
 	return nil
+}
+
+func refList(refs []MountRef) string {
+	var parts []string
+	for _, r := range refs {
+		parts = append(parts, r.Service+":"+r.Target)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func parse(src []byte) (*yaml.Node, error) {
@@ -283,93 +308,111 @@ func serviceMounts(doc *yaml.Node, env map[string]string) []serviceMount {
 	}
 	var out []serviceMount
 	for i := 0; i+1 < len(services.Content); i += 2 {
-		name, svcNode := services.Content[i].Value, services.Content[i+1]
-		svc := deref(svcNode)
-		if svc.Kind != yaml.MappingNode {
-			continue
+		out = append(out, mountsOf(root, services, services.Content[i].Value, services.Content[i+1], env)...)
+	}
+	return out
+}
+
+// lookupMerged finds key in mapping m, else in the mappings it merges (<<: *base,
+// <<: [*a, *b]), depth first in order as YAML merges them. via are the merge
+// and alias nodes on the way.
+func lookupMerged(m *yaml.Node, key string, depth int) (val *yaml.Node, via []*yaml.Node) {
+	m = deref(m)
+	if _, v := mapGet(m, key); v != nil {
+		return v, nil
+	}
+	_, merge := mapGet(m, "<<")
+	if merge == nil || depth > 16 {
+		return nil, nil
+	}
+	bases := []*yaml.Node{merge}
+	if merge.Kind == yaml.SequenceNode {
+		bases = merge.Content
+	}
+	for _, b := range bases {
+		if v, rest := lookupMerged(b, key, depth+1); v != nil {
+			path := []*yaml.Node{merge}
+			if b != merge {
+				path = append(path, b)
+			}
+			if db := deref(b); db != b {
+				path = append(path, db)
+			}
+			return v, append(path, rest...)
 		}
-		// volumes: of the service itself, else of a merge key (<<: *base). The
-		// alias nodes stay on the path, so that edits through them are refused.
-		_, volsNode := mapGet(svc, "volumes")
-		via := []*yaml.Node{}
-		if volsNode == nil {
-			if _, merge := mapGet(svc, "<<"); merge != nil {
-				bases := []*yaml.Node{merge}
-				if merge.Kind == yaml.SequenceNode {
-					bases = merge.Content
-				}
-				for _, b := range bases {
-					if _, v := mapGet(deref(b), "volumes"); v != nil {
-						volsNode, via = v, []*yaml.Node{merge, b}
-						break
-					}
+	}
+	return nil, nil
+}
+
+// mountsOf returns the entries of one service's volumes: in this file: of the
+// service itself, else of a mapping it merges. The alias nodes stay on the path.
+func mountsOf(root, services *yaml.Node, name string, svcNode *yaml.Node, env map[string]string) []serviceMount {
+	svc := deref(svcNode)
+	if svc.Kind != yaml.MappingNode {
+		return nil
+	}
+	volsNode, via := lookupMerged(svc, "volumes", 0)
+	if volsNode == nil {
+		return nil
+	}
+	vols := deref(volsNode)
+	if vols.Kind != yaml.SequenceNode {
+		return nil
+	}
+	var out []serviceMount
+	for _, item := range vols.Content {
+		path := append([]*yaml.Node{root, services, svcNode, svc}, via...)
+		sm := serviceMount{item: item, path: append(path, volsNode, vols, item)}
+		n := deref(item)
+		var target string
+		switch n.Kind {
+		case yaml.ScalarNode:
+			// Split the interpolated string as compose does, and the raw one
+			// to edit; when they disagree the source can't be told apart.
+			full := n.Value
+			if env != nil {
+				if v, err := template.Substitute(full, lookupEnv(env)); err == nil {
+					full = v
 				}
 			}
-		}
-		if volsNode == nil {
-			continue
-		}
-		vols := deref(volsNode)
-		if vols.Kind != yaml.SequenceNode {
-			continue
-		}
-		for _, item := range vols.Content {
-			path := append([]*yaml.Node{root, services, svcNode, svc}, via...)
-			sm := serviceMount{item: item, path: append(path, volsNode, vols, item)}
-			n := item
-			if n.Kind == yaml.AliasNode {
-				n = n.Alias
-			}
-			var target string
-			switch n.Kind {
-			case yaml.ScalarNode:
-				// Split the interpolated string as compose does, and the raw one
-				// to edit; when they disagree the source can't be told apart.
-				full := n.Value
-				if env != nil {
-					if v, err := template.Substitute(full, lookupEnv(env)); err == nil {
-						full = v
-					}
-				}
-				fsrc, ftgt, _, fok := splitShort(full)
-				if !fok {
-					continue
-				}
-				src, tgt, _, ok := splitShort(n.Value)
-				if env != nil && ok {
-					if v, err := template.Substitute(tgt, lookupEnv(env)); err == nil {
-						tgt = v
-					}
-				}
-				sm.opaque = !ok || tgt != ftgt
-				sm.source, target = src, ftgt
-				sm.typ = "bind"
-				if isVolumeName(fsrc) {
-					sm.typ = "volume"
-				}
-			case yaml.MappingNode:
-				_, t := mapGet(n, "target")
-				if t == nil {
-					continue
-				}
-				target = t.Value
-				if env != nil {
-					if v, err := template.Substitute(target, lookupEnv(env)); err == nil {
-						target = v
-					}
-				}
-				if _, ty := mapGet(n, "type"); ty != nil {
-					sm.typ = ty.Value
-				}
-				if _, s := mapGet(n, "source"); s != nil {
-					sm.source = s.Value
-				}
-			default:
+			fsrc, ftgt, _, fok := splitShort(full)
+			if !fok {
 				continue
 			}
-			sm.ref = MountRef{Service: name, Target: cleanTarget(target)}
-			out = append(out, sm)
+			src, tgt, _, ok := splitShort(n.Value)
+			if env != nil && ok {
+				if v, err := template.Substitute(tgt, lookupEnv(env)); err == nil {
+					tgt = v
+				}
+			}
+			sm.opaque = !ok || tgt != ftgt
+			sm.source, target = src, ftgt
+			sm.typ = "bind"
+			if isVolumeName(fsrc) {
+				sm.typ = "volume"
+			}
+		case yaml.MappingNode:
+			_, t := mapGet(n, "target")
+			if t == nil {
+				continue
+			}
+			target = t.Value
+			if env != nil {
+				if v, err := template.Substitute(target, lookupEnv(env)); err == nil {
+					target = v
+				}
+			}
+			if _, ty := mapGet(n, "type"); ty != nil {
+				sm.typ = ty.Value
+			}
+			if _, s := mapGet(n, "source"); s != nil {
+				sm.source = s.Value
+			}
+		default:
+			continue
 		}
+		sm.ref = MountRef{Service: name, Target: cleanTarget(target)}
+		out = append(out, sm)
 	}
 	return out
 }
@@ -442,39 +485,33 @@ type editContext struct {
 	doc     *yaml.Node
 	lines   lineIndex
 	aliased map[string]bool
-	mounts  map[MountRef]serviceMount
 }
 
-func newEditContext(src []byte, doc *yaml.Node, env map[string]string) *editContext {
-	c := &editContext{src: src, doc: doc, lines: lineStarts(src), aliased: aliasedAnchors(doc), mounts: map[MountRef]serviceMount{}}
-	for _, sm := range serviceMounts(doc, env) {
-		if _, dup := c.mounts[sm.ref]; !dup {
-			c.mounts[sm.ref] = sm
-		}
-	}
-	return c
+func newEditContext(src []byte, doc *yaml.Node) *editContext {
+	return &editContext{src: src, doc: doc, lines: lineStarts(src), aliased: aliasedAnchors(doc)}
 }
 
-// mountEdits returns the text edits that turn one bind mount into a mount of key.
-func mountEdits(ec *editContext, sm serviceMount, key string, nocopy bool) ([]textEdit, error) {
+// mountEdits returns the text edits that turn one bind mount into a mount of
+// key. A mount entry reached through YAML aliases is edited where it is
+// written; Rewrite has checked that every mount sharing it converts alike.
+func mountEdits(ec *editContext, sm serviceMount, key string, nocopy bool, fromVolume string) ([]textEdit, error) {
 	src, doc, aliased, lines := ec.src, ec.doc, ec.aliased, ec.lines
-	for _, n := range sm.path {
-		if n.Kind == yaml.AliasNode {
-			return nil, fmt.Errorf("declared through a YAML alias: %w", ErrCannotEdit)
-		}
-		if n.Anchor != "" && aliased[n.Anchor] {
-			return nil, fmt.Errorf("inside YAML anchor &%s that is used elsewhere: %w", n.Anchor, ErrCannotEdit)
-		}
-	}
-	item := sm.item
+	item := deref(sm.item)
 	if sm.typ == "volume" && sm.source == key {
 		return nil, nil // already converted: rewriting twice changes nothing
 	}
-	if sm.typ != "bind" && !(sm.typ == "" && item.Kind == yaml.ScalarNode) {
+	switch {
+	case fromVolume != "":
+		if sm.typ != "volume" || sm.source != fromVolume {
+			return nil, fmt.Errorf("not a mount of volume %s: %w", fromVolume, ErrCannotEdit)
+		}
+	case sm.typ != "bind" && !(sm.typ == "" && item.Kind == yaml.ScalarNode):
 		return nil, fmt.Errorf("a %q mount, not a bind mount: %w", sm.typ, ErrCannotEdit)
 	}
-	if hasAnchoredAlias(item, aliased) {
-		return nil, fmt.Errorf("contains a YAML anchor that is used elsewhere: %w", ErrCannotEdit)
+	for _, c := range item.Content {
+		if hasAnchoredAlias(c, aliased) {
+			return nil, fmt.Errorf("contains a YAML anchor or alias used elsewhere: %w", ErrCannotEdit)
+		}
 	}
 	switch item.Kind {
 	case yaml.ScalarNode:
@@ -505,16 +542,22 @@ func mountEdits(ec *editContext, sm serviceMount, key string, nocopy bool) ([]te
 		if ty == nil || so == nil || ty.Kind != yaml.ScalarNode || so.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("long syntax without scalar type and source: %w", ErrCannotEdit)
 		}
-		e, err := replaceScalar(src, lines, ty, "volume")
+		if ty.Value != "volume" {
+			e, err := replaceScalar(src, lines, ty, "volume")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		e, err := replaceScalar(src, lines, so, key)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)
-		if e, err = replaceScalar(src, lines, so, key); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
 		bk, bv := mapGet(item, "bind")
+		if _, sel := mapGet(deref(bv), "selinux"); sel != nil {
+			bk, bv = nil, nil // the label stays: compose applies it to the volume too
+		}
 		_, vv := mapGet(item, "volume")
 		needLines := bk != nil || (nocopy && vv == nil)
 		if needLines && item.Style&yaml.FlowStyle != 0 {
@@ -645,6 +688,13 @@ func replaceScalar(src []byte, lines lineIndex, n *yaml.Node, value string) (tex
 	off := lines.offset(src, n.Line, n.Column)
 	if off < 0 || off > len(src) {
 		return textEdit{}, fmt.Errorf("scalar %q not found in the text: %w", n.Value, ErrCannotEdit)
+	}
+	if a := "&" + n.Anchor; n.Anchor != "" && bytes.HasPrefix(src[off:], []byte(a)) {
+		// The node's position is its anchor's: the value follows it.
+		off += len(a)
+		for off < len(src) && (src[off] == ' ' || src[off] == '\t') {
+			off++
+		}
 	}
 	rest := src[off:]
 	var raw, text string

@@ -102,6 +102,10 @@ type Conversion struct {
 	// that are converted into volumes of their own: the copy leaves their
 	// content out and keeps each directory, empty, as the mount point.
 	Exclude []string `json:"exclude,omitempty"`
+	// FromVolume is set when Source is the directory of a bind-backed named
+	// volume (driver_opts o: bind): the Mounts are mounts of that volume, and
+	// move to the new volume Volume.
+	FromVolume string `json:"from_volume,omitempty"`
 }
 
 // Mount is one service mount of a converted directory.
@@ -132,7 +136,7 @@ const (
 	ReasonMissing     = "missing source"
 	ReasonSystem      = "system path"
 	ReasonNested      = "inside another converted bind"
-	ReasonOptions     = "bind options (propagation, selinux) that a volume can't have"
+	ReasonOptions     = "bind propagation that a volume can't have"
 	ReasonOther       = "not a directory"
 	ReasonUnselected  = "service not selected"
 	ReasonProject     = "contains the compose project"
@@ -163,8 +167,8 @@ type PlanOptions struct {
 	// x-moltctl.exclude.
 	Exclude []string
 	// Include are --include SOURCE: directories converted although the default
-	// rules for build contexts and read-only mounts keep them; added to
-	// x-moltctl.include.
+	// rules for build contexts and read-only mounts keep them, and the
+	// directories of bind-backed named volumes; added to x-moltctl.include.
 	Include []string
 }
 
@@ -265,6 +269,9 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 			delete(convert, src)
 		}
 	}
+	if err := keepUnevenShares(project, convert, reasons); err != nil {
+		return nil, err
+	}
 	// Binds inside the directories of earlier migrations (recorded in the
 	// volumes' x-moltctl-source) stay binds; then nested and overlapping
 	// sources (nest.go).
@@ -315,6 +322,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 		c.Mounts = append(c.Mounts, Mount{Service: b.service, Target: target, ReadOnly: b.vol.ReadOnly,
 			File: declared[compose.MountRef{Service: b.service, Target: target}]})
 	}
+	plan.Kept = append(plan.Kept, planBindVolumes(project, slices.Sorted(maps.Keys(rules.include)), declared, bySource)...)
 	for _, c := range bySource {
 		plan.Conversions = append(plan.Conversions, *c)
 	}
@@ -368,7 +376,7 @@ func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanO
 
 	var convs []compose.Conversion
 	for _, c := range plan.Conversions {
-		cc := compose.Conversion{Key: c.Volume, Source: c.Source, NoCopy: c.Empty}
+		cc := compose.Conversion{Key: c.Volume, Source: c.Source, NoCopy: c.Empty, FromVolume: c.FromVolume}
 		for _, m := range c.Mounts {
 			cc.Mounts = append(cc.Mounts, compose.Mount{MountRef: compose.MountRef{Service: m.Service, Target: m.Target}, File: m.File})
 		}
@@ -402,7 +410,7 @@ func classify(src string) string {
 
 // mountReason says why one mount of a convertible directory can't be converted.
 func mountReason(v types.ServiceVolumeConfig, declared map[compose.MountRef]string, service string) string {
-	if v.Bind != nil && (v.Bind.Propagation != "" || v.Bind.SELinux != "") {
+	if v.Bind != nil && v.Bind.Propagation != "" {
 		return ReasonOptions
 	}
 	if _, ok := declared[compose.MountRef{Service: service, Target: path.Clean(v.Target)}]; !ok {

@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -537,29 +536,6 @@ func TestPrepareOwnerConflict(t *testing.T) {
 	}
 	if got := plan.Conversions[0].Owner; got != "1000:1000" {
 		t.Errorf("got owner %s, want 1000:1000", got)
-	}
-}
-
-// TestPrepareRefusesAnchors: a mount inside a YAML anchor used by two services
-// can't be edited for one of them; the plan says so instead of guessing.
-func TestPrepareRefusesAnchors(t *testing.T) {
-	f := newFixture(t, `x-app: &app
-  image: example/app:1
-  volumes:
-    - ./state:/state
-services:
-  a: *app
-  b:
-    <<: *app
-`)
-	p := load(t, f, "anchors")
-	before, _ := os.ReadFile(f.file)
-	_, err := Prepare(context.Background(), nil, p, PlanOptions{Owner: "1000:1000"})
-	if !errors.Is(err, compose.ErrCannotEdit) {
-		t.Fatalf("got %v, want an error wrapping compose.ErrCannotEdit", err)
-	}
-	if after, _ := os.ReadFile(f.file); !bytes.Equal(before, after) {
-		t.Errorf("got the compose file changed")
 	}
 }
 

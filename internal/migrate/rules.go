@@ -95,12 +95,19 @@ func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bi
 			return nil, fmt.Errorf("planning the migration: %q is both excluded and included: %w", src, ErrInvalid)
 		}
 	}
-	previous := convertedBefore(project) // planning again after a migration is no error
+	// Also named: a directory converted before (planning again after a
+	// migration is no error) and the directory of a bind-backed named volume.
+	known := convertedBefore(project)
+	for _, v := range project.Volumes {
+		if dev, ok := bindVolumeDevice(v); ok {
+			known = append(known, dev)
+		}
+	}
 	for i, flagged := range []map[string]string{k.flaggedExclude, k.flaggedInclude} {
 		excluding := i == 0 // an exclude may name a directory above the sources
 		for _, src := range slices.Sorted(maps.Keys(flagged)) {
 			_, bound := uses[src]
-			if !bound && !slices.Contains(previous, src) && !(excluding && k.holdsSource(src)) {
+			if !bound && !slices.Contains(known, src) && !(excluding && k.holdsSource(src)) {
 				return nil, fmt.Errorf("planning the migration: %s: no bind mount of the project has the source %q: %w", flagged[src], src, ErrInvalid)
 			}
 		}
