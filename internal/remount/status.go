@@ -31,6 +31,7 @@ type ContainerStatus struct {
 	// Image is the image reference the container runs, Snapshot says whether it is
 	// a remount snapshot (then BaseImage is its base).
 	Image     string `json:"image,omitempty"`
+	ImageID   string `json:"image_id,omitempty"`
 	Snapshot  bool   `json:"snapshot"`
 	BaseImage string `json:"base_image,omitempty"`
 	// SnapshotCreated and SnapshotAge: when the snapshot was made (snapshots only).
@@ -61,6 +62,9 @@ type Report struct {
 	// Interrupted names the step of an interrupted remount, if a journal exists.
 	Interrupted        string `json:"interrupted,omitempty"`
 	InterruptedService string `json:"interrupted_service,omitempty"`
+	// Snapshots lists the services' snapshot images (remount's and moltctl
+	// snapshot's), newest first per service.
+	Snapshots []SnapshotSummary `json:"snapshots,omitempty"`
 }
 
 // Status reports each service's containers: the image or snapshot they run, its
@@ -131,6 +135,13 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 			rep.Containers = append(rep.Containers, st)
 		}
 	}
+	inUse := map[string]bool{}
+	for _, c := range rep.Containers {
+		inUse[c.ImageID] = true
+	}
+	if rep.Snapshots, err = serviceSnapshots(ctx, eng, p.Name, names, inUse); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 
@@ -147,6 +158,7 @@ func containerStatus(ctx context.Context, eng Engine, svc types.ServiceConfig, i
 	if c.Config != nil {
 		st.Image = c.Config.Image
 	}
+	st.ImageID = c.Image
 	if c.SizeRw != nil {
 		st.WritableBytes = *c.SizeRw
 	}
