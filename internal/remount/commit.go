@@ -23,11 +23,11 @@ import (
 
 var commitMu sync.Mutex
 
-// commitRetries and commitBackoff bound the retries of a colliding commit.
-const (
-	commitRetries = 4
-	commitBackoff = 250 * time.Millisecond
-)
+// commitRetries and commitBackoff bound the retries of a colliding commit: at
+// most about 4 s of waiting in all.
+const commitRetries = 4
+
+var commitBackoff = 250 * time.Millisecond
 
 // commit commits container id as ContainerCommit does, one commit at a time on
 // this host (see above). A commit still refused as already existing after the
