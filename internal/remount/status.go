@@ -106,6 +106,7 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 	if g, err := readGroup(p.Name); err == nil && g != nil {
 		rep.Interrupted, rep.InterruptedService = g.Step, g.Service
 	}
+	containerd := ContainerdStore(ctx, eng)
 	for _, n := range names {
 		svc := p.Services[n]
 		cs, err := ServiceContainers(ctx, eng, p.Name, n)
@@ -127,6 +128,7 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 			if err != nil {
 				return nil, err
 			}
+			st.WritableBytes = writableBytes(ctx, eng, st.ID, st.WritableBytes, containerd)
 			st.WouldRecreate = recreate[st.Container]
 			st.Up = up[n+"/"+st.Container]
 			if st.WouldRecreate {
