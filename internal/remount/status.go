@@ -39,7 +39,9 @@ type ContainerStatus struct {
 	SnapshotAge     time.Duration `json:"snapshot_age,omitempty"`
 	// Layers is the layer depth of its image (the engine's limit is about 125).
 	Layers int `json:"layers"`
-	// WritableBytes is the size of the writable layer.
+	// WritableBytes is the size of the writable layer: file bytes on overlay2, disk
+	// usage on the containerd image store, 0 for a layer the container wrote nothing
+	// into on both (see writableBytes).
 	WritableBytes int64 `json:"writable_bytes"`
 	// BakedEnv and BakedLabels: keys the image carries that neither the compose
 	// config nor the base image sets (snapshots only; keys, never values).
