@@ -122,6 +122,11 @@ func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {
 		fmt.Fprintf(w, "%s\n", strings.Join(res.Plan, "; "))
 		return nil
 	}
+	if res.Restored {
+		fmt.Fprintf(w, "restored %s: it had no container; %s (%.12s) runs its latest snapshot %s (%d layers) with the compose config\n",
+			res.Service, res.Container, res.NewID, res.Snapshot, res.Layers)
+		return nil
+	}
 	snap := res.Snapshot
 	if res.Rebase != nil && res.Rebase.Image != "" {
 		snap = res.Rebase.Image + " (rebased; previous layer in " + res.Snapshot + ")"

@@ -82,6 +82,7 @@ writable layer (remount), and is the entrypoint that makes first start safe (boo
 		newRemountCmd(g),
 		newStatusCmd(g),
 		newUpCmd(g),
+		newSnapshotCmd(g),
 		newBootstrapCmd(),
 		newCopyHelperCmd(),
 		newPluginMetadataCmd(),

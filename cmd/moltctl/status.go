@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -80,6 +82,7 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 				c.Container, statusKeys(c.BakedEnv), statusKeys(c.BakedLabels))
 		}
 	}
+	printStatusSnapshots(w, rep.Snapshots)
 	if rep.Interrupted != "" {
 		fmt.Fprintf(w, "an interrupted remount of %s stopped after step %q: run moltctl remount %s --resume or --rollback\n",
 			rep.InterruptedService, rep.Interrupted, rep.InterruptedService)
@@ -96,4 +99,21 @@ func statusKeys(s []string) string {
 
 func statusSize(n int64) string {
 	return compactBytes(n) // cmd's one byte formatter (migrate.HumanBytes), compact
+}
+
+func printStatusSnapshots(w io.Writer, ss []remount.SnapshotSummary) {
+	if len(ss) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tSNAPSHOT\tCREATED\tIN USE")
+	for _, s := range ss {
+		use := ""
+		if s.InUse {
+			use = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Service, s.Tag, s.Created.Local().Format(time.DateTime), use)
+	}
+	tw.Flush()
 }

@@ -176,6 +176,9 @@ type Result struct {
 	Joined []*Result `json:"joined,omitempty"`
 	// Rebase: what a rebase carried (or, in a dry run, would carry) and its conflicts.
 	Rebase *RebaseResult `json:"rebase,omitempty"`
+	// Restored: the service had no container and was brought back on its latest
+	// snapshot (moltctl snapshot's), with the compose file's current config.
+	Restored bool `json:"restored,omitempty"`
 }
 
 // StepError is a remount step's failure; Restored says what was restored.
@@ -292,6 +295,11 @@ func runOne(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if err := r.preflight(ctx); err != nil {
+		if errors.Is(err, ErrNoContainer) {
+			if res, ok, rerr := r.restoreLatest(ctx); ok || rerr != nil {
+				return res, rerr
+			}
+		}
 		return nil, err
 	}
 	if opts.DryRun {

@@ -428,20 +428,28 @@ func envKeys(env string) []string {
 
 func TestRemountRollsBack(t *testing.T) {
 	f := setup(t)
-	for _, tc := range []struct {
+	type failCase struct {
 		method     string
 		n          int
 		rolledBack bool // past the commit: rolled back; before it: left as it was
 		sameID     bool // the old container itself is running again
-	}{
+	}
+	cases := []failCase{
 		{"ContainerStop", 1, false, true},
 		{"ContainerCommit", 1, false, true},
 		{"ContainerInspect", 2, true, false}, // inspecting compose's container
 		{"ContainerRemove", 1, true, false},  // removing compose's container
 		{"ContainerCreate", 2, true, false},  // the clone on the snapshot (#1: the engine lock)
-		{"NetworkConnect", 1, true, false},   // a second network below API 1.44
 		{"ContainerStart", 1, true, false},   // starting the clone
-	} {
+	}
+	var major, minor int
+	fmt.Sscanf(f.eng.ClientVersion(), "%d.%d", &major, &minor)
+	if major == 1 && minor < 44 {
+		// The second network is connected after create only below API 1.44; from
+		// 1.44 every network is in the create call (ContainerCreate#2 covers it).
+		cases = append(cases, failCase{"NetworkConnect", 1, true, false})
+	}
+	for _, tc := range cases {
 		// One project for all cases: each ends with the service restored on the base config.
 		t.Run(fmt.Sprintf("%s#%d", tc.method, tc.n), func(t *testing.T) {
 			old := f.containerID(t)

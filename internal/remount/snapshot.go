@@ -118,7 +118,7 @@ func (r *run) snapshot(ctx context.Context) error {
 	if err := json.Unmarshal(r.j.Old, &old); err == nil && old.Config != nil {
 		maskContainerConfig(cfg, old.Config)
 	}
-	res, err := r.eng.ContainerCommit(ctx, r.j.OldID, client.ContainerCommitOptions{
+	res, err := commit(ctx, r.eng, r.j.OldID, client.ContainerCommitOptions{
 		Reference: r.j.SnapshotTag, NoPause: true, Config: cfg,
 		Comment: "moltctl remount snapshot of " + r.j.OldName,
 	})

@@ -31,6 +31,7 @@ type ContainerStatus struct {
 	// Image is the image reference the container runs, Snapshot says whether it is
 	// a remount snapshot (then BaseImage is its base).
 	Image     string `json:"image,omitempty"`
+	ImageID   string `json:"image_id,omitempty"`
 	Snapshot  bool   `json:"snapshot"`
 	BaseImage string `json:"base_image,omitempty"`
 	// SnapshotCreated and SnapshotAge: when the snapshot was made (snapshots only).
@@ -38,7 +39,9 @@ type ContainerStatus struct {
 	SnapshotAge     time.Duration `json:"snapshot_age,omitempty"`
 	// Layers is the layer depth of its image (the engine's limit is about 125).
 	Layers int `json:"layers"`
-	// WritableBytes is the size of the writable layer.
+	// WritableBytes is the size of the writable layer: file bytes on overlay2, disk
+	// usage on the containerd image store, 0 for a layer the container wrote nothing
+	// into on both (see writableBytes).
 	WritableBytes int64 `json:"writable_bytes"`
 	// BakedEnv and BakedLabels: keys the image carries that neither the compose
 	// config nor the base image sets (snapshots only; keys, never values).
@@ -61,6 +64,9 @@ type Report struct {
 	// Interrupted names the step of an interrupted remount, if a journal exists.
 	Interrupted        string `json:"interrupted,omitempty"`
 	InterruptedService string `json:"interrupted_service,omitempty"`
+	// Snapshots lists the services' snapshot images (remount's and moltctl
+	// snapshot's), newest first per service.
+	Snapshots []SnapshotSummary `json:"snapshots,omitempty"`
 }
 
 // Status reports each service's containers: the image or snapshot they run, its
@@ -102,6 +108,7 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 	if g, err := readGroup(p.Name); err == nil && g != nil {
 		rep.Interrupted, rep.InterruptedService = g.Step, g.Service
 	}
+	containerd := ContainerdStore(ctx, eng)
 	for _, n := range names {
 		svc := p.Services[n]
 		cs, err := ServiceContainers(ctx, eng, p.Name, n)
@@ -123,6 +130,7 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 			if err != nil {
 				return nil, err
 			}
+			st.WritableBytes = writableBytes(ctx, eng, st.ID, st.WritableBytes, containerd)
 			st.WouldRecreate = recreate[st.Container]
 			st.Up = up[n+"/"+st.Container]
 			if st.WouldRecreate {
@@ -130,6 +138,13 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 			}
 			rep.Containers = append(rep.Containers, st)
 		}
+	}
+	inUse := map[string]bool{}
+	for _, c := range rep.Containers {
+		inUse[c.ImageID] = true
+	}
+	if rep.Snapshots, err = serviceSnapshots(ctx, eng, p.Name, names, inUse); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }
@@ -147,6 +162,7 @@ func containerStatus(ctx context.Context, eng Engine, svc types.ServiceConfig, i
 	if c.Config != nil {
 		st.Image = c.Config.Image
 	}
+	st.ImageID = c.Image
 	if c.SizeRw != nil {
 		st.WritableBytes = *c.SizeRw
 	}
