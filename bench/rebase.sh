@@ -10,15 +10,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 sizes=${*:-1 100}
-work=$(mktemp -d)
-p=rbbench$$
-export MOLTCTL_STATE_DIR="$work/state"
-go build -o "$work/moltctl" ./cmd/moltctl
-base=moltctl-test/busybox:1
-if ! docker image inspect $base >/dev/null 2>&1; then
-	go test ./internal/remount -run TestSnapshotTag -count=1 >/dev/null # any test; Busybox builds it
-	docker image inspect $base >/dev/null 2>&1 || { echo "bench: no $base (run the remount tests once)" >&2; exit 1; }
-fi
+. bench/lib.sh
+bench_setup rbbench
+base=$busybox
 img=moltctl-bench/$p
 mkdir "$work/img"
 dd if=/dev/urandom of="$work/img/big" bs=1M count=200 2>/dev/null
@@ -31,15 +25,7 @@ services:
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
     environment: {GEN: "0"}
 YAML
-dc() { docker compose -p $p -f "$work/compose.yaml" "$@"; }
-cleanup() {
-	dc down -v -t 0 >/dev/null 2>&1 || true
-	docker images -q --filter label=io.moltctl.snapshot.project=$p | xargs -r docker rmi -f >/dev/null 2>&1 || true
-	docker rmi $img:cur $img:v1 $img:v2 >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-now() { date +%s%N; }
+bench_cleanup_extra() { docker rmi $img:cur $img:v1 $img:v2 >/dev/null 2>&1 || true; }
 gen=0
 bump() { gen=$((gen + 1)); sed -i "s/GEN: \"[0-9]*\"/GEN: \"$gen\"/" "$work/compose.yaml"; }
 fresh() {

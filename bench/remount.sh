@@ -8,15 +8,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 sizes=${*:-1 100}
-work=$(mktemp -d)
-p=rmbench$$
-export MOLTCTL_STATE_DIR="$work/state"
-go build -o "$work/moltctl" ./cmd/moltctl
-img=moltctl-test/busybox:1
-if ! docker image inspect $img >/dev/null 2>&1; then
-	go test ./internal/remount -run TestSnapshotTag -count=1 >/dev/null # any test; Busybox builds it
-	docker image inspect $img >/dev/null 2>&1 || { echo "bench: no $img (run the remount tests once)" >&2; exit 1; }
-fi
+. bench/lib.sh
+bench_setup rmbench
+img=$busybox
 cat >"$work/compose.yaml" <<YAML
 services:
   web:
@@ -24,14 +18,6 @@ services:
     command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
     environment: {GEN: "0"}
 YAML
-dc() { docker compose -p $p -f "$work/compose.yaml" "$@"; }
-cleanup() {
-	dc down -v -t 0 >/dev/null 2>&1 || true
-	docker images -q --filter label=io.moltctl.snapshot.project=$p | xargs -r docker rmi -f >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-now() { date +%s%N; }
 gen=0
 bump() { gen=$((gen + 1)); sed -i "s/GEN: \"[0-9]*\"/GEN: \"$gen\"/" "$work/compose.yaml"; }
 fill() { dc exec -T web sh -c "rm -f /fill; dd if=/dev/urandom of=/fill bs=1M count=$1 2>/dev/null; sync"; }

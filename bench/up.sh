@@ -8,15 +8,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
-work=$(mktemp -d)
-p=upbench$$
-export MOLTCTL_STATE_DIR="$work/state"
-go build -o "$work/moltctl" ./cmd/moltctl
-img=moltctl-test/busybox:1
-if ! docker image inspect $img >/dev/null 2>&1; then
-	go test ./internal/remount -run TestSnapshotTag -count=1 >/dev/null # any test; Busybox builds it
-	docker image inspect $img >/dev/null 2>&1 || { echo "bench: no $img (run the remount tests once)" >&2; exit 1; }
-fi
+. bench/lib.sh
+bench_setup upbench
+img=$busybox
 {
 	echo "services:"
 	for s in a b c d e; do
@@ -28,14 +22,6 @@ fi
 YAML
 	done
 } >"$work/compose.yaml"
-dc() { docker compose -p $p -f "$work/compose.yaml" "$@"; }
-cleanup() {
-	dc down -v -t 0 >/dev/null 2>&1 || true
-	docker images -q --filter label=io.moltctl.snapshot.project=$p | xargs -r docker rmi -f >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-now() { date +%s%N; }
 gen=0
 # bump changes the config of service a only.
 bump() { gen=$((gen + 1)); sed -i "0,/GEN: \"[0-9]*\"/s//GEN: \"$gen\"/" "$work/compose.yaml"; }
