@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -77,15 +76,9 @@ func Snapshot(ctx context.Context, eng Engine, opts SnapshotOptions) (*SnapshotR
 	if p == nil {
 		return nil, errors.New("no compose project")
 	}
-	names := opts.Services
-	if len(names) == 0 {
-		names = p.ServiceNames()
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if _, ok := p.Services[n]; !ok {
-			return nil, fmt.Errorf("no service %s in project %s", n, p.Name)
-		}
+	names, err := selectServices(p, opts.Services)
+	if err != nil {
+		return nil, err
 	}
 	if !opts.Locked {
 		unlock, err := LockEngine(ctx, eng, p.Name)

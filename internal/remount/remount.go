@@ -395,16 +395,31 @@ func ServiceContainers(ctx context.Context, eng Engine, project, service string)
 	return res.Items, nil
 }
 
+// selectServices returns names sorted (a copy), or every service of p when
+// names is empty. A name that is not an enabled service of p is an error.
+func selectServices(p *types.Project, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return slices.Sorted(slices.Values(p.ServiceNames())), nil
+	}
+	for _, n := range names {
+		if _, ok := p.Services[n]; ok {
+			continue
+		}
+		if _, off := p.DisabledServices[n]; off {
+			return nil, fmt.Errorf("service %s: its profile is not enabled", n)
+		}
+		return nil, fmt.Errorf("no service %s in project %s", n, p.Name)
+	}
+	return slices.Sorted(slices.Values(names)), nil
+}
+
 // preflight checks everything it can without changing anything and fills r.j.
 func (r *run) preflight(ctx context.Context) error {
 	p, name := r.opts.Project, r.opts.Service
-	svc, ok := p.Services[name]
-	if !ok {
-		if _, off := p.DisabledServices[name]; off {
-			return fmt.Errorf("service %s: its profile is not enabled", name)
-		}
-		return fmt.Errorf("no service %s in project %s", name, p.Name)
+	if _, err := selectServices(p, []string{name}); err != nil {
+		return err
 	}
+	svc := p.Services[name]
 	cs, err := ServiceContainers(ctx, r.eng, p.Name, name)
 	if err != nil {
 		return err

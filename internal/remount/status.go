@@ -3,7 +3,6 @@ package remount
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -75,15 +74,9 @@ type Report struct {
 // for the last; it returns an error wrapping ErrCompose when that is missing.
 func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, error) {
 	p := opts.Project
-	names := opts.Services
-	if len(names) == 0 {
-		names = p.ServiceNames()
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if _, ok := p.Services[n]; !ok {
-			return nil, fmt.Errorf("no service %s in project %s", n, p.Name)
-		}
+	names, err := selectServices(p, opts.Services)
+	if err != nil {
+		return nil, err
 	}
 	cli, err := findCompose(ctx, p, opts.Compose, opts.ComposeEnv)
 	if err != nil {

@@ -101,10 +101,8 @@ func PlanUp(ctx context.Context, eng UpEngine, opts UpOptions) ([]UpPlan, error)
 
 func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) ([]UpPlan, error) {
 	p := opts.Project
-	for _, s := range opts.Services {
-		if _, ok := p.Services[s]; !ok {
-			return nil, fmt.Errorf("no service %s in project %s", s, p.Name)
-		}
+	if _, err := selectServices(p, opts.Services); err != nil {
+		return nil, err
 	}
 	verbs, err := cli.dryRunUp(ctx, opts.Services...)
 	if err != nil {
