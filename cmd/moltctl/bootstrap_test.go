@@ -75,25 +75,34 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestBootstrapNotWritableMessage(t *testing.T) {
-	dockertest.Root(t)
+// worldReadableTest copies this test binary into a directory any user may
+// enter and returns it with a fresh, world-searchable temporary directory:
+// bootstrap's child drops to uid 1000 and must still run and reach both.
+func worldReadableTest(tb testing.TB) (exe, base string) {
+	tb.Helper()
 	bin, err := os.MkdirTemp("", "moltctl-bootstrap-test")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(bin) })
+	tb.Cleanup(func() { os.RemoveAll(bin) })
 	self, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	exe := filepath.Join(bin, "moltctl.test")
+	exe = filepath.Join(bin, "moltctl.test")
 	if err := os.WriteFile(exe, self, 0o755); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	os.Chmod(bin, 0o755)
-	base := t.TempDir()
+	base = tb.TempDir()
 	os.Chmod(filepath.Dir(base), 0o755)
 	os.Chmod(base, 0o755)
+	return exe, base
+}
+
+func TestBootstrapNotWritableMessage(t *testing.T) {
+	dockertest.Root(t)
+	exe, base := worldReadableTest(t)
 	dir := filepath.Join(base, "state")
 	os.Mkdir(dir, 0o755)
 
@@ -102,7 +111,7 @@ func TestBootstrapNotWritableMessage(t *testing.T) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("got %v, want exit code 1; stderr %q", err, stderr.String())
@@ -126,23 +135,7 @@ func TestBootstrapNotWritableMessage(t *testing.T) {
 // exit 143 as for a process killed by SIGTERM, one line, CMD not run.
 func TestBootstrapSIGTERMExits143(t *testing.T) {
 	dockertest.Root(t)
-	bin, err := os.MkdirTemp("", "moltctl-bootstrap-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(bin) })
-	self, err := os.ReadFile("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(bin, "moltctl.test")
-	if err := os.WriteFile(exe, self, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(bin, 0o755)
-	base := t.TempDir()
-	os.Chmod(filepath.Dir(base), 0o755)
-	os.Chmod(base, 0o755)
+	exe, base := worldReadableTest(t)
 	home := filepath.Join(base, "home")
 	os.MkdirAll(filepath.Join(home, ".clawdbot"), 0o755)
 	os.Chown(home, 1000, 1000)
