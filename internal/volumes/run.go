@@ -112,14 +112,16 @@ func EnsureHelper(ctx context.Context, eng Engine, o HelperOptions) (string, err
 	return ref, nil
 }
 
-// RemoveHelper removes the helper image of the binary, if present. Call it
-// when a migration is done; Copy and Verify import it again when needed.
+// RemoveHelper removes the helper image of the binary, if present and unused.
+// Call it when a migration is done; Copy and Verify import it again when
+// needed. An image a container still uses (another moltctl run of the same
+// binary, on another project) is left for that run: no error.
 func RemoveHelper(ctx context.Context, eng Engine, o HelperOptions) error {
 	ref, _, err := helperRef(o)
 	if err != nil {
 		return err
 	}
-	if _, err := eng.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) {
+	if _, err := eng.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) && !cerrdefs.IsConflict(err) {
 		return fmt.Errorf("removing the helper image %s: %w", ref, err)
 	}
 	return nil

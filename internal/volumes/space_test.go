@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/moby/client"
+
 	"github.com/moltctl/moltctl/internal/dockertest"
 )
 
@@ -55,4 +57,52 @@ func TestFreeSpace(t *testing.T) {
 	if out := dockertest.Docker(t, "volume", "ls", "-q", "--filter", "label="+LabelHelper+"=space"); strings.Contains(out, "moltctl-space-") {
 		t.Errorf("got throwaway volumes %q left, want none", out)
 	}
+}
+
+// TestRemoveHelperInUse: a dry-run's FreeSpace imports the helper image and
+// removes it again; when another run of the same binary started a helper
+// container from it meanwhile, the image stays for that run and FreeSpace
+// still answers.
+func TestRemoveHelperInUse(t *testing.T) {
+	eng := dockertest.Engine(t)
+	h := helperOpts(t)
+	ctx := context.Background()
+	must(t, RemoveHelper(ctx, eng, h))
+	ref, _, err := helperRef(h)
+	must(t, err)
+	other := &otherRun{Engine: eng, ref: ref}
+	t.Cleanup(func() {
+		if other.id != "" {
+			eng.ContainerRemove(ctx, other.id, client.ContainerRemoveOptions{Force: true})
+		}
+		RemoveHelper(ctx, eng, h)
+	})
+	if _, err := FreeSpace(ctx, other, FreeSpaceOptions{Helper: h}); err != nil {
+		t.Fatalf("got %v, want the free space while another run uses the helper image", err)
+	}
+	if other.id == "" {
+		t.Fatal("got no removal of the helper image, want FreeSpace to remove the image it imported")
+	}
+	if _, err := eng.ImageInspect(ctx, ref); err != nil {
+		t.Errorf("got %v, want the helper image kept for the run that uses it", err)
+	}
+}
+
+// otherRun creates a container from the helper image just before the first
+// removal of it, as a concurrent migration would.
+type otherRun struct {
+	Engine
+	ref string
+	id  string
+}
+
+func (o *otherRun) ImageRemove(ctx context.Context, ref string, opts client.ImageRemoveOptions) (client.ImageRemoveResult, error) {
+	if ref == o.ref && o.id == "" {
+		c, err := o.Engine.ContainerCreate(ctx, client.ContainerCreateOptions{Image: ref, Name: "moltctl-other-run-" + randHex()})
+		if err != nil {
+			return client.ImageRemoveResult{}, err
+		}
+		o.id = c.ID
+	}
+	return o.Engine.ImageRemove(ctx, ref, opts)
 }
