@@ -111,18 +111,14 @@ services:
       - ./other:/other
 `)
 		plan := planAndCheck(t, load(t, f, "anchors"))
-		// Never a split: the anchor converts for both services (when the plan
-		// sees every profile's services), or ./state stays a bind with a
-		// reason naming the anchor and the service that would change with it.
-		kept := keptOf(plan, filepath.Join(f.dir, "state"))
+		// Never a split: the plan sees every profile's services, so the anchor
+		// converts for both.
 		c := conversionOf(plan, filepath.Join(f.dir, "state"))
-		switch {
-		case c != nil:
-			if got, want := mountServices(c), []string{"a:/state", "debug:/state"}; !slices.Equal(got, want) {
-				t.Errorf("got ./state converted for %v, want %v", got, want)
-			}
-		case len(kept) != 1 || !strings.HasPrefix(kept[0].Reason, ReasonShared) || !strings.Contains(kept[0].Reason, "&app") || !strings.Contains(kept[0].Reason, "debug"):
-			t.Errorf("got kept %+v, want ./state kept with a reason naming &app and the service debug", kept)
+		if c == nil {
+			t.Fatalf("got kept %+v, want ./state converted for a and debug", keptOf(plan, filepath.Join(f.dir, "state")))
+		}
+		if got, want := mountServices(c), []string{"a:/state", "debug:/state"}; !slices.Equal(got, want) {
+			t.Errorf("got ./state converted for %v, want %v", got, want)
 		}
 		if conversionOf(plan, filepath.Join(f.dir, "other")) == nil {
 			t.Errorf("got conversions %+v, want ./other converted all the same", plan.Conversions)
@@ -218,16 +214,14 @@ func TestPrepareExtends(t *testing.T) {
 			t.Fatal(err)
 		}
 		plan := planAndCheck(t, load(t, f, "extends"))
-		// Never a split (see TestPrepareAnchors).
-		kept := keptOf(plan, filepath.Join(f.dir, "state"))
+		// Never a split: the plan sees every profile's services, so the
+		// extended service's mount converts for both (see TestPrepareAnchors).
 		c := conversionOf(plan, filepath.Join(f.dir, "state"))
-		switch {
-		case c != nil:
-			if got, want := mountServices(c), []string{"web:/state", "worker:/state"}; !slices.Equal(got, want) {
-				t.Errorf("got ./state converted for %v, want %v", got, want)
-			}
-		case len(kept) != 1 || !strings.Contains(kept[0].Reason, "extends: base of ") || !strings.Contains(kept[0].Reason, "worker"):
-			t.Errorf("got kept %+v, want ./state kept with a reason naming extends: base and the service worker", kept)
+		if c == nil {
+			t.Fatalf("got kept %+v, want ./state converted for web and worker", keptOf(plan, filepath.Join(f.dir, "state")))
+		}
+		if got, want := mountServices(c), []string{"web:/state", "worker:/state"}; !slices.Equal(got, want) {
+			t.Errorf("got ./state converted for %v, want %v", got, want)
 		}
 	})
 }
