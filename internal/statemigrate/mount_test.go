@@ -272,3 +272,52 @@ func TestMountedLegacyStaleIntent(t *testing.T) {
 		t.Error("got the intent file left, want it removed")
 	}
 }
+
+// TestCopyAcrossFilesystemsKeepsLinksHolesXattrs: the copy is the volume
+// helper's (safefs.CopyTree): hardlinks stay linked, holes stay holes, and
+// xattrs are copied (the old path-based copy made two files of a hardlink,
+// filled the holes and dropped the xattrs).
+func TestCopyAcrossFilesystemsKeepsLinksHolesXattrs(t *testing.T) {
+	dockertest.Root(t)
+	rules := exdevRules(t)
+	legacy, target := rules[0].Legacy, rules[0].Target
+	write(t, legacy, seed)
+	if err := os.Link(filepath.Join(legacy, "clawdbot.json"), filepath.Join(legacy, "config-link.json")); err != nil {
+		t.Fatal(err)
+	}
+	sparse := filepath.Join(legacy, "sparse.db")
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("end"), 64<<20)
+	f.Close()
+	if err := unix.Lsetxattr(filepath.Join(legacy, "sessions/a.jsonl"), "trusted.moltctl-test", []byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || out[0].Action != ActionCopied {
+		t.Fatalf("got %v, %v, want copied", out, err)
+	}
+	var a, b, s unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(target, "moltbot.json"), &a))
+	must(t, unix.Lstat(filepath.Join(target, "config-link.json"), &b))
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("got inodes %d and %d (%d links), want one inode with 2 links", a.Ino, b.Ino, a.Nlink)
+	}
+	must(t, unix.Lstat(filepath.Join(target, "sparse.db"), &s))
+	if s.Size != 64<<20+3 || s.Blocks*512 >= 1<<20 {
+		t.Errorf("got sparse.db %d bytes in %d blocks, want 64 MiB with its hole kept", s.Size, s.Blocks)
+	}
+	buf := make([]byte, 16)
+	if n, err := unix.Lgetxattr(filepath.Join(target, "sessions/a.jsonl"), "trusted.moltctl-test", buf); err != nil || string(buf[:n]) != "kept" {
+		t.Errorf("got xattr error %v, want the xattr kept", err)
+	}
+}
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
