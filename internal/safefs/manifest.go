@@ -67,12 +67,7 @@ type manifestWalk struct {
 }
 
 func (w *manifestWalk) dir(dirfd int, rel string) error {
-	d, err := OpenDir(dirfd, ".", nil)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	names, err := ReadNames(d)
+	names, err := listAt(dirfd)
 	if err != nil {
 		return fmt.Errorf("listing %q: %w", rel, err)
 	}

@@ -18,12 +18,13 @@ func Measure(root string, prune []string) (bytes, files int64, err error) {
 		return 0, 0, err
 	}
 	defer d.Close()
+	fd := int(d.Fd())
 	var st unix.Stat_t
-	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return 0, 0, fmt.Errorf("reading %q: %w", root, err)
 	}
 	m := &measure{mounts: NewMountRoots(uint64(st.Dev)), prune: set(prune)}
-	if err := m.dir(int(d.Fd()), "."); err != nil {
+	if err := m.dir(fd, "."); err != nil {
 		return 0, 0, fmt.Errorf("listing %q: %w", root, err)
 	}
 	return m.bytes, m.files, nil
@@ -37,27 +38,22 @@ type measure struct {
 
 // dir adds the entries of the directory fd (the tree's rel).
 func (m *measure) dir(fd int, rel string) error {
-	d, err := OpenDir(fd, ".", nil)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	names, err := ReadNames(d)
+	names, err := listAt(fd)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
 		var st unix.Stat_t
-		if err := unix.Fstatat(int(d.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			continue
 		}
 		m.files++
 		m.bytes += st.Blocks * 512
 		p := JoinRel(rel, n)
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR || m.prune[p] || m.mounts.At(int(d.Fd()), n, &st) {
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR || m.prune[p] || m.mounts.At(fd, n, &st) {
 			continue
 		}
-		sub, err := OpenDir(int(d.Fd()), n, &st)
+		sub, err := OpenDir(fd, n, &st)
 		if err != nil {
 			continue
 		}

@@ -108,6 +108,17 @@ func openFileNoFollow(dirfd int, name string) (int, error) {
 	return fd, err
 }
 
+// listAt lists the open directory dirfd, sorted, through a descriptor of
+// its own (dirfd's offset is left alone).
+func listAt(dirfd int) ([]string, error) {
+	d, err := OpenDir(dirfd, ".", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return ReadNames(d)
+}
+
 // ReadNames lists a directory, sorted.
 func ReadNames(d *os.File) ([]string, error) {
 	names, err := d.Readdirnames(-1)
@@ -221,12 +232,7 @@ func RemoveAt(dirfd int, name string) error {
 // Clear empties the directory dirfd, keeping the entry named keep ("" for
 // none).
 func Clear(dirfd int, keep string) error {
-	d, err := OpenDir(dirfd, ".", nil)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	names, err := ReadNames(d)
+	names, err := listAt(dirfd)
 	if err != nil {
 		return err
 	}
