@@ -26,6 +26,15 @@ type passOptions struct {
 	Reserve int64
 	// Exclude: directories (relative to Src) copied as empty directories.
 	Exclude []string
+	// Into names Dst in errors (default "the volume").
+	Into string
+}
+
+func (o passOptions) into() string {
+	if o.Into == "" {
+		return "the volume"
+	}
+	return o.Into
 }
 
 // copyPass copies o.Src into o.Dst. The full pass empties o.Dst (except the
@@ -37,7 +46,7 @@ func copyPass(ctx context.Context, o passOptions) (*CopyResult, error) {
 	start := time.Now()
 	dst, err := safefs.OpenRoot(o.Dst)
 	if err != nil {
-		return nil, fmt.Errorf("opening the volume: %w", err)
+		return nil, fmt.Errorf("opening %s: %w", o.into(), err)
 	}
 	defer dst.Close()
 	dstRoot := int(dst.Fd())
@@ -78,7 +87,7 @@ func copyPass(ctx context.Context, o passOptions) (*CopyResult, error) {
 	st.Manifest = copied.Manifest
 	var rootSt unix.Stat_t
 	if err := unix.Fstat(dstRoot, &rootSt); err != nil {
-		return nil, fmt.Errorf("reading the volume root: %w", err)
+		return nil, fmt.Errorf("reading the root of %s: %w", o.into(), err)
 	}
 	if err := saveState(dstRoot, st, rootSt.Atim.Nano(), rootSt.Mtim.Nano()); err != nil {
 		return nil, err
@@ -96,7 +105,7 @@ func prepareFull(dstRoot int, o passOptions) (Progress, error) {
 		return Progress{}, err
 	}
 	if err := safefs.Clear(dstRoot, StateDir); err != nil {
-		return Progress{}, fmt.Errorf("emptying the volume: %w", err)
+		return Progress{}, fmt.Errorf("emptying %s: %w", o.into(), err)
 	}
 	need, files, err := safefs.Measure(o.Src, o.Exclude)
 	if err != nil {

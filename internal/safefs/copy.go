@@ -61,6 +61,8 @@ type CopyStats struct {
 	// Warnings: entries not copied (other mounts, sockets, device nodes where
 	// mknod is refused) and entries that vanished during the copy.
 	Warnings []string
+	// Mounts are the mount points met below Src (relative), not entered.
+	Mounts []string
 	// Manifest is the source as copied, for the next delta.
 	Manifest map[string]*Entry
 }
@@ -381,6 +383,9 @@ func (c *copier) copyEntry(srcfd, dstfd int, rel, name string, wg *sync.WaitGrou
 	if e.Type == unix.S_IFDIR {
 		if c.mounts.At(srcfd, name, &st) {
 			c.note("%s: another mount, not copied", p)
+			c.mu.Lock()
+			c.res.Mounts = append(c.res.Mounts, p)
+			c.mu.Unlock()
 			if old != nil {
 				return true, c.remove(dstfd, rel, name)
 			}

@@ -23,11 +23,16 @@ var errChanged = errors.New("copy differs from source")
 // (when permitted) and times kept, other mounts not entered, sockets skipped
 // (runtime, not state). Every file and directory is fsynced. An entry that
 // vanishes or changes meanwhile, or a device node that can't be made, fails
-// the copy: the app is stopped, so that is not a live tree's churn.
-func copyTree(src, dst string) error {
-	_, err := safefs.CopyTree(context.Background(), safefs.CopyOptions{Src: src, Dst: dst, KeepOwner: true,
+// the copy: the app is stopped, so that is not a live tree's churn. It
+// returns the mount points below src, which are not copied (their content
+// stays where it is mounted).
+func copyTree(src, dst string) ([]string, error) {
+	res, err := safefs.CopyTree(context.Background(), safefs.CopyOptions{Src: src, Dst: dst, KeepOwner: true,
 		ChownBestEffort: true, Sync: true, Strict: true})
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return res.Mounts, nil
 }
 
 // verifyTree compares src and dst (safefs.Compare): the same names, types,

@@ -2,6 +2,8 @@ package statemigrate
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -319,5 +321,29 @@ func must(tb testing.TB, err error) {
 	tb.Helper()
 	if err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// TestCopyLeavesMountsBelowLegacy: a mount inside the legacy directory is not
+// copied into the target (its data stays in one place) and the warning says
+// so; the old copy walked into it and duplicated its content silently.
+func TestCopyLeavesMountsBelowLegacy(t *testing.T) {
+	dockertest.Root(t)
+	rules := exdevRules(t)
+	legacy, target := rules[0].Legacy, rules[0].Target
+	write(t, legacy, seed)
+	host := t.TempDir()
+	write(t, host, state{"big.bin": "mounted data"})
+	must(t, os.Mkdir(filepath.Join(legacy, "workspace"), 0o755))
+	mount(t, host, filepath.Join(legacy, "workspace"), "")
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || out[0].Action != ActionCopied {
+		t.Fatalf("got %v, %v, want copied", out, err)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "workspace", "big.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got the mount's content copied into the target (%v), want it left where it is mounted", err)
+	}
+	if want := fmt.Sprintf("%q is a mount point inside %q", filepath.Join(legacy, "workspace"), legacy); !strings.Contains(out[0].Warning, want) {
+		t.Errorf("got warning %q, want it to contain %q", out[0].Warning, want)
 	}
 }

@@ -571,9 +571,13 @@ func (m *migration) copy() error {
 		return fmt.Errorf("creating %q: %w", staging, err)
 	}
 	stepHook("staging-created")
-	if err := copyTree(r.Legacy, staging); err != nil {
+	mounts, err := copyTree(r.Legacy, staging)
+	if err != nil {
 		os.RemoveAll(staging)
 		return fmt.Errorf("copying to %q: %w", staging, err)
+	}
+	for _, p := range mounts {
+		m.warn("%q is a mount point inside %q: not copied to %q, its content stays where it is mounted", filepath.Join(r.Legacy, p), r.Legacy, r.Target)
 	}
 	stepHook("staging-copied")
 	if err := verifyTree(r.Legacy, staging); err != nil {
