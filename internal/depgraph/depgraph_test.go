@@ -26,17 +26,18 @@ var allowed = map[string][]string{
 	"cmd/moltctl/internal/render":       {"internal/progress"},
 	"e2e":                               nil,
 	"internal/bootstrap":                {"internal/perms", "internal/statemigrate"},
-	"internal/compose":                  nil,
+	"internal/compose":                  {"internal/safefs"},
 	"internal/depgraph":                 nil,
 	"internal/dockertest":               {"internal/engine"},
 	"internal/engine":                   nil,
 	"internal/migrate":                  {"internal/compose", "internal/progress", "internal/remount", "internal/statefile", "internal/volumes"},
-	"internal/perms":                    nil,
+	"internal/perms":                    {"internal/safefs"},
 	"internal/progress":                 nil,
 	"internal/remount":                  {"internal/compose", "internal/progress", "internal/statefile"},
-	"internal/statefile":                nil,
-	"internal/statemigrate":             nil,
-	"internal/volumes":                  {"internal/progress", "internal/statefile"},
+	"internal/safefs":                   nil,
+	"internal/statefile":                {"internal/safefs"},
+	"internal/statemigrate":             {"internal/safefs"},
+	"internal/volumes":                  {"internal/progress", "internal/safefs", "internal/statefile"},
 }
 
 // entrypointForbidden are packages the entrypoint build (the gateway image's
