@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
 
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/safefs"
 )
 
@@ -38,8 +39,9 @@ type CopyBackOptions struct {
 	// previous content is kept under (<parent>/<name>.moltctl-before-copyback-<ID>),
 	// and lets a second call with the same ID continue an interrupted one. Required.
 	ID string
-	// Progress, when set, is called with the copy's running totals.
-	Progress func(Progress)
+	// Progress, when set, receives the copy's running totals: progress.CopyBack
+	// events of phase Running, with Target (the volume) and Source (Target) set.
+	Progress progress.Func
 	Helper   HelperOptions
 
 	crashAfter string // tests: the helper exits abruptly after this step
@@ -125,7 +127,7 @@ func CopyBack(ctx context.Context, eng Engine, o CopyBackOptions) (*CopyBackResu
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
 		req:    helperRequest{Op: "copyback", Name: name, ID: o.ID, CrashAfter: o.crashAfter},
-		volume: o.Volume, progress: o.Progress, helper: o.Helper,
+		volume: o.Volume, helper: o.Helper, progress: running(o.Progress, progress.Event{Step: progress.CopyBack, Target: o.Volume, Source: o.Target}),
 		mounts: []mount.Mount{
 			{Type: mount.TypeVolume, Source: o.Volume, Target: helperFrom, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
 			{Type: mount.TypeBind, Source: filepath.Clean(parent), Target: helperTo},
