@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/helperfs"
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // CopyBackResult says what CopyBack did.
@@ -31,8 +32,9 @@ type CopyBackOptions struct {
 	// previous content is kept under (<parent>/<name>.moltctl-before-copyback-<ID>),
 	// and lets a second call with the same ID continue an interrupted one. Required.
 	ID string
-	// Progress, when set, is called with the copy's running totals.
-	Progress func(Progress)
+	// Progress, when set, receives the copy's running totals: progress.CopyBack
+	// events of phase Running, with Target (the volume) and Source (Target) set.
+	Progress progress.Func
 	Helper   HelperOptions
 
 	crashAfter string // tests: the helper exits abruptly after this step
@@ -85,7 +87,7 @@ func CopyBack(ctx context.Context, eng Engine, o CopyBackOptions) (*CopyBackResu
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
 		req:    helperfs.Request{Op: "copyback", Name: name, ID: o.ID, CrashAfter: o.crashAfter},
-		volume: o.Volume, progress: o.Progress, helper: o.Helper,
+		volume: o.Volume, helper: o.Helper, progress: running(o.Progress, progress.Event{Step: progress.CopyBack, Target: o.Volume, Source: o.Target}),
 		mounts: []mount.Mount{
 			{Type: mount.TypeVolume, Source: o.Volume, Target: helperfs.From, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
 			{Type: mount.TypeBind, Source: filepath.Clean(parent), Target: helperfs.To},

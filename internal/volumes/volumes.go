@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/helperfs"
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // Labels moltctl puts on what it creates.
@@ -83,6 +84,19 @@ const (
 // StateDir is the hidden directory at the root of a volume being filled that
 // keeps the copy state between passes; Finish removes it.
 const StateDir = helperfs.StateDir
+
+// running returns the helper's progress callback that sends f e with the
+// running totals (phase Running), or nil when f is nil.
+func running(f progress.Func, e progress.Event) func(Progress) {
+	if f == nil {
+		return nil
+	}
+	e.Phase = progress.Running
+	return func(p Progress) {
+		e.Bytes, e.TotalBytes, e.Files, e.TotalFiles = p.Bytes, p.TotalBytes, p.Files, p.TotalFiles
+		f(e)
+	}
+}
 
 // HelperOptions choose the helper binary. The zero value uses the running
 // executable, which must be statically linked (CGO_ENABLED=0).
