@@ -26,8 +26,10 @@ type CopyOptions struct {
 	// KeepOwner keeps the source's numeric ids.
 	UID, GID  int
 	KeepOwner bool
-	// ChownBestEffort: without CAP_CHOWN (not root), an EPERM from chown
-	// leaves the entry owned by the copying user instead of failing.
+	// ChownBestEffort: when not root, an EPERM from chown leaves the entry
+	// owned by the copying user, and one from setting an xattr (security.*:
+	// file capabilities, SELinux labels) leaves it out (noted in Warnings),
+	// instead of failing.
 	ChownBestEffort bool
 	// Previous is the manifest the previous pass returned (CopyStats.Manifest):
 	// the copy is then a delta that compares the source with it, copies what
@@ -250,10 +252,17 @@ func (c *copier) chown(fd, dirfd int, name string, e *Entry) error {
 	} else {
 		err = unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 	}
-	if err != nil && c.o.ChownBestEffort && errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+	if c.unprivileged(err) {
 		return nil // without CAP_CHOWN the copy stays the copying user's
 	}
 	return err
+}
+
+// unprivileged reports an EPERM that o.ChownBestEffort tolerates: a copy by
+// a user other than root can't chown, nor set security.* xattrs (file
+// capabilities, SELinux labels).
+func (c *copier) unprivileged(err error) bool {
+	return err != nil && c.o.ChownBestEffort && errors.Is(err, unix.EPERM) && os.Geteuid() != 0
 }
 
 // sync fsyncs fd when o.Sync.
@@ -753,6 +762,10 @@ func (c *copier) setMeta(fd, dirfd int, name string, e *Entry, sfd int, atime in
 		if err := unix.Fsetxattr(fd, k, xs[k], 0); err != nil {
 			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
 				c.note("%s: xattr %s not supported by the destination's file system", name, k)
+				continue
+			}
+			if c.unprivileged(err) {
+				c.note("%s: xattr %s not set without privileges", name, k)
 				continue
 			}
 			return fmt.Errorf("setting xattr %q: %w", k, err)

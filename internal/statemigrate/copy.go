@@ -19,9 +19,9 @@ var errChanged = errors.New("copy differs from source")
 // directory dst, then gives dst src's owner, mode and times, with
 // safefs.CopyTree: symlinks copied as links and never followed, files opened
 // O_NOFOLLOW relative to their directory and created O_EXCL, holes, hardlinks,
-// xattrs (ACLs, file capabilities), modes (setuid/setgid after chown), owners
-// (when permitted) and times kept, other mounts not entered, sockets skipped
-// (runtime, not state). Every file and directory is fsynced. An entry that
+// xattrs (ACLs, file capabilities), modes (setuid/setgid after chown) and
+// times kept, owners and security.* xattrs too when root, other mounts not
+// entered, sockets skipped (runtime, not state). Every file and directory is fsynced. An entry that
 // vanishes or changes meanwhile, or a device node that can't be made, fails
 // the copy: the app is stopped, so that is not a live tree's churn. It
 // returns the mount points below src, which are not copied (their content
@@ -37,8 +37,8 @@ func copyTree(src, dst string) ([]string, error) {
 
 // verifyTree compares src and dst (safefs.Compare): the same names, types,
 // modes, sizes, contents, symlink targets, device numbers, hardlinks, xattrs
-// and modification times; owners when root (without CAP_CHOWN the copy is
-// the copying user's). A mount below src was not copied and is not compared.
+// and modification times; owners and security.* xattrs when root (without
+// privileges the copy can't set them). A mount below src was not copied and is not compared.
 func verifyTree(src, dst string) error {
 	all := func(string) bool { return true }
 	sm, mounts, err := safefs.Manifest(src, safefs.ManifestOptions{Hash: all})
@@ -56,11 +56,28 @@ func verifyTree(src, dst string) error {
 			}
 		}
 	}
-	diffs, warnings := safefs.Compare(sm, dm, safefs.CompareOptions{KeepOwner: true, IgnoreOwner: os.Geteuid() != 0})
+	unprivileged := os.Geteuid() != 0
+	if unprivileged { // the copy could not set them (see copyTree)
+		dropPrivilegedXattrs(sm)
+		dropPrivilegedXattrs(dm)
+	}
+	diffs, warnings := safefs.Compare(sm, dm, safefs.CompareOptions{KeepOwner: true, IgnoreOwner: unprivileged})
 	if diffs = append(diffs, warnings...); len(diffs) > 0 {
 		return fmt.Errorf("verifying %q against %q: %s: %w", dst, src, diffs[0], errChanged)
 	}
 	return nil
+}
+
+// dropPrivilegedXattrs removes from a manifest the security.* xattrs a user
+// other than root can't set.
+func dropPrivilegedXattrs(m map[string]*safefs.Entry) {
+	for _, e := range m {
+		for k := range e.Xattrs {
+			if strings.HasPrefix(k, "security.") {
+				delete(e.Xattrs, k)
+			}
+		}
+	}
 }
 
 // restoreTimes gives dir back the times of the entry st describes (writing

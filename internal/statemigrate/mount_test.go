@@ -2,9 +2,11 @@ package statemigrate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -345,5 +347,55 @@ func TestCopyLeavesMountsBelowLegacy(t *testing.T) {
 	}
 	if want := fmt.Sprintf("%q is a mount point inside %q", filepath.Join(legacy, "workspace"), legacy); !strings.Contains(out[0].Warning, want) {
 		t.Errorf("got warning %q, want it to contain %q", out[0].Warning, want)
+	}
+}
+
+// TestCopyAsAppUser: bootstrap migrates after dropping privileges; the copy
+// then can't chown or set security.* xattrs (a file capability here) and must
+// still copy the rest and pass its verification.
+func TestCopyAsAppUser(t *testing.T) {
+	dockertest.Root(t)
+	bin, err := os.MkdirTemp("", "statemigrate-test")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	self, err := os.ReadFile("/proc/self/exe")
+	must(t, err)
+	exe := filepath.Join(bin, "statemigrate.test")
+	must(t, os.WriteFile(exe, self, 0o755))
+	must(t, os.Chmod(bin, 0o755))
+	rules := exdevRules(t)
+	legacy, target := rules[0].Legacy, rules[0].Target
+	for d := filepath.Dir(legacy); d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755) // the test's temp dirs: 0700
+	}
+	write(t, legacy, seed)
+	for _, d := range []string{legacy, filepath.Dir(target)} {
+		must(t, filepath.Walk(d, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, 1000, 1000)
+		}))
+	}
+	must(t, os.Lchown(filepath.Dir(legacy), 1000, 1000))
+	// cap_net_bind_service=ep, as setcap writes it (VFS_CAP_REVISION_2); after
+	// the chown, which clears it
+	capv := []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	must(t, unix.Setxattr(filepath.Join(legacy, "clawdbot.json"), "security.capability", capv, 0))
+	opts, _ := json.Marshal(Options{Rules: rules})
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"="+string(opts))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v: %s", err, out)
+	}
+	var got []Outcome
+	must(t, json.Unmarshal(out, &got))
+	if len(got) != 1 || got[0].Action != ActionCopied {
+		t.Fatalf("got %+v, want copied", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "moltbot.json")); err != nil || string(b) != seed["clawdbot.json"] {
+		t.Errorf("got %q, %v in the target, want the legacy config", b, err)
 	}
 }
