@@ -432,10 +432,13 @@ func openPTY(tb testing.TB) *os.File {
 	return pts
 }
 
-func TestTerminalSize(t *testing.T) {
+func TestTerminal(t *testing.T) {
 	pts := openPTY(t)
 	if err := unix.IoctlSetWinsize(int(pts.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: 101, Row: 33}); err != nil {
 		t.Fatal(err)
+	}
+	if !IsTerminal(pts) {
+		t.Errorf("a pty: got no terminal")
 	}
 	if cols, rows := TerminalSize(pts)(); cols != 101 || rows != 33 {
 		t.Errorf("got size %dx%d, want 101x33", cols, rows)
@@ -446,6 +449,9 @@ func TestTerminalSize(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
+	if IsTerminal(w) || IsTerminal(&bytes.Buffer{}) {
+		t.Errorf("a pipe or a buffer: got a terminal")
+	}
 	if cols, rows := TerminalSize(w)(); cols != 0 || rows != 0 {
 		t.Errorf("size of a pipe: got %dx%d, want 0x0", cols, rows)
 	}
