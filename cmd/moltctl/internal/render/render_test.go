@@ -649,3 +649,20 @@ func TestProgressGroups(t *testing.T) {
 		t.Errorf("got screen\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestProgressPlainCopyBack(t *testing.T) {
+	back := progress.Event{Step: progress.CopyBack, Target: "v", Source: "/srv/data"}
+	running, done := back, back
+	running.Phase, running.Bytes, running.Files = progress.Running, 2*mib, 20
+	done.Phase, done.Bytes, done.Files = progress.Done, 3*mib, 30
+	p, buf, clock := run(t, Options{Prefix: "migrate"}, []step{ev(0, back), ev(3*time.Second, running), ev(4*time.Second, done)})
+	clock.at(5 * time.Second)
+	p.Close(nil)
+	want := `migrate: copy back v -> /srv/data
+migrate: copy back v: 2.0MiB, 20 files, 682.7KiB/s
+migrate: copy back v done: 30 files, 3.0MiB in 4.0s, 768.0KiB/s
+`
+	if got := buf.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
