@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/moltctl/moltctl/cmd/moltctl/internal/render"
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/migrate"
@@ -308,12 +308,10 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 			Exclude: o.exclude, Include: o.include},
 		KeepOwner: o.keepOwner, VerifyFull: o.verify == "full", WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
 	}
-	pr := migrateProgress(stderr, o, os.Getenv)
-	if pr != nil {
-		opts.Progress = pr.Event
-	}
+	pr := stderrProgress(cmd).migrate(o)
+	opts.Progress = pr.Func()
 	if !o.resume && !o.rollback && !o.yes {
-		if in, ok := cmd.InOrStdin().(io.Writer); !ok || !remountIsTerminal(in) {
+		if in, ok := cmd.InOrStdin().(io.Writer); !ok || !render.IsTerminal(in) {
 			return errors.New("migrate: not a terminal to confirm on: pass --yes (or look first with --dry-run)")
 		}
 		fmt.Fprintf(stderr, "Migrate the project's bind mounts into named volumes? The affected services stop for the final copy. [y/N] ")

@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/remount"
 )
@@ -64,14 +62,11 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 		return err
 	}
 	defer eng.Close()
-	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Remounting "+o.service, o.service)
+	pr := stderrProgress(cmd).steps(o.json, "Remounting "+o.service, o.service)
 	opts := remount.Options{
 		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Service: o.service,
 		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
-		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
-	}
-	if pr != nil {
-		opts.Progress = pr.Event
+		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts, Progress: pr.Func(),
 	}
 	do := remount.Run
 	switch {
@@ -87,16 +82,6 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 		return fmt.Errorf("remount: %w%s", err, rebaseAdvice(err))
 	}
 	return printRemount(cmd.OutOrStdout(), o, res)
-}
-
-// remountIsTerminal reports whether w is a terminal: progress is shown only there.
-func remountIsTerminal(w io.Writer) bool {
-	f, ok := w.(interface{ Fd() uintptr })
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {

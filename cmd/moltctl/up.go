@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -61,17 +60,13 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 		return err
 	}
 	defer eng.Close()
-	uo := remount.UpOptions{
+	pr := stderrProgress(cmd).steps(o.json, "Up", "up")
+	pr.Start()
+	res, err := remount.Up(ctx, eng, remount.UpOptions{
 		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
 		DryRun: o.dryRun, Keep: o.keep, WaitTimeout: o.waitTimeout,
-		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
-	}
-	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Up", "up")
-	if pr != nil {
-		uo.Progress = pr.Event
-	}
-	pr.Start()
-	res, err := remount.Up(ctx, eng, uo)
+		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts, Progress: pr.Func(),
+	})
 	pr.Close(err)
 	if err != nil {
 		return fmt.Errorf("up: %w%s", err, rebaseAdvice(err))
