@@ -377,7 +377,11 @@ func migration(ctx context.Context, eng migrate.RunEngine, c config, src string,
 		}
 		evs = append(evs, event{e.Step, e.Detail, time.Now()})
 	}
-	rep, err := migrate.Run(ctx, eng, migrate.RunOptions{Compose: compose.Options{Files: []string{p.file}},
+	project, err := compose.Load(ctx, compose.Options{Files: []string{p.file}})
+	if err != nil {
+		return err
+	}
+	rep, err := migrate.Run(ctx, eng, migrate.RunOptions{Project: project,
 		Helper: hopts, Progress: progress, WaitTimeout: time.Second})
 	if err != nil {
 		return err

@@ -66,7 +66,7 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	stderr := cmd.ErrOrStderr()
 	tty := remountIsTerminal(stderr)
 	opts := remount.Options{
-		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Service: o.service,
+		Project: project, Service: o.service,
 		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
 		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
 		Progress: func(step, detail string) {

@@ -40,7 +40,7 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	}
 	defer eng.Close()
 	rep, err := remount.Status(ctx, eng, remount.StatusOptions{
-		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
+		Project: project, Services: o.services,
 	})
 	if err != nil {
 		return fmt.Errorf("status: %w", err)

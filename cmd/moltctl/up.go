@@ -63,7 +63,7 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 	stderr := cmd.ErrOrStderr()
 	tty := remountIsTerminal(stderr)
 	res, err := remount.Up(ctx, eng, remount.UpOptions{
-		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
+		Project: project, Services: o.services,
 		DryRun: o.dryRun, Keep: o.keep, WaitTimeout: o.waitTimeout,
 		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
 		Progress: func(step, detail string) {

@@ -44,11 +44,9 @@ type RunEngine interface {
 
 // RunOptions describe a migration.
 type RunOptions struct {
-	// Compose selects the project, as the global flags do; the project is loaded
-	// (and loaded again after the rewrite) with it. Required.
-	Compose compose.Options
-	// ComposeEnv is extra environment for the docker compose CLI (DOCKER_HOST=…).
-	ComposeEnv []string
+	// Project is the loaded compose project (reloaded after the rewrite; its
+	// CLI runs compose). Required.
+	Project *compose.Project
 	// Plan tunes the plan (services, owner, volume names); Run only.
 	Plan PlanOptions
 	// KeepOwner keeps the sources' numeric owners instead of the planned owner.
@@ -120,7 +118,6 @@ type runner struct {
 	t0   time.Time
 	// resumeCurrent: the service whose remount was interrupted (Resume).
 	resumeCurrent string
-	cli           *remount.Compose // see composeCLI
 	// resuming: Resume runs; a compose file changed since the plan is then
 	// refused (the journal stays) instead of aborting the migration.
 	resuming bool
@@ -164,12 +161,9 @@ func (r *runner) progress(step, detail string) {
 // ErrInterrupted when an interrupted migration exists, remount.ErrLocked when
 // another run holds the lock.
 func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
-	if err := opts.Compose.CheckRereadable(); err != nil {
+	project := opts.Project
+	if err := project.CheckRereadable(); err != nil {
 		return nil, err
-	}
-	project, err := compose.Load(ctx, opts.Compose)
-	if err != nil {
-		return nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -200,7 +194,7 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	}
 	// The services that join one of them (a shared namespace, volumes_from)
 	// are stopped and recreated with them, after what they join.
-	plan.Services = remount.WithDependents(project, plan.Services)
+	plan.Services = remount.WithDependents(project.Project, plan.Services)
 	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
 		return nil, err
 	}
@@ -250,12 +244,9 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 }
 
 func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(), error) {
-	if err := opts.Compose.CheckRereadable(); err != nil {
+	project := opts.Project
+	if err := project.CheckRereadable(); err != nil {
 		return nil, nil, err
-	}
-	project, err := compose.Load(ctx, opts.Compose)
-	if err != nil {
-		return nil, nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -301,7 +292,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 	j := r.j
 	at := func(step string) bool { return stepIndex(j.Step) < stepIndex(step) }
 	if at(StepCreated) {
-		cli, err := r.composeCLI(ctx)
+		cli, err := r.opts.Project.CLI(ctx)
 		if err != nil {
 			return nil, r.abort(ctx, err)
 		}
@@ -422,13 +413,13 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		r.rep.Files = append(r.rep.Files, e.Path)
 	}
 	if at(StepRemounted) {
-		project, err := compose.Load(ctx, r.opts.Compose)
+		project, err := r.opts.Project.Reload(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("loading the rewritten project: %w", err)
 		}
 		var lastUp time.Time
 		// What others join first: a service is started only once what it joins runs.
-		for _, s := range remount.Order(project, j.Services) {
+		for _, s := range remount.Order(project.Project, j.Services) {
 			if slices.Contains(j.Remounted, s) || slices.Contains(j.Skipped, s) {
 				continue
 			}
@@ -437,7 +428,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 				return nil, err
 			}
 			r.progress("remount", s)
-			ro := remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
+			ro := remount.Options{Project: project, Service: s,
 				WaitTimeout: r.opts.WaitTimeout, Locked: true, NoWait: true, NoDependents: true}
 			t := time.Now()
 			var res *remount.Result
@@ -594,7 +585,7 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 			return fmt.Errorf("service %s has scale %d: %w (its replicas can't keep their layers); scale it to 1 first",
 				s, n, remount.ErrUnsupported)
 		}
-		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -615,7 +606,7 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 // binds: it would go on writing to the host after the migration.
 func (r *runner) checkInactive(ctx context.Context, project string, services []string) error {
 	for _, s := range services {
-		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -634,7 +625,7 @@ func (r *runner) check(ctx context.Context, services []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range services {
 		g.Go(func() error {
-			cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, s)
+			cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, s)
 			if err != nil {
 				return err
 			}
@@ -652,7 +643,7 @@ func (r *runner) check(ctx context.Context, services []string) error {
 
 // running reports whether the service has a running container.
 func (r *runner) running(ctx context.Context, service string) (bool, error) {
-	cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, service)
+	cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, service)
 	if err != nil {
 		return false, err
 	}
@@ -763,12 +754,12 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	for _, e := range edits {
 		r.rep.Files = append(r.rep.Files, e.Path)
 	}
-	project, err := compose.Load(ctx, opts.Compose)
+	project, err := opts.Project.Reload(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading the restored project: %w", err)
 	}
 	ro := func(s string) remount.Options {
-		return remount.Options{Project: project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
+		return remount.Options{Project: project, Service: s,
 			WaitTimeout: opts.WaitTimeout, Locked: true, NoDependents: true}
 	}
 	unused := !ran
@@ -789,7 +780,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		if err := r.compose(ctx, append([]string{"stop"}, j.Remounted...)...); err != nil {
 			return nil, fmt.Errorf("stopping the services (run --rollback again): %w", err)
 		}
-		j.Remounted = remount.Order(project, j.Remounted)
+		j.Remounted = remount.Order(project.Project, j.Remounted)
 	}
 	for len(j.Remounted) > 0 {
 		s := j.Remounted[0]
@@ -805,7 +796,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	}
 	// A service that joins one whose container was recreated (by a remount's
 	// rollback) still names the old one: remount it, joined, layer kept.
-	for _, s := range remount.Order(project, j.Services) {
+	for _, s := range remount.Order(project.Project, j.Services) {
 		stale, err := remount.Stale(ctx, eng, j.Project, s)
 		if err != nil {
 			return nil, err
@@ -820,7 +811,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 			return nil, fmt.Errorf("remounting %s joined to what it joins (run --rollback again): %w", s, err)
 		}
 	}
-	start := remount.Order(project, j.Running)
+	start := remount.Order(project.Project, j.Running)
 	if cb != nil {
 		for _, s := range cb.Stopped {
 			if !slices.Contains(start, s) {
@@ -873,25 +864,12 @@ func (r *runner) rollbackEarly(ctx context.Context) error {
 	return err
 }
 
-// compose runs a docker compose subcommand on the project, with the CLI
-// found (and the project loaded) once per run.
+// compose runs a docker compose subcommand on the project.
 func (r *runner) compose(ctx context.Context, args ...string) error {
-	cli, err := r.composeCLI(ctx)
+	cli, err := r.opts.Project.CLI(ctx)
 	if err != nil {
 		return err
 	}
-	return cli.Run(ctx, args...)
-}
-
-func (r *runner) composeCLI(ctx context.Context) (*remount.Compose, error) {
-	if r.cli == nil {
-		project, err := compose.Load(ctx, r.opts.Compose)
-		if err != nil {
-			return nil, err
-		}
-		if r.cli, err = remount.FindCompose(ctx, project, r.opts.Compose, r.opts.ComposeEnv); err != nil {
-			return nil, err
-		}
-	}
-	return r.cli, nil
+	_, err = cli.Run(ctx, args...)
+	return err
 }

@@ -163,7 +163,7 @@ func (r *runner) checkFiles() error {
 func (r *runner) snapshotRoom(ctx context.Context) (int64, error) {
 	var total int64
 	for _, s := range r.j.Services {
-		cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, s)
 		if err != nil {
 			return 0, err
 		}

@@ -8,14 +8,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/compose"
 )
 
 // SnapshotOptions select the services whose containers Snapshot commits.
 type SnapshotOptions struct {
-	Project *types.Project
+	Project *compose.Project
 	// Services limits the snapshot; empty: every service of the project.
 	Services []string
 	// Locked says the caller already holds the project's Lock.
@@ -119,8 +120,8 @@ func Snapshot(ctx context.Context, eng Engine, opts SnapshotOptions) (*SnapshotR
 
 // snapshotCheck inspects the container of service n and what its snapshot will
 // sit on; ok is false when the service has no container.
-func snapshotCheck(ctx context.Context, eng Engine, p *types.Project, n string, maxLayers int) (t snapshotTarget, ok bool, err error) {
-	cs, err := ServiceContainers(ctx, eng, p.Name, n)
+func snapshotCheck(ctx context.Context, eng Engine, p *compose.Project, n string, maxLayers int) (t snapshotTarget, ok bool, err error) {
+	cs, err := compose.ServiceContainers(ctx, eng, p.Name, n)
 	if err != nil || len(cs) == 0 {
 		return t, false, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
 
@@ -183,7 +184,7 @@ func runGroup(ctx context.Context, eng Engine, opts Options, deps []string) (*Re
 
 // serviceRunning reports whether one of the service's containers runs.
 func serviceRunning(ctx context.Context, eng Engine, project, service string) (bool, error) {
-	cs, err := ServiceContainers(ctx, eng, project, service)
+	cs, err := compose.ServiceContainers(ctx, eng, project, service)
 	if err != nil {
 		return false, err
 	}
@@ -194,7 +195,7 @@ func serviceRunning(ctx context.Context, eng Engine, project, service string) (b
 // with its stop_signal and stop_grace_period.
 func stopServices(ctx context.Context, eng Engine, opts Options, project string, services []string) error {
 	for _, s := range slices.Backward(services) {
-		cs, err := ServiceContainers(ctx, eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -218,7 +219,7 @@ func stopServices(ctx context.Context, eng Engine, opts Options, project string,
 // startServices starts the containers of the services, in order.
 func startServices(ctx context.Context, eng Engine, opts Options, project string, services []string) error {
 	for _, s := range services {
-		cs, err := ServiceContainers(ctx, eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -331,7 +332,7 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 func checkServices(ctx context.Context, eng Engine, project string, services []string, timeout time.Duration) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range services {
-		cs, err := ServiceContainers(ctx, eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -461,7 +462,7 @@ func recoverGroup(ctx context.Context, eng Engine, opts Options, g *groupJournal
 // namespace container:<id>) a container that is gone: the service it joins was
 // recreated, so it can't start, and compose would recreate it.
 func Stale(ctx context.Context, eng Engine, project, service string) (bool, error) {
-	cs, err := ServiceContainers(ctx, eng, project, service)
+	cs, err := compose.ServiceContainers(ctx, eng, project, service)
 	if err != nil {
 		return false, err
 	}
