@@ -174,9 +174,9 @@ func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, n
 	})
 	if err != nil {
 		if errors.Is(err, migrate.ErrNoEngine) {
-			return fmt.Errorf("migrate: %w (%v)", err, connErr)
+			err = fmt.Errorf("%w (%v)", err, connErr)
 		}
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("migrate: %w", migrateAdvice(err, o))
 	}
 	switch {
 	case connErr != nil:
@@ -341,11 +341,8 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	pr.start()
 	rep, err := do(ctx, eng, opts)
 	pr.Close(err)
-	if errors.Is(err, migrate.ErrOwnerUnknown) {
-		return fmt.Errorf("migrate: %w; nothing changed: pull or build the image (docker compose pull, docker compose build), or give the owner with --owner SOURCE=UID:GID", err)
-	}
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("migrate: %w", migrateAdvice(err, o))
 	}
 	return printMigrateReport(cmd.OutOrStdout(), stderr, o, rep)
 }

@@ -99,7 +99,7 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "moltctl: %v\n", advise(err, composeHints))
+		fmt.Fprintf(stderr, "moltctl: %v\n", composeAdvice(err))
 		var ec *exitCodeError
 		if errors.As(err, &ec) {
 			return ec.code

@@ -41,12 +41,12 @@ func runSnapshot(cmd *cobra.Command, g *globalOptions, o *snapshotOptions) error
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("snapshot: %w", err)
 	}
 	defer eng.Close()
 	rep, err := remount.Snapshot(ctx, eng, remount.SnapshotOptions{Project: project, Services: o.services})
 	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return fmt.Errorf("snapshot: %w", remountAdvice(err, "remount the service with moltctl remount --flatten first"))
 	}
 	return printSnapshot(cmd.OutOrStdout(), o, rep)
 }

@@ -36,7 +36,7 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("status: %w", err)
 	}
 	defer eng.Close()
 	rep, err := remount.Status(ctx, eng, remount.StatusOptions{

@@ -34,8 +34,8 @@ that join it, in dependency order, rolled back on failure) when it is not. A con
 image changed under a non-empty layer is refused before anything changes, unless --rebase
 carries the layer onto the new image (see moltctl remount --help).`,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
-			if o.keep < 2 {
-				return fmt.Errorf("--keep %d: must be at least 2 (the running snapshot and the previous one)", o.keep)
+			if err := validateKeep(o.keep); err != nil {
+				return err
 			}
 			return o.rebase.validate()
 		},
@@ -57,7 +57,7 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("up: %w", err)
 	}
 	defer eng.Close()
 	stderr := cmd.ErrOrStderr()
@@ -73,7 +73,7 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("up: %w%s", err, rebaseAdvice(err))
+		return fmt.Errorf("up: %w", remountAdvice(err, "remount the service with moltctl remount --flatten first"))
 	}
 	return printUp(cmd.OutOrStdout(), o, res)
 }

@@ -38,9 +38,9 @@ type Options struct {
 	CLIEnv []string
 }
 
-// ErrStdin: the compose file is standard input (-f -), which a command that
+// ErrStdin: the compose file is standard input ("-"), which a command that
 // loads the project again, or runs the docker compose CLI on it, can't read twice.
-var ErrStdin = errors.New("a compose file from standard input (-f -) can't be read again; write it to a file")
+var ErrStdin = errors.New("a compose file from standard input can't be read again")
 
 // CheckRereadable returns an error wrapping ErrStdin when a compose file is "-".
 func (o Options) CheckRereadable() error {

@@ -479,7 +479,7 @@ func volumeNames(project *types.Project, flags map[string]string) (_ map[string]
 	}
 	for src, key := range flags {
 		if !validKey(key) {
-			return nil, nil, fmt.Errorf("planning the migration: --volume-name %s=%s: invalid volume key (letters, digits, '.', '_', '-'; not a single letter): %w", src, key, ErrInvalid)
+			return nil, nil, fmt.Errorf("planning the migration: invalid volume key %s for %s (letters, digits, '.', '_', '-'; not a single letter): %w", key, src, ErrInvalid)
 		}
 		out[abs(src)] = key
 		flagged[abs(src)] = true

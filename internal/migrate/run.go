@@ -26,7 +26,7 @@ import (
 // Errors Run, Resume and Rollback return for callers to branch on with errors.Is.
 var (
 	// ErrInterrupted: an interrupted migration's journal exists; resume or roll it back first.
-	ErrInterrupted = errors.New("an interrupted migration must be resumed (--resume) or rolled back (--rollback) first")
+	ErrInterrupted = errors.New("an interrupted migration must be resumed or rolled back first")
 	// ErrNoJournal: Resume or Rollback found no migration to finish or undo.
 	ErrNoJournal = errors.New("no migration to resume or roll back")
 	// ErrAborted: the migration stopped before the compose files changed and put
@@ -402,8 +402,8 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if err := applyEdits(j.Edits, false); errors.Is(err, compose.ErrChanged) {
 			return nil, r.changed(ctx, err)
 		} else if err != nil {
-			return nil, fmt.Errorf("rewriting the compose files (services %s stay stopped; fix the file or run --rollback): %w",
-				strings.Join(j.Running, ", "), err)
+			return nil, mark(fmt.Errorf("rewriting the compose files (services %s stay stopped): %w",
+				strings.Join(j.Running, ", "), err), ErrResumable)
 		}
 		if err := j.save(StepApplied); err != nil {
 			return nil, err
@@ -444,7 +444,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			case errors.Is(err, remount.ErrNoContainer):
 				j.Skipped = append(j.Skipped, s)
 			case err != nil:
-				return nil, fmt.Errorf("remounting service %s onto its volumes (finish with --resume or undo with --rollback): %w", s, err)
+				return nil, mark(fmt.Errorf("remounting service %s onto its volumes: %w", s, err), ErrResumable)
 			default:
 				j.Remounted = append(j.Remounted, s)
 				lastUp = t.Add(res.Downtime)
@@ -475,7 +475,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if len(check) > 0 {
 			r.progress("check", strings.Join(check, ", "))
 			if err := r.check(ctx, check); err != nil {
-				return nil, fmt.Errorf("%w (the compose files use the volumes now: see `docker compose logs`, then --resume to check again or --rollback)", err)
+				return nil, mark(fmt.Errorf("%w (the compose files use the volumes now; `docker compose logs` shows why)", err), ErrResumable)
 			}
 		}
 		// Services that were stopped before the migration stay stopped.
@@ -543,7 +543,7 @@ func (r *runner) abort(ctx context.Context, err error) error {
 		}
 	}
 	if len(undo) > 0 {
-		return fmt.Errorf("%w; undoing it failed (run --rollback): %s", err, strings.Join(undo, "; "))
+		return mark(fmt.Errorf("%w; undoing it failed: %s", err, strings.Join(undo, "; ")), ErrUndoFailed)
 	}
 	volumes.RemoveHelper(ctx, r.eng, r.opts.Helper)
 	if e := r.j.remove(); e != nil {
@@ -556,7 +556,7 @@ func (r *runner) abort(ctx context.Context, err error) error {
 // (nothing changed), a resume refuses and keeps the journal for --rollback.
 func (r *runner) changed(ctx context.Context, err error) error {
 	if r.resuming {
-		return fmt.Errorf("%w; fix the file or run --rollback", err)
+		return mark(err, ErrResumable)
 	}
 	return r.abort(ctx, err)
 }
@@ -612,8 +612,8 @@ func (r *runner) checkInactive(ctx context.Context, project string, services []s
 		}
 		for _, c := range cs {
 			if c.State == container.StateRunning {
-				return fmt.Errorf("service %s (of a profile not active) runs on the binds the migration converts: %w; stop it or activate its profile (--profile)",
-					s, remount.ErrUnsupported)
+				return mark(fmt.Errorf("service %s (of a profile not active) runs on the binds the migration converts: %w",
+					s, remount.ErrUnsupported), ErrProfileInactive)
 			}
 		}
 	}
@@ -778,7 +778,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		// Stopped together (compose stops the services that join others first),
 		// then remounted in order, what others join first.
 		if err := r.compose(ctx, append([]string{"stop"}, j.Remounted...)...); err != nil {
-			return nil, fmt.Errorf("stopping the services (run --rollback again): %w", err)
+			return nil, mark(fmt.Errorf("stopping the services: %w", err), ErrRollbackStopped)
 		}
 		j.Remounted = remount.Order(project.Project, j.Remounted)
 	}
@@ -786,7 +786,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		s := j.Remounted[0]
 		r.progress("remount", s+" onto its binds")
 		if _, err := remount.Run(ctx, eng, ro(s)); err != nil && !errors.Is(err, remount.ErrNoContainer) {
-			return nil, fmt.Errorf("remounting %s back onto its binds (run --rollback again): %w", s, err)
+			return nil, mark(fmt.Errorf("remounting %s back onto its binds: %w", s, err), ErrRollbackStopped)
 		}
 		r.rep.Services = append(r.rep.Services, s)
 		j.Remounted = j.Remounted[1:]
@@ -808,7 +808,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		o := ro(s)
 		o.NoStart = true // started below with the others, once what it joins runs
 		if _, err := remount.Run(ctx, eng, o); err != nil {
-			return nil, fmt.Errorf("remounting %s joined to what it joins (run --rollback again): %w", s, err)
+			return nil, mark(fmt.Errorf("remounting %s joined to what it joins: %w", s, err), ErrRollbackStopped)
 		}
 	}
 	start := remount.Order(project.Project, j.Running)

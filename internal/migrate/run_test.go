@@ -587,8 +587,8 @@ func TestRunCheckFails(t *testing.T) {
 		}
 	}
 	_, err := Run(context.Background(), eng, fresh(t, opts))
-	if err == nil || !strings.Contains(err.Error(), "checking service app on its volumes: the new container exited (code 3)") {
-		t.Fatalf("got %v, want the check of app failing with exit code 3", err)
+	if !errors.Is(err, ErrResumable) || !strings.Contains(err.Error(), "checking service app on its volumes: the new container exited (code 3)") {
+		t.Fatalf("got %v, want the check of app failing with exit code 3, resumable", err)
 	}
 	if _, err := os.Stat(JournalPath(name)); err != nil {
 		t.Fatalf("got no journal after the failed check: %v", err)

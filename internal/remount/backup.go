@@ -91,8 +91,7 @@ func Snapshot(ctx context.Context, eng Engine, opts SnapshotOptions) (*SnapshotR
 	if j, err := readJournal(p.Name); err != nil {
 		return nil, err
 	} else if j != nil {
-		return nil, fmt.Errorf("remount of service %s (step %s): %w: moltctl remount %s --resume or --rollback",
-			j.Service, j.Step, ErrInterrupted, j.Service)
+		return nil, interrupted(j)
 	}
 	rep := &SnapshotReport{Project: p.Name, Snapshots: []Snapshotted{}}
 	maxLayers := MaxLayers(ctx, eng)
@@ -154,7 +153,7 @@ func snapshotCheck(ctx context.Context, eng Engine, p *compose.Project, n string
 		}
 	}
 	if t.layers+1 > maxLayers {
-		return t, false, fmt.Errorf("container %s runs an image of %d layers and moltctl caps images at %d: %w; remount it with --flatten first",
+		return t, false, fmt.Errorf("container %s runs an image of %d layers and moltctl caps images at %d: %w",
 			name, t.layers, maxLayers, ErrTooDeep)
 	}
 	if base, err := eng.ImageInspect(ctx, t.base); err == nil {

@@ -93,8 +93,7 @@ func noGroup(opts Options) error {
 		return err
 	}
 	if g != nil {
-		return fmt.Errorf("remount of service %s and the services joining it (step %s, %s): %w: moltctl remount %s --resume or --rollback",
-			g.Service, g.Step, GroupJournalPath(g.Project), ErrInterrupted, g.Service)
+		return &InterruptedError{Service: g.Service, Step: g.Step, Journal: GroupJournalPath(g.Project), Joined: true}
 	}
 	return nil
 }
@@ -106,8 +105,7 @@ func noJournal(project string) error {
 		return err
 	}
 	if j != nil {
-		return fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
-			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
+		return interrupted(j)
 	}
 	return nil
 }
@@ -353,8 +351,8 @@ func (g *groupJournal) fail(ctx context.Context, eng Engine, opts Options, step 
 	ctx = context.WithoutCancel(ctx) // the undo runs to its end after Ctrl-C
 	restored, err := g.rollback(ctx, eng, opts)
 	if err != nil {
-		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)",
-			err, g.Service, GroupJournalPath(g.Project))}
+		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v (journal kept: %s)",
+			err, GroupJournalPath(g.Project)), Pending: g.Service}
 	}
 	return &StepError{Step: step, Err: cause, Restored: restored, RolledBack: true}
 }

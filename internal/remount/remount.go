@@ -59,6 +59,8 @@ var (
 	ErrInterrupted = errors.New("an interrupted remount must be resumed or rolled back first")
 	// ErrNoJournal: Resume or Rollback found no interrupted remount.
 	ErrNoJournal = errors.New("no interrupted remount")
+	// ErrKeep: fewer than 2 snapshots to keep (Options.Keep): the running one and the previous one.
+	ErrKeep = errors.New("must keep at least 2 (the running snapshot and the previous one)")
 	// ErrRolledBack: a step failed and the service was restored (see StepError).
 	ErrRolledBack = errors.New("remount rolled back")
 )
@@ -175,12 +177,14 @@ type Result struct {
 }
 
 // StepError is a remount step's failure; Restored says what was restored.
-// It wraps Err, and ErrRolledBack when RolledBack.
+// It wraps Err, and ErrRolledBack when RolledBack. Pending, when rolling back
+// failed too, is the service whose remount waits (journal kept) for Rollback.
 type StepError struct {
 	Step       string
 	Err        error
 	Restored   string
 	RolledBack bool
+	Pending    string
 }
 
 func (e *StepError) Error() string {
@@ -230,7 +234,7 @@ func (o *Options) defaults() error {
 		o.Keep = 2
 	}
 	if o.Keep < 2 {
-		return fmt.Errorf("--keep %d: must be at least 2 (the running snapshot and the previous one)", o.Keep)
+		return fmt.Errorf("keep %d snapshots: %w", o.Keep, ErrKeep)
 	}
 	if o.MaxLayers == 0 {
 		o.MaxLayers = DefaultMaxLayers
@@ -281,8 +285,7 @@ func runOne(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	if j, err := readJournal(opts.Project.Name); err != nil {
 		return nil, err
 	} else if j != nil {
-		return nil, fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
-			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
+		return nil, interrupted(j)
 	}
 	if err := noGroup(opts); err != nil {
 		return nil, err
@@ -441,7 +444,7 @@ func (r *run) preflight(ctx context.Context) error {
 	}
 	layers := len(cur.RootFS.Layers)
 	if !r.opts.Flatten && layers+1 > r.opts.MaxLayers {
-		return fmt.Errorf("container %s runs an image of %d layers and the engine refuses more than %d: %w; use --flatten",
+		return fmt.Errorf("container %s runs an image of %d layers and the engine refuses more than %d: %w",
 			strings.TrimPrefix(c.Name, "/"), layers, r.opts.MaxLayers, ErrTooDeep)
 	}
 	parent := ""
@@ -696,7 +699,7 @@ func (r *run) fail(ctx context.Context, step string, cause error) error {
 	ctx = context.WithoutCancel(ctx) // as in abort
 	restored, err := r.rollback(ctx)
 	if err != nil {
-		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)", err, r.j.Service, JournalPath(r.j.Project))}
+		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v (journal kept: %s)", err, JournalPath(r.j.Project)), Pending: r.j.Service}
 	}
 	return &StepError{Step: step, Err: cause, Restored: restored, RolledBack: true}
 }

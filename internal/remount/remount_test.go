@@ -642,8 +642,10 @@ func TestRemountKilled(t *testing.T) {
 				t.Fatalf("journal after the kill: %v", err)
 			}
 			// A new remount is refused until the journal is dealt with.
-			if _, err := remount.Run(context.Background(), f.eng, f.options(t)); !errors.Is(err, remount.ErrInterrupted) {
-				t.Errorf("remount over a journal: got %v, want ErrInterrupted", err)
+			_, err = remount.Run(context.Background(), f.eng, f.options(t))
+			var ie *remount.InterruptedError
+			if !errors.Is(err, remount.ErrInterrupted) || !errors.As(err, &ie) || ie.Service != "web" || strings.Contains(err.Error(), "--") {
+				t.Errorf("remount over a journal: got %v, want an InterruptedError of web, wrapping ErrInterrupted, naming no flag", err)
 			}
 			if tc.rollback {
 				if _, err := remount.Rollback(context.Background(), f.eng, f.options(t)); err != nil {
