@@ -315,21 +315,6 @@ func TestMkdirAll(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`/a/b`, "/a/b"},
-		{`/a\040b`, "/a b"},
-		{`/a\134b\011`, "/a\\b\t"},
-		{`/a\04`, `/a\04`},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			if got := unescapeMountinfo(tc.in); got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
 // TestFixSwappedBetweenExamineAndChange swaps each entry, at the worst instant
 // (after it was examined, before it is changed), for a symlink or a hardlink to
 // a file outside, or a directory for a symlink to one outside.

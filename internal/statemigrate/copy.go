@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // errChanged: the source differs from the copy after copying.
@@ -125,7 +127,7 @@ func finishEntry(d string, st os.FileInfo, dir bool) error {
 		return fmt.Errorf("setting times of %q: %w", d, err)
 	}
 	if dir {
-		return syncDir(d)
+		return safefs.SyncDir(d)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package statemigrate
 
 import (
 	"context"
-	"github.com/moltctl/moltctl/internal/dockertest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,47 +10,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // forceDetection makes statx report root (known) or, when known is false,
 // nothing, so the mountinfo fallback runs.
 func forceDetection(tb testing.TB, root, known bool) {
 	tb.Helper()
-	real := statxMountRoot
-	statxMountRoot = func(string) (bool, bool, error) { return root, known, nil }
-	tb.Cleanup(func() { statxMountRoot = real })
-}
-
-func TestIsMountPoint(t *testing.T) {
-	dockertest.Root(t)
-	dir := t.TempDir()
-	src, mnt, plain := filepath.Join(dir, "src"), filepath.Join(dir, "my mnt\tx"), filepath.Join(dir, "plain")
-	for _, d := range []string{src, mnt, plain} {
-		os.Mkdir(d, 0o755)
-	}
-	mount(t, src, mnt, "")
-	link := filepath.Join(dir, "link")
-	os.Symlink(mnt, link)
-	for _, mode := range []string{"statx", "mountinfo"} {
-		t.Run(mode, func(t *testing.T) {
-			if mode == "mountinfo" {
-				forceDetection(t, false, false)
-			}
-			tests := []struct {
-				path string
-				want bool
-			}{{mnt, true}, {plain, false}, {link, false}, {src, false}}
-			for _, tt := range tests {
-				got, err := isMountPoint(tt.path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got != tt.want {
-					t.Errorf("%s: got %v, want %v", tt.path, got, tt.want)
-				}
-			}
-		})
-	}
+	real := safefs.TestHooks.StatxMountRoot
+	safefs.TestHooks.StatxMountRoot = func(int, string) (bool, bool, error) { return root, known, nil }
+	tb.Cleanup(func() { safefs.TestHooks.StatxMountRoot = real })
 }
 
 // TestMountedLegacy: a bind-mounted legacy directory is never renamed (a real

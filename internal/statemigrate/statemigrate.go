@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // FileRule renames one file inside the target directory; both are base names.
@@ -296,7 +298,7 @@ func (m *migration) run() error {
 		if err := os.RemoveAll(stagingPath(r.Target)); err != nil {
 			return fmt.Errorf("removing an interrupted copy: %w", err)
 		}
-		if err := syncDir(tparent); err != nil {
+		if err := safefs.SyncDir(tparent); err != nil {
 			return err
 		}
 		stepHook("staging-removed")
@@ -347,7 +349,7 @@ func (m *migration) run() error {
 		return nil
 	}
 
-	mount, err := isMountPoint(r.Legacy)
+	mount, err := safefs.IsMountPoint(r.Legacy)
 	if err != nil {
 		return err
 	}
@@ -364,7 +366,7 @@ func (m *migration) run() error {
 			if err := os.Remove(r.Target); err != nil {
 				return fmt.Errorf("removing link %q: %w", r.Target, err)
 			}
-			if err := syncDir(tparent); err != nil {
+			if err := safefs.SyncDir(tparent); err != nil {
 				return err
 			}
 			stepHook("mount-link-removed")
@@ -404,7 +406,7 @@ func (m *migration) run() error {
 		}
 		// EXDEV from a mount root whose detection failed must not become a
 		// copy that orphans the mount: ask mountinfo too.
-		if mi, err := mountInfoHas(r.Legacy); err != nil {
+		if mi, err := safefs.InMountTable(r.Legacy); err != nil {
 			return err
 		} else if mi {
 			return m.linkMount()
@@ -446,7 +448,7 @@ func (m *migration) writeIntent() error {
 	if err := writeFileSync(p, []byte(m.r.Legacy+"\n")); err != nil {
 		return fmt.Errorf("writing %q: %w", p, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(p)); err != nil {
 		return err
 	}
 	stepHook("intent-written")
@@ -458,7 +460,7 @@ func (m *migration) dropIntent() error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing %q: %w", p, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(p)); err != nil {
 		return err
 	}
 	stepHook("intent-removed")
@@ -476,7 +478,7 @@ func (m *migration) finishRename() error {
 	if err := os.Symlink(rel, r.Legacy); err != nil && !(errors.Is(err, os.ErrExist) && sameFile(r.Legacy, r.Target)) {
 		return fmt.Errorf("linking %q to %q: %w", r.Legacy, r.Target, err)
 	}
-	if err := syncDir(filepath.Dir(r.Legacy)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(r.Legacy)); err != nil {
 		return err
 	}
 	stepHook("compat-linked")
@@ -508,7 +510,7 @@ func (m *migration) linkMount() error {
 		}
 		return fmt.Errorf("linking %q to %q: %w", r.Target, r.Legacy, err)
 	}
-	if err := syncDir(filepath.Dir(r.Target)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(r.Target)); err != nil {
 		return err
 	}
 	stepHook("mount-linked")
@@ -554,7 +556,7 @@ func (m *migration) copy() error {
 		}
 		return fmt.Errorf("renaming %q into place: %w", staging, err)
 	}
-	if err := syncDir(filepath.Dir(r.Target)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(r.Target)); err != nil {
 		return err
 	}
 	stepHook("copied")
@@ -591,7 +593,7 @@ func (m *migration) renameFiles(dir string) error {
 		}
 	}
 	if changed {
-		return syncDir(dir)
+		return safefs.SyncDir(dir)
 	}
 	return nil
 }

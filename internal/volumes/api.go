@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // CreateOptions describe a named volume for compose to adopt.
@@ -93,8 +95,9 @@ type CopyOptions struct {
 	KeepOwner bool
 	// Pass is PassFull (default) or PassDelta.
 	Pass Pass
-	// Progress, when set, is called with running totals (a few times a second).
-	Progress func(Progress)
+	// Progress, when set, receives the running totals (a few times a second):
+	// progress.Copy events of phase Running, with Target, Source and Pass set.
+	Progress progress.Func
 	// Workers is how many regular files are copied at once (default 1). On 2
 	// cores and one disk 2 gained nothing measurable (docs/volumes.md).
 	Workers int
@@ -136,7 +139,8 @@ func Copy(ctx context.Context, eng Engine, o CopyOptions) (*CopyResult, error) {
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
 		req:    helperRequest{Op: "copy", Owner: o.Owner, KeepOwner: o.KeepOwner, Pass: o.Pass, Workers: o.Workers, Reserve: o.Reserve, Exclude: o.Exclude},
-		source: o.Source, volume: o.Volume, progress: o.Progress, helper: o.Helper})
+		source: o.Source, volume: o.Volume, helper: o.Helper,
+		progress: running(o.Progress, progress.Event{Step: progress.Copy, Target: o.Volume, Source: o.Source, Pass: string(o.Pass)})})
 	if err != nil {
 		return nil, fmt.Errorf("copying %s into volume %s (%s pass): %w", o.Source, o.Volume, o.Pass, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // StateDir is the hidden directory at the root of a volume being filled that
@@ -39,6 +41,7 @@ type copier struct {
 	o         treeOptions
 	dstRoot   int
 	rootDev   uint64
+	mounts    *safefs.MountRoots
 	old       map[string]*entry   // first pass's manifest (delta)
 	oldKids   map[string][]string // directory → children in old
 	man       map[string]*entry   // this pass's source manifest
@@ -79,7 +82,7 @@ func copyTree(ctx context.Context, o treeOptions) (*CopyResult, error) {
 	if err := unix.Fstat(int(src.Fd()), &rootSt); err != nil {
 		return nil, fmt.Errorf("reading the source: %w", err)
 	}
-	c := &copier{ctx: ctx, o: o, dstRoot: int(dst.Fd()), rootDev: uint64(rootSt.Dev),
+	c := &copier{ctx: ctx, o: o, dstRoot: int(dst.Fd()), rootDev: uint64(rootSt.Dev), mounts: safefs.NewMountRoots(uint64(rootSt.Dev)),
 		man: map[string]*entry{}, links: map[devIno]string{}, buf: make([]byte, 1<<20), prune: pruneSet(o.Exclude)}
 	c.res.Pass = PassFull
 	c.umask = uint32(unix.Umask(0))
@@ -392,7 +395,7 @@ func (c *copier) copyEntry(srcfd, dstfd int, rel, name string, wg *sync.WaitGrou
 		old = c.old[p]
 	}
 	if e.Type == unix.S_IFDIR {
-		if isMountRoot(srcfd, name, &st, c.rootDev) {
+		if c.mounts.At(srcfd, name, &st) {
 			c.warn("%s: another mount, not copied", p)
 			if old != nil {
 				return true, c.remove(dstfd, rel, name)

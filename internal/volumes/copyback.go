@@ -14,6 +14,9 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/progress"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // ErrRefused: CopyBack refused before changing anything (the volume does not
@@ -36,8 +39,9 @@ type CopyBackOptions struct {
 	// previous content is kept under (<parent>/<name>.moltctl-before-copyback-<ID>),
 	// and lets a second call with the same ID continue an interrupted one. Required.
 	ID string
-	// Progress, when set, is called with the copy's running totals.
-	Progress func(Progress)
+	// Progress, when set, receives the copy's running totals: progress.CopyBack
+	// events of phase Running, with Target (the volume) and Source (Target) set.
+	Progress progress.Func
 	Helper   HelperOptions
 
 	crashAfter string // tests: the helper exits abruptly after this step
@@ -123,7 +127,7 @@ func CopyBack(ctx context.Context, eng Engine, o CopyBackOptions) (*CopyBackResu
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
 		req:    helperRequest{Op: "copyback", Name: name, ID: o.ID, CrashAfter: o.crashAfter},
-		volume: o.Volume, progress: o.Progress, helper: o.Helper,
+		volume: o.Volume, helper: o.Helper, progress: running(o.Progress, progress.Event{Step: progress.CopyBack, Target: o.Volume, Source: o.Target}),
 		mounts: []mount.Mount{
 			{Type: mount.TypeVolume, Source: o.Volume, Target: helperFrom, ReadOnly: true, VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
 			{Type: mount.TypeBind, Source: filepath.Clean(parent), Target: helperTo},
@@ -245,7 +249,7 @@ func copyBackTree(ctx context.Context, o copyBackTreeOptions) (*CopyBackResult, 
 		if t := target.Mode & unix.S_IFMT; t != unix.S_IFDIR {
 			return nil, refused("%q is a %s, not a directory", o.Name, typeName(t))
 		}
-		if isMountRoot(pfd, o.Name, target, uint64(pst.Dev)) {
+		if safefs.NewMountRoots(uint64(pst.Dev)).At(pfd, o.Name, target) {
 			return nil, refused("%q is a mount point: its content can't be exchanged atomically", o.Name)
 		}
 	}
@@ -312,7 +316,7 @@ func copyBackTree(ctx context.Context, o copyBackTreeOptions) (*CopyBackResult, 
 			removeAt(pfd, staging)
 			unix.Fsync(pfd)
 		}
-		if err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP {
+		if safefs.ExchangeUnsupported(err) {
 			return nil, refused("the parent directory's file system can't exchange two directories atomically (renameat2 RENAME_EXCHANGE: %v)", err)
 		}
 		return nil, fmt.Errorf("preparing the staging directory %q: %w", staging, noSpace(err))
@@ -355,7 +359,7 @@ func copyBackTree(ctx context.Context, o copyBackTreeOptions) (*CopyBackResult, 
 		if now == nil || now.Dev != target.Dev || now.Ino != target.Ino {
 			return nil, fmt.Errorf("%q was replaced during the copy-back (nothing exchanged; run it again)", o.Name)
 		}
-		if err := unix.Renameat2(pfd, staging, pfd, o.Name, unix.RENAME_EXCHANGE); err != nil {
+		if err := safefs.Exchange(pfd, staging, pfd, o.Name); err != nil {
 			return nil, fmt.Errorf("exchanging %q and %q: %w", staging, o.Name, err)
 		}
 		if err := unix.Fsync(pfd); err != nil {
@@ -363,7 +367,7 @@ func copyBackTree(ctx context.Context, o copyBackTreeOptions) (*CopyBackResult, 
 		}
 		hook("exchanged")
 	} else {
-		if err := renameNoReplaceAt(pfd, staging, o.Name); err != nil {
+		if err := safefs.RenameNoReplace(pfd, staging, pfd, o.Name); err != nil {
 			return nil, fmt.Errorf("renaming %q to %q: %w", staging, o.Name, err)
 		}
 		if err := unix.Fsync(pfd); err != nil {
@@ -390,7 +394,7 @@ func finishCopyBack(pfd int, name, id string, m *copyBackMarker, hasStaging, has
 		case hasStaging && hasKept:
 			return nil, fmt.Errorf("%q holds the copy, but both %q and %q exist: keep the one with %q's previous content and run again", name, staging, kept, name)
 		case hasStaging:
-			if err := renameNoReplaceAt(pfd, staging, kept); err != nil {
+			if err := safefs.RenameNoReplace(pfd, staging, pfd, kept); err != nil {
 				return nil, fmt.Errorf("renaming %q to %q: %w", staging, kept, err)
 			}
 			if err := unix.Fsync(pfd); err != nil {
@@ -445,26 +449,10 @@ func probeExchange(sfd int) error {
 			return err
 		}
 	}
-	err = unix.Renameat2(dfd, a, dfd, b, unix.RENAME_EXCHANGE)
+	err = safefs.Exchange(dfd, a, dfd, b)
 	removeAt(dfd, a)
 	removeAt(dfd, b)
 	return err
-}
-
-// renameNoReplaceAt renames from to to in the directory dirfd, failing with
-// EEXIST when to exists; where RENAME_NOREPLACE is not supported it checks,
-// then renames (both names are this copy-back's own).
-func renameNoReplaceAt(dirfd int, from, to string) error {
-	err := unix.Renameat2(dirfd, from, dirfd, to, unix.RENAME_NOREPLACE)
-	if err != unix.EINVAL && err != unix.ENOSYS {
-		return err
-	}
-	if st, err := lookup(dirfd, to); err != nil {
-		return err
-	} else if st != nil {
-		return unix.EEXIST
-	}
-	return unix.Renameat(dirfd, from, dirfd, to)
 }
 
 // readCopyBackMarker reads the marker in dir (a name under dirfd, or ".")'s
@@ -507,25 +495,7 @@ func writeCopyBackMarker(sfd int, m copyBackMarker) error {
 		return fmt.Errorf("writing the copy-back marker: %w", err)
 	}
 	defer d.Close()
-	dfd := int(d.Fd())
-	tmp := copyBackMarkerFile + ".tmp"
-	unix.Unlinkat(dfd, tmp, 0)
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing the copy-back marker: %w", noSpace(err))
-	}
-	_, err = writeFull(fd, b, 0)
-	if err == nil {
-		err = unix.Fsync(fd)
-	}
-	unix.Close(fd)
-	if err == nil {
-		err = unix.Renameat(dfd, tmp, dfd, copyBackMarkerFile)
-	}
-	if err == nil {
-		err = unix.Fsync(dfd)
-	}
-	if err != nil {
+	if err := safefs.WriteFileAt(int(d.Fd()), copyBackMarkerFile, b, safefs.WriteOptions{Perm: 0o600}); err != nil {
 		return fmt.Errorf("writing the copy-back marker: %w", noSpace(err))
 	}
 	return nil

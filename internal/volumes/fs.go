@@ -115,21 +115,6 @@ func readNames(d *os.File) ([]string, error) {
 	return names, nil
 }
 
-// isMountRoot reports whether name under dirfd is the root of a mount: another
-// file system (st_dev differs from the tree's) or a bind mount of the same one.
-func isMountRoot(dirfd int, name string, st *unix.Stat_t, rootDev uint64) bool {
-	if uint64(st.Dev) != rootDev {
-		return true
-	}
-	var sx unix.Statx_t
-	if unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS, &sx) == nil {
-		if sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // fdXattrs reads every extended attribute of an open file. Attributes the
 // process may not read (trusted.*) are not listed by the kernel.
 func fdXattrs(fd int) (map[string][]byte, error) {

@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // manifest walks the tree at root by file descriptor (never following a
@@ -36,11 +38,11 @@ func prunedManifest(root, skip string, prune map[string]bool, hash func(rel stri
 	}
 	m["."] = e
 	var mounts []string
-	err = walkManifest(int(d.Fd()), ".", uint64(st.Dev), skip, prune, hash, m, &mounts)
+	err = walkManifest(int(d.Fd()), ".", safefs.NewMountRoots(uint64(st.Dev)), skip, prune, hash, m, &mounts)
 	return m, mounts, err
 }
 
-func walkManifest(dirfd int, rel string, rootDev uint64, skip string, prune map[string]bool, hash func(string) bool, m map[string]*entry, mounts *[]string) error {
+func walkManifest(dirfd int, rel string, mr *safefs.MountRoots, skip string, prune map[string]bool, hash func(string) bool, m map[string]*entry, mounts *[]string) error {
 	d, err := openDir(dirfd, ".", nil)
 	if err != nil {
 		return err
@@ -65,7 +67,7 @@ func walkManifest(dirfd int, rel string, rootDev uint64, skip string, prune map[
 		e := entryOf(&st)
 		switch e.Type {
 		case unix.S_IFDIR:
-			if isMountRoot(dirfd, name, &st, rootDev) {
+			if mr.At(dirfd, name, &st) {
 				*mounts = append(*mounts, p)
 				continue
 			}
@@ -85,7 +87,7 @@ func walkManifest(dirfd int, rel string, rootDev uint64, skip string, prune map[
 				sd.Close()
 				continue
 			}
-			err = walkManifest(int(sd.Fd()), p, rootDev, skip, prune, hash, m, mounts)
+			err = walkManifest(int(sd.Fd()), p, mr, skip, prune, hash, m, mounts)
 			sd.Close()
 			if err != nil {
 				return err

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 const stateFile = "state.gob"
@@ -71,25 +73,7 @@ func saveState(dstRoot int, st *state, rootMtime int64) error {
 		return fmt.Errorf("writing the copy state in the volume: %w", err)
 	}
 	defer d.Close()
-	dfd := int(d.Fd())
-	tmp := stateFile + ".tmp"
-	unix.Unlinkat(dfd, tmp, 0)
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing the copy state in the volume: %w", noSpace(err))
-	}
-	_, err = writeFull(fd, b.Bytes(), 0)
-	if err == nil {
-		err = unix.Fsync(fd)
-	}
-	unix.Close(fd)
-	if err == nil {
-		err = unix.Renameat(dfd, tmp, dfd, stateFile)
-	}
-	if err == nil {
-		err = unix.Fsync(dfd)
-	}
-	if err != nil {
+	if err := safefs.WriteFileAt(int(d.Fd()), stateFile, b.Bytes(), safefs.WriteOptions{Perm: 0o600}); err != nil {
 		return fmt.Errorf("writing the copy state in the volume: %w", noSpace(err))
 	}
 	return setFdTimes(dstRoot, rootMtime)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // Labels moltctl puts on what it creates.
@@ -66,13 +68,28 @@ const (
 	PassDelta Pass = "delta"
 )
 
-// Progress reports a running copy. Totals are known for the full pass only (0 otherwise).
+// Progress reports a running copy from the helper (a JSON line). Totals are
+// known for the full pass only (0 otherwise). Callers of the package get
+// progress.Events instead (see running).
 type Progress struct {
 	Pass       Pass  `json:"pass"`
 	Bytes      int64 `json:"bytes"`
 	TotalBytes int64 `json:"total_bytes,omitempty"`
 	Files      int64 `json:"files"`
 	TotalFiles int64 `json:"total_files,omitempty"`
+}
+
+// running returns the helper's progress callback that sends f e with the
+// running totals (phase Running), or nil when f is nil.
+func running(f progress.Func, e progress.Event) func(Progress) {
+	if f == nil {
+		return nil
+	}
+	e.Phase = progress.Running
+	return func(p Progress) {
+		e.Bytes, e.TotalBytes, e.Files, e.TotalFiles = p.Bytes, p.TotalBytes, p.Files, p.TotalFiles
+		f(e)
+	}
 }
 
 // CopyResult is what a pass did.
