@@ -28,21 +28,24 @@ type CLI struct {
 // ErrNoCLI when none is installed or only v1 is, ErrStdin when a compose file
 // is standard input (the CLI would read it again).
 func (p *Project) CLI(ctx context.Context) (*CLI, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cli != nil {
-		return p.cli, nil
-	}
 	if err := p.CheckRereadable(); err != nil {
 		return nil, err
 	}
-	c, err := findCLI(ctx, p.Options.CLIEnv)
-	if err != nil {
-		return nil, err
+	if p.found == nil {
+		return nil, errors.New("the compose project was not loaded (compose.Load)")
 	}
+	p.found.mu.Lock()
+	defer p.found.mu.Unlock()
+	if p.found.cli == nil {
+		c, err := findCLI(ctx, p.Options.CLIEnv)
+		if err != nil {
+			return nil, err
+		}
+		p.found.cli = c
+	}
+	c := *p.found.cli
 	c.global = p.Args()
-	p.cli = c
-	return c, nil
+	return &c, nil
 }
 
 // findCLI locates the docker compose CLI and checks its version.

@@ -64,18 +64,19 @@ func TestCLIFoundOnce(t *testing.T) {
 	p := loadFixture(t, Options{CLIEnv: []string{"DOCKER_HOST=unix:///nowhere.sock"}})
 	log := fakeDocker(t, "v2.30.1")
 	ctx := context.Background()
-	for range 2 {
-		c, err := p.CLI(ctx)
+	// Reloaded before the CLI is first needed (migrate's rollback does so).
+	np, err := p.Reload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []*Project{np, p, p} {
+		c, err := q.CLI(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := c.Version(); got != "2.30.1" {
 			t.Errorf("version: got %q, want 2.30.1", got)
 		}
-	}
-	np, err := p.Reload(ctx)
-	if err != nil {
-		t.Fatal(err)
 	}
 	c, err := np.CLI(ctx)
 	if err != nil {

@@ -60,6 +60,11 @@ type Project struct {
 	// Options are what selected and loaded the project.
 	Options Options
 
+	found *found // shared with the projects Reload returns
+}
+
+// found is the docker compose CLI once found (without a project's flags).
+type found struct {
 	mu  sync.Mutex
 	cli *CLI
 }
@@ -80,7 +85,7 @@ func Load(ctx context.Context, opts Options) (*Project, error) {
 	if project.Name == "" {
 		return nil, fmt.Errorf("loading the compose project: %w", ErrNoName)
 	}
-	return &Project{Project: project, Options: opts}, nil
+	return &Project{Project: project, Options: opts, found: &found{}}, nil
 }
 
 // ErrNoName: no project name came from the options, the environment, the
@@ -88,7 +93,8 @@ func Load(ctx context.Context, opts Options) (*Project, error) {
 var ErrNoName = errors.New("project name can't be empty")
 
 // Reload loads the project again with the same options (after its files
-// changed) and returns the new value; the compose CLI found for p is kept.
+// changed) and returns the new value, which shares p's compose CLI: it is
+// looked for once for both.
 func (p *Project) Reload(ctx context.Context) (*Project, error) {
 	if err := p.CheckRereadable(); err != nil {
 		return nil, err
@@ -97,13 +103,7 @@ func (p *Project) Reload(ctx context.Context) (*Project, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cli != nil {
-		cli := *p.cli
-		cli.global = np.Args()
-		np.cli = &cli
-	}
+	np.found = p.found
 	return np, nil
 }
 
