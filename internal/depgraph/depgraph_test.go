@@ -20,7 +20,7 @@ var allowed = map[string][]string{
 	"bench/copybench":                   {"bench/internal/benchdata", "internal/engine", "internal/volumes"},
 	"bench/internal/benchdata":          nil,
 	"bench/migratebench":                {"bench/internal/benchdata", "internal/compose", "internal/engine", "internal/migrate", "internal/progress", "internal/volumes"},
-	"cmd/moltctl":                       {"cmd/moltctl/internal/bootstrapcmd", "cmd/moltctl/internal/render", "internal/compose", "internal/engine", "internal/migrate", "internal/remount", "internal/volumes"},
+	"cmd/moltctl":                       {"cmd/moltctl/internal/bootstrapcmd", "cmd/moltctl/internal/render", "internal/compose", "internal/engine", "internal/helperfs", "internal/migrate", "internal/remount", "internal/volumes"},
 	"cmd/moltctl/entrypoint":            {"cmd/moltctl/internal/bootstrapcmd"},
 	"cmd/moltctl/internal/bootstrapcmd": {"internal/bootstrap", "internal/perms"},
 	"cmd/moltctl/internal/render":       {"internal/progress"},
@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"internal/depgraph":                 nil,
 	"internal/dockertest":               {"internal/engine"},
 	"internal/engine":                   nil,
+	"internal/helperfs":                 {"internal/safefs"},
 	"internal/migrate":                  {"internal/compose", "internal/progress", "internal/remount", "internal/statefile", "internal/volumes"},
 	"internal/perms":                    {"internal/safefs"},
 	"internal/progress":                 nil,
@@ -37,7 +38,7 @@ var allowed = map[string][]string{
 	"internal/safefs":                   nil,
 	"internal/statefile":                {"internal/safefs"},
 	"internal/statemigrate":             {"internal/safefs"},
-	"internal/volumes":                  {"internal/progress", "internal/safefs", "internal/statefile"},
+	"internal/volumes":                  {"internal/helperfs", "internal/progress", "internal/safefs"},
 }
 
 // entrypointForbidden are packages the entrypoint build (the gateway image's

@@ -116,7 +116,7 @@ func (w *walker) run(fd int) error {
 			// Without statx, openat2 or the mount table a bind mount of the
 			// same file system below root can't be told: stop, change nothing.
 			unix.Close(fd)
-			return fmt.Errorf("finding the mounts below %q: %w", w.root, err)
+			return fmt.Errorf("telling its mount points without openat2: %w", err)
 		}
 		w.mounts = mounts
 	}

@@ -81,14 +81,38 @@ func InMountTable(path string) (bool, error) {
 	return false, nil
 }
 
-// MountPoints returns every mount point of this process's mount table.
-func MountPoints() ([]string, error) {
+// Mount is one line of a mountinfo table (proc(5)).
+type Mount struct {
+	// Dev is the file system's "major:minor".
+	Dev string
+	// Root is the mounted directory's path inside its file system (a bind
+	// mount's source).
+	Root string
+	// Point is where it is mounted.
+	Point string
+}
+
+// Mounts returns this process's mount table.
+func Mounts() ([]Mount, error) {
 	f, err := os.Open(TestHooks.MountInfo)
 	if err != nil {
 		return nil, fmt.Errorf("reading the mount table: %w", err)
 	}
 	defer f.Close()
 	return ParseMountInfo(f)
+}
+
+// MountPoints returns every mount point of this process's mount table.
+func MountPoints() ([]string, error) {
+	mounts, err := Mounts()
+	if err != nil {
+		return nil, err
+	}
+	points := make([]string, len(mounts))
+	for i, m := range mounts {
+		points[i] = m.Point
+	}
+	return points, nil
 }
 
 // MountPointsUnder returns the mount points strictly below root (an absolute,
@@ -108,12 +132,12 @@ func MountPointsUnder(root string) (map[string]bool, error) {
 	return set, nil
 }
 
-// ParseMountInfo returns the mount point field (the fifth) of every line of a
-// mountinfo table (proc(5)), with the kernel's octal escapes (\040 space,
-// \011 tab, \012 newline, \134 backslash) decoded. Blank lines are skipped; a
-// line with fewer than five fields is an error, not a mount point to miss.
-func ParseMountInfo(r io.Reader) ([]string, error) {
-	var out []string
+// ParseMountInfo parses a mountinfo table (proc(5): ID PARENT MAJ:MIN ROOT
+// POINT ...), with the kernel's octal escapes (\040 space, \011 tab, \012
+// newline, \134 backslash) decoded. Blank lines are skipped; a line with
+// fewer than five fields is an error, not a mount point to miss.
+func ParseMountInfo(r io.Reader) ([]Mount, error) {
+	var out []Mount
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -125,7 +149,7 @@ func ParseMountInfo(r io.Reader) ([]string, error) {
 		if len(fields) < 5 {
 			return nil, fmt.Errorf("parsing the mount table, line %d: %d fields, want at least 5", n, len(fields))
 		}
-		out = append(out, unescapeOctal(fields[4]))
+		out = append(out, Mount{Dev: fields[2], Root: unescapeOctal(fields[3]), Point: unescapeOctal(fields[4])})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading the mount table: %w", err)

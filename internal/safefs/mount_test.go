@@ -24,7 +24,8 @@ func TestParseMountInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"/", "/proc", "/home/node/.clawdbot", "/mnt/tab\tand\nnewline\\back", `/mnt/not\04escape\x`}
+	want := []Mount{{"8:1", "/", "/"}, {"0:30", "/", "/proc"}, {"8:1", "/home/me/My State", "/home/node/.clawdbot"},
+		{"0:45", "/", "/mnt/tab\tand\nnewline\\back"}, {"0:46", "/", `/mnt/not\04escape\x`}}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}

@@ -11,7 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/helperfs"
 	"github.com/moltctl/moltctl/internal/progress"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // copyBackCase is a bind directory (the test tree: files, symlinks, one
@@ -21,7 +23,7 @@ import (
 type copyBackCase struct {
 	tr     *testTree
 	vol    string
-	before map[string]*entry // the bind directory before the copy-back
+	before map[string]*safefs.Entry // the bind directory before the copy-back
 	hopts  HelperOptions
 }
 
@@ -43,11 +45,11 @@ func newCopyBackCase(tb testing.TB, eng Engine) *copyBackCase {
 }
 
 func (c *copyBackCase) kept() string {
-	return filepath.Join(filepath.Dir(c.tr.Src), copyBackKept(filepath.Base(c.tr.Src), "mig1"))
+	return filepath.Join(filepath.Dir(c.tr.Src), helperfs.KeptName(filepath.Base(c.tr.Src), "mig1"))
 }
 
 func (c *copyBackCase) staging() string {
-	return filepath.Join(filepath.Dir(c.tr.Src), copyBackStaging(filepath.Base(c.tr.Src), "mig1"))
+	return filepath.Join(filepath.Dir(c.tr.Src), helperfs.StagingName(filepath.Base(c.tr.Src), "mig1"))
 }
 
 // sameTree fails unless the tree at p is byte for byte the bind directory's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/progress"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 var (
@@ -187,13 +188,13 @@ func TestEngineCopyDeltaVerify(t *testing.T) {
 }
 
 // sameSnapshotExcept compares two source snapshots, skipping what the test changed.
-func sameSnapshotExcept(tb testing.TB, before, after map[string]*entry, changed ...string) {
+func sameSnapshotExcept(tb testing.TB, before, after map[string]*safefs.Entry, changed ...string) {
 	tb.Helper()
 	skip := map[string]bool{}
 	for _, p := range changed {
 		skip[p] = true
 	}
-	b, a := map[string]*entry{}, map[string]*entry{}
+	b, a := map[string]*safefs.Entry{}, map[string]*safefs.Entry{}
 	for p, e := range before {
 		if !skip[p] {
 			b[p] = e
