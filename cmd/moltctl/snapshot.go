@@ -41,7 +41,7 @@ func runSnapshot(cmd *cobra.Command, g *globalOptions, o *snapshotOptions) error
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("snapshot: %w", err)
 	}
 	defer eng.Close()
 	pr := stderrProgress(cmd).steps(o.json, "Snapshotting", "snapshot")
@@ -49,7 +49,7 @@ func runSnapshot(cmd *cobra.Command, g *globalOptions, o *snapshotOptions) error
 	rep, err := remount.Snapshot(ctx, eng, remount.SnapshotOptions{Project: project, Services: o.services, Progress: pr.Func()})
 	pr.Close(err)
 	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return fmt.Errorf("snapshot: %w", remountAdvice(err, "remount the service with moltctl remount --flatten first"))
 	}
 	return printSnapshot(cmd.OutOrStdout(), o, rep)
 }

@@ -27,7 +27,7 @@ import (
 // Errors Run, Resume and Rollback return for callers to branch on with errors.Is.
 var (
 	// ErrInterrupted: an interrupted migration's journal exists; resume or roll it back first.
-	ErrInterrupted = errors.New("an interrupted migration must be resumed (--resume) or rolled back (--rollback) first")
+	ErrInterrupted = errors.New("an interrupted migration must be resumed or rolled back first")
 	// ErrNoJournal: Resume or Rollback found no migration to finish or undo.
 	ErrNoJournal = errors.New("no migration to resume or roll back")
 	// ErrAborted: the migration stopped before the compose files changed and put
@@ -45,11 +45,9 @@ type RunEngine interface {
 
 // RunOptions describe a migration.
 type RunOptions struct {
-	// Compose selects the project, as the global flags do; the project is loaded
-	// (and loaded again after the rewrite) with it. Required.
-	Compose compose.Options
-	// ComposeEnv is extra environment for the docker compose CLI (DOCKER_HOST=…).
-	ComposeEnv []string
+	// Project is the loaded compose project (reloaded after the rewrite; its
+	// CLI runs compose). Required.
+	Project *compose.Project
 	// Plan tunes the plan (services, owner, volume names); Run only.
 	Plan PlanOptions
 	// KeepOwner keeps the sources' numeric owners instead of the planned owner.
@@ -114,7 +112,6 @@ type runner struct {
 	t0   time.Time
 	// resumeCurrent: the service whose remount was interrupted (Resume).
 	resumeCurrent string
-	cli           *remount.Compose // see composeCLI
 	// resuming: Resume runs; a compose file changed since the plan is then
 	// refused (the journal stays) instead of aborting the migration.
 	resuming bool
@@ -154,12 +151,9 @@ func (r *runner) emit(e progress.Event) {
 // ErrInterrupted when an interrupted migration exists, remount.ErrLocked when
 // another run holds the lock.
 func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
-	if err := opts.Compose.CheckRereadable(); err != nil {
+	project := opts.Project
+	if err := project.CheckRereadable(); err != nil {
 		return nil, err
-	}
-	project, err := compose.Load(ctx, opts.Compose)
-	if err != nil {
-		return nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -190,7 +184,7 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	}
 	// The services that join one of them (a shared namespace, volumes_from)
 	// are stopped and recreated with them, after what they join.
-	plan.Services = remount.WithDependents(project, plan.Services)
+	plan.Services = remount.WithDependents(project.Project, plan.Services)
 	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
 		return nil, err
 	}
@@ -240,12 +234,9 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 }
 
 func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(), error) {
-	if err := opts.Compose.CheckRereadable(); err != nil {
+	project := opts.Project
+	if err := project.CheckRereadable(); err != nil {
 		return nil, nil, err
-	}
-	project, err := compose.Load(ctx, opts.Compose)
-	if err != nil {
-		return nil, nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -293,7 +284,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 	j := r.j
 	at := func(step string) bool { return stepIndex(j.Step) < stepIndex(step) }
 	if at(StepCreated) {
-		cli, err := r.composeCLI(ctx)
+		cli, err := r.opts.Project.CLI(ctx)
 		if err != nil {
 			return nil, r.abort(ctx, err)
 		}
@@ -405,8 +396,8 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if err := applyEdits(j.Edits, false); errors.Is(err, compose.ErrChanged) {
 			return nil, r.changed(ctx, err)
 		} else if err != nil {
-			return nil, fmt.Errorf("rewriting the compose files (services %s stay stopped; fix the file or run --rollback): %w",
-				strings.Join(j.Running, ", "), err)
+			return nil, mark(fmt.Errorf("rewriting the compose files (services %s stay stopped): %w",
+				strings.Join(j.Running, ", "), err), ErrResumable)
 		}
 		if err := j.save(StepApplied); err != nil {
 			return nil, err
@@ -416,13 +407,13 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		r.rep.Files = append(r.rep.Files, e.Path)
 	}
 	if at(StepRemounted) {
-		project, err := compose.Load(ctx, r.opts.Compose)
+		project, err := r.opts.Project.Reload(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("loading the rewritten project: %w", err)
 		}
 		var lastUp time.Time
 		// What others join first: a service is started only once what it joins runs.
-		for _, s := range remount.Order(project, j.Services) {
+		for _, s := range remount.Order(project.Project, j.Services) {
 			if slices.Contains(j.Remounted, s) || slices.Contains(j.Skipped, s) {
 				continue
 			}
@@ -431,7 +422,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 				return nil, err
 			}
 			r.emit(progress.Event{Step: progress.Remount, Target: s})
-			ro := remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
+			ro := remount.Options{Project: project, Service: s,
 				WaitTimeout: r.opts.WaitTimeout, Locked: true, NoWait: true, NoDependents: true}
 			t := time.Now()
 			var res *remount.Result
@@ -447,7 +438,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			case errors.Is(err, remount.ErrNoContainer):
 				j.Skipped = append(j.Skipped, s)
 			case err != nil:
-				return nil, fmt.Errorf("remounting service %s onto its volumes (finish with --resume or undo with --rollback): %w", s, err)
+				return nil, mark(fmt.Errorf("remounting service %s onto its volumes: %w", s, err), ErrResumable)
 			default:
 				j.Remounted = append(j.Remounted, s)
 				lastUp = t.Add(res.Downtime)
@@ -478,7 +469,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		if len(check) > 0 {
 			r.emit(progress.Event{Step: progress.Check, Targets: check})
 			if err := r.check(ctx, check); err != nil {
-				return nil, fmt.Errorf("%w (the compose files use the volumes now: see `docker compose logs`, then --resume to check again or --rollback)", err)
+				return nil, mark(fmt.Errorf("%w (the compose files use the volumes now; `docker compose logs` shows why)", err), ErrResumable)
 			}
 		}
 		// Services that were stopped before the migration stay stopped.
@@ -546,7 +537,7 @@ func (r *runner) abort(ctx context.Context, err error) error {
 		}
 	}
 	if len(undo) > 0 {
-		return fmt.Errorf("%w; undoing it failed (run --rollback): %s", err, strings.Join(undo, "; "))
+		return mark(fmt.Errorf("%w; undoing it failed: %s", err, strings.Join(undo, "; ")), ErrUndoFailed)
 	}
 	volumes.RemoveHelper(ctx, r.eng, r.opts.Helper)
 	if e := r.j.remove(); e != nil {
@@ -559,7 +550,7 @@ func (r *runner) abort(ctx context.Context, err error) error {
 // (nothing changed), a resume refuses and keeps the journal for --rollback.
 func (r *runner) changed(ctx context.Context, err error) error {
 	if r.resuming {
-		return fmt.Errorf("%w; fix the file or run --rollback", err)
+		return mark(err, ErrResumable)
 	}
 	return r.abort(ctx, err)
 }
@@ -588,7 +579,7 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 			return fmt.Errorf("service %s has scale %d: %w (its replicas can't keep their layers); scale it to 1 first",
 				s, n, remount.ErrUnsupported)
 		}
-		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -609,14 +600,14 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 // binds: it would go on writing to the host after the migration.
 func (r *runner) checkInactive(ctx context.Context, project string, services []string) error {
 	for _, s := range services {
-		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, project, s)
 		if err != nil {
 			return err
 		}
 		for _, c := range cs {
 			if c.State == container.StateRunning {
-				return fmt.Errorf("service %s (of a profile not active) runs on the binds the migration converts: %w; stop it or activate its profile (--profile)",
-					s, remount.ErrUnsupported)
+				return mark(fmt.Errorf("service %s (of a profile not active) runs on the binds the migration converts: %w",
+					s, remount.ErrUnsupported), ErrProfileInactive)
 			}
 		}
 	}
@@ -628,7 +619,7 @@ func (r *runner) check(ctx context.Context, services []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range services {
 		g.Go(func() error {
-			cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, s)
+			cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, s)
 			if err != nil {
 				return err
 			}
@@ -646,7 +637,7 @@ func (r *runner) check(ctx context.Context, services []string) error {
 
 // running reports whether the service has a running container.
 func (r *runner) running(ctx context.Context, service string) (bool, error) {
-	cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, service)
+	cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, service)
 	if err != nil {
 		return false, err
 	}
@@ -757,12 +748,12 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	for _, e := range edits {
 		r.rep.Files = append(r.rep.Files, e.Path)
 	}
-	project, err := compose.Load(ctx, opts.Compose)
+	project, err := opts.Project.Reload(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading the restored project: %w", err)
 	}
 	ro := func(s string) remount.Options {
-		return remount.Options{Project: project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
+		return remount.Options{Project: project, Service: s,
 			WaitTimeout: opts.WaitTimeout, Locked: true, NoDependents: true}
 	}
 	unused := !ran
@@ -781,15 +772,15 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		// Stopped together (compose stops the services that join others first),
 		// then remounted in order, what others join first.
 		if err := r.compose(ctx, append([]string{"stop"}, j.Remounted...)...); err != nil {
-			return nil, fmt.Errorf("stopping the services (run --rollback again): %w", err)
+			return nil, mark(fmt.Errorf("stopping the services: %w", err), ErrRollbackStopped)
 		}
-		j.Remounted = remount.Order(project, j.Remounted)
+		j.Remounted = remount.Order(project.Project, j.Remounted)
 	}
 	for len(j.Remounted) > 0 {
 		s := j.Remounted[0]
 		r.emit(progress.Event{Step: progress.RemountBinds, Target: s})
 		if _, err := remount.Run(ctx, eng, ro(s)); err != nil && !errors.Is(err, remount.ErrNoContainer) {
-			return nil, fmt.Errorf("remounting %s back onto its binds (run --rollback again): %w", s, err)
+			return nil, mark(fmt.Errorf("remounting %s back onto its binds: %w", s, err), ErrRollbackStopped)
 		}
 		r.rep.Services = append(r.rep.Services, s)
 		j.Remounted = j.Remounted[1:]
@@ -799,7 +790,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	}
 	// A service that joins one whose container was recreated (by a remount's
 	// rollback) still names the old one: remount it, joined, layer kept.
-	for _, s := range remount.Order(project, j.Services) {
+	for _, s := range remount.Order(project.Project, j.Services) {
 		stale, err := remount.Stale(ctx, eng, j.Project, s)
 		if err != nil {
 			return nil, err
@@ -811,10 +802,10 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		o := ro(s)
 		o.NoStart = true // started below with the others, once what it joins runs
 		if _, err := remount.Run(ctx, eng, o); err != nil {
-			return nil, fmt.Errorf("remounting %s joined to what it joins (run --rollback again): %w", s, err)
+			return nil, mark(fmt.Errorf("remounting %s joined to what it joins: %w", s, err), ErrRollbackStopped)
 		}
 	}
-	start := remount.Order(project, j.Running)
+	start := remount.Order(project.Project, j.Running)
 	if cb != nil {
 		for _, s := range cb.Stopped {
 			if !slices.Contains(start, s) {
@@ -867,25 +858,12 @@ func (r *runner) rollbackEarly(ctx context.Context) error {
 	return err
 }
 
-// compose runs a docker compose subcommand on the project, with the CLI
-// found (and the project loaded) once per run.
+// compose runs a docker compose subcommand on the project.
 func (r *runner) compose(ctx context.Context, args ...string) error {
-	cli, err := r.composeCLI(ctx)
+	cli, err := r.opts.Project.CLI(ctx)
 	if err != nil {
 		return err
 	}
-	return cli.Run(ctx, args...)
-}
-
-func (r *runner) composeCLI(ctx context.Context) (*remount.Compose, error) {
-	if r.cli == nil {
-		project, err := compose.Load(ctx, r.opts.Compose)
-		if err != nil {
-			return nil, err
-		}
-		if r.cli, err = remount.FindCompose(ctx, project, r.opts.Compose, r.opts.ComposeEnv); err != nil {
-			return nil, err
-		}
-	}
-	return r.cli, nil
+	_, err = cli.Run(ctx, args...)
+	return err
 }
