@@ -67,3 +67,22 @@ func TestAdvice(t *testing.T) {
 		})
 	}
 }
+
+// TestValidationNamesCommand: a bad flag is refused before the project is
+// loaded, and the message names the command once.
+func TestValidationNamesCommand(t *testing.T) {
+	t.Chdir(t.TempDir()) // no compose file: loading would fail
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"remount", "--keep", "1", "web"}, "moltctl: remount: --keep 1: must keep at least 2 (the running snapshot and the previous one)\n"},
+		{[]string{"up", "--keep", "0"}, "moltctl: up: --keep 0: must keep at least 2 (the running snapshot and the previous one)\n"},
+		{[]string{"up", "--rebase-conflicts", "mine"}, "moltctl: up: --rebase-conflicts \"mine\": want image or layer\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := execute(context.Background(), tc.args, &stdout, &stderr); code != 1 || stderr.String() != tc.want {
+			t.Errorf("%v: got exit code %d, stderr %q; want 1 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
