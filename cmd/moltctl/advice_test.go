@@ -49,6 +49,8 @@ func TestAdvice(t *testing.T) {
 			"remount of service web (step stopped, /s/p/remount.json): an interrupted remount must be resumed or rolled back first; run moltctl remount web --resume or --rollback"},
 		{"remount rollback failed", remountAdvice(&remount.StepError{Step: "starting", Err: cause, Restored: "rolling back failed too: boom (journal kept: j)", Pending: "db"}, ""),
 			"starting: cause; rolling back failed too: boom (journal kept: j); run moltctl remount db --rollback"},
+		{"no container", remountAdvice(fmt.Errorf("service web: %w", remount.ErrNoContainer), ""),
+			"service web: the service has no container: nothing to preserve; create it with docker compose up"},
 		{"too deep", remountAdvice(fmt.Errorf("container c: %w", remount.ErrTooDeep), "use --flatten"), "container c: too many image layers; use --flatten"},
 		{"keep", validateKeep(1), "--keep 1: must keep at least 2 (the running snapshot and the previous one)"},
 		{"option", migrateAdvice(fmt.Errorf("planning the migration: %w", &migrate.OptionError{Option: "exclude", Value: "x", Err: cause}), &migrateOptions{}),
