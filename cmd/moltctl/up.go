@@ -35,9 +35,12 @@ image changed under a non-empty layer is refused before anything changes, unless
 carries the layer onto the new image (see moltctl remount --help).`,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateKeep(o.keep); err != nil {
-				return err
+				return fmt.Errorf("up: %w", err)
 			}
-			return o.rebase.validate()
+			if err := o.rebase.validate(); err != nil {
+				return fmt.Errorf("up: %w", err)
+			}
+			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
