@@ -196,11 +196,14 @@ type PlanOptions struct {
 // owner that needs an image that is not present locally is OwnerUnknown, the
 // image listed once in Plan.MissingImages: planning goes on (Plan.Check
 // refuses the plan for a real run). What is at each source (kind, emptiness,
-// owner, size, nesting) is learned where the engine runs (inspectSources):
-// the client needs no access to the engine's file system. eng may be nil when no engine answers: volume names are then not
+// owner, size, mount points, nesting) is learned where the engine runs when
+// eng is also a volumes.Engine (a *client.Client is): one helper container
+// made from opts.Helper, so the client needs no access to the engine's file
+// system; else on this host (Plan.SourcesLocal). eng may be nil when no
+// engine answers: the sources are read on this host, volume names are not
 // checked against the engine, and an owner that needs the image is
-// OwnerUnknown with Plan.NoEngine set. Errors wrap ErrInvalid for bad
-// options and compose.ErrCannotEdit for mounts the rewrite refuses.
+// OwnerUnknown with Plan.NoEngine set. Errors wrap ErrInvalid for bad options
+// and compose.ErrCannotEdit for mounts the rewrite refuses.
 func Prepare(ctx context.Context, eng Engine, cp *compose.Project, opts PlanOptions) (*Plan, error) {
 	p, err := newPlanner(eng, cp.Project, opts)
 	if err != nil {
