@@ -855,7 +855,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	if err := j.remove(); err != nil {
 		return nil, err
 	}
-	if err := removeCopyBack(j.Project); err != nil {
+	if err := copyBackFile(j.Project).Remove(); err != nil {
 		return nil, err
 	}
 	r.rep.Total = time.Since(r.t0)

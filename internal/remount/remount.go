@@ -48,8 +48,8 @@ type Engine interface {
 
 // Errors callers branch on with errors.Is.
 var (
-	// ErrLocked: another moltctl run holds the project's lock.
-	ErrLocked = errors.New("another moltctl run holds the project's lock")
+	// ErrLocked: another moltctl run holds the project's lock (statefile.ErrLocked).
+	ErrLocked = statefile.ErrLocked
 	// ErrCompose: no usable docker compose v2+ CLI.
 	ErrCompose = errors.New("docker compose v2+ is required")
 	// ErrNoContainer: the service has no container, so there is nothing to preserve.
@@ -327,7 +327,7 @@ func lockUnless(ctx context.Context, eng Engine, opts Options) (func(), error) {
 		return func() {}, nil
 	}
 	if opts.DryRun {
-		return Lock(opts.Project.Name) // it changes nothing on the engine
+		return statefile.Lock(opts.Project.Name) // it changes nothing on the engine
 	}
 	return LockEngine(ctx, eng, opts.Project.Name)
 }
@@ -483,7 +483,7 @@ func (r *run) preflight(ctx context.Context) error {
 	}
 	r.cli = cli
 	// The journal (two container inspects) is written after the stop.
-	if err := statefile.CheckRoom(projectDir(p.Name), 1<<20, 16); err != nil {
+	if err := statefile.CheckRoom(statefile.ProjectDir(p.Name), 1<<20, 16); err != nil {
 		return err
 	}
 	raw, err := json.Marshal(c)

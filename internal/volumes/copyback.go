@@ -14,6 +14,8 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // ErrRefused: CopyBack refused before changing anything (the volume does not
@@ -177,16 +179,13 @@ type copyBackTreeOptions struct {
 }
 
 // crashHook returns the helper's hook for CopyBackOptions.crashAfter: the
-// process exits at once, as if killed, after that step.
+// crash point "copyback:<step>" (statefile.Arm), exit status 137.
 func crashHook(step string) func(string) {
 	if step == "" {
 		return nil
 	}
-	return func(s string) {
-		if s == step {
-			os.Exit(137)
-		}
-	}
+	statefile.Arm("copyback:" + step)
+	return func(s string) { statefile.CrashPoint("copyback", s) }
 }
 
 func refused(format string, args ...any) error {
