@@ -28,6 +28,7 @@ import (
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/migrate"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
 
@@ -344,10 +345,10 @@ func manual(ctx context.Context, c config, src string, r *round) error {
 	return ctx.Err()
 }
 
-// event is a progress event (no copy totals) and when it came.
+// event is the start of a step and when it came.
 type event struct {
-	step, detail string
-	at           time.Time
+	step, pass string
+	at         time.Time
 }
 
 // migration migrates a fresh project, rewriting 1% of the data set in the
@@ -366,19 +367,19 @@ func migration(ctx context.Context, eng migrate.RunEngine, c config, src string,
 	benchdata.Sh("sync")
 	var evs []event
 	var changeErr error
-	progress := func(e migrate.Event) {
-		if e.Copy != nil {
+	onProgress := func(e progress.Event) {
+		if e.Phase != progress.Started {
 			return
 		}
-		if e.Step == "stop" {
+		if e.Step == progress.Stop {
 			t := time.Now()
 			r.changed, changeErr = benchdata.Change1pct(src, ds.Files)
 			r.change = time.Since(t)
 		}
-		evs = append(evs, event{e.Step, e.Detail, time.Now()})
+		evs = append(evs, event{string(e.Step), e.Pass, time.Now()})
 	}
 	rep, err := migrate.Run(ctx, eng, migrate.RunOptions{Compose: compose.Options{Files: []string{p.file}},
-		Helper: hopts, Progress: progress, WaitTimeout: time.Second})
+		Helper: hopts, Progress: onProgress, WaitTimeout: time.Second})
 	if err != nil {
 		return err
 	}
@@ -404,7 +405,7 @@ func breakdown(evs []event, r *round) error {
 		step := e.step
 		if step == "copy" {
 			step = "delta"
-			if strings.HasPrefix(e.detail, "full") {
+			if e.pass == "full" {
 				step = "full"
 			}
 		}

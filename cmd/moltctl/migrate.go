@@ -335,7 +335,7 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	case o.rollback:
 		do = migrate.Rollback
 	}
-	pr.start()
+	pr.Start()
 	rep, err := do(ctx, eng, opts)
 	pr.Close(err)
 	if errors.Is(err, migrate.ErrOwnerUnknown) {
@@ -345,25 +345,6 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return printMigrateReport(cmd.OutOrStdout(), stderr, o, rep)
-}
-
-// migrateProgress is the renderer of migrate's progress on stderr: the live
-// view of docker compose when stderr is a terminal (see progressOptionsFor),
-// plain "migrate: ..." lines otherwise, none (nil) with --quiet.
-func migrateProgress(stderr io.Writer, o *migrateOptions, getenv func(string) string) *progress {
-	if o.quiet {
-		return nil
-	}
-	po := progressOptionsFor(remountIsTerminal(stderr), getenv)
-	po.Size = terminalSize(stderr)
-	po.Prefix, po.Title = "migrate", "Migrating"
-	switch {
-	case o.resume:
-		po.Title = "Resuming the migration"
-	case o.rollback:
-		po.Title = "Rolling back the migration"
-	}
-	return newProgress(stderr, po)
 }
 
 func printMigrateReport(w, stderr io.Writer, o *migrateOptions, rep *migrate.Report) error {

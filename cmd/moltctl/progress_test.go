@@ -2,355 +2,12 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"os"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
-	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/moltctl/moltctl/internal/migrate"
-	"github.com/moltctl/moltctl/internal/volumes"
 )
-
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) Now() time.Time { return c.t }
-
-// at sets the clock to d after its start.
-func (c *fakeClock) at(d time.Duration) { c.t = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(d) }
-
-func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
-
-const (
-	mib = 1 << 20
-	gib = 1 << 30
-)
-
-// step is an event at a time.
-type step struct {
-	at time.Duration
-	e  migrate.Event
-}
-
-func stepEv(at time.Duration, name, detail string) step {
-	return step{at, migrate.Event{Step: name, Detail: detail}}
-}
-
-func copyEv(at time.Duration, vol string, pass volumes.Pass, bytes, total, files, totalFiles int64) step {
-	return step{at, migrate.Event{Step: "copy", Volume: vol, Copy: &volumes.Progress{
-		Pass: pass, Bytes: bytes, TotalBytes: total, Files: files, TotalFiles: totalFiles}}}
-}
-
-// fullPass: plan, create, and a full pass of 1 GiB and 100,000 files of
-// volume v that copies 100 MiB and 10,000 files a second, from 0.24 s to 4.24 s.
-func fullPass() []step {
-	s := []step{
-		stepEv(0, "plan", "1 volume(s), services app"),
-		stepEv(ms(40), "create", "v"),
-		stepEv(ms(240), "copy", "full pass /src -> v"),
-	}
-	for i := int64(1); i <= 4; i++ {
-		s = append(s, copyEv(ms(240)+time.Duration(i)*time.Second, "v", volumes.PassFull, i*100*mib, gib, i*10000, 100000))
-	}
-	return s
-}
-
-// run feeds the events to a renderer on a fake clock and returns it with its output.
-func run(tb testing.TB, o progressOptions, steps []step) (*progress, *bytes.Buffer, *fakeClock) {
-	tb.Helper()
-	clock := &fakeClock{}
-	clock.at(0)
-	o.Now = clock.Now
-	var buf bytes.Buffer
-	p := newProgress(&buf, o)
-	for _, s := range steps {
-		clock.at(s.at)
-		p.Event(s.e)
-	}
-	return p, &buf, clock
-}
-
-// screen is a small terminal: it applies what the live view writes (text,
-// \r, \n, cursor up, erase line and erase below, cursor show/hide, colours)
-// and fails on anything else.
-type screen struct {
-	tb       testing.TB
-	rows     int // the cursor must never go above a screen this tall
-	lines    [][]rune
-	row, col int
-	frames   int
-}
-
-func (s *screen) write(out string) {
-	s.tb.Helper()
-	for i := 0; i < len(out); {
-		r, n := utf8.DecodeRuneInString(out[i:])
-		i += n
-		switch {
-		case r == '\x1b':
-			if i >= len(out) || out[i] != '[' {
-				s.tb.Fatalf("escape without [ at %d in %q", i, out)
-			}
-			j := i + 1
-			for j < len(out) && (out[j] == '?' || out[j] == ';' || (out[j] >= '0' && out[j] <= '9')) {
-				j++
-			}
-			if j >= len(out) {
-				s.tb.Fatalf("unterminated escape in %q", out[i:])
-			}
-			arg, cmd := out[i+1:j], out[j]
-			i = j + 1
-			switch {
-			case cmd == 'A':
-				n, err := strconv.Atoi(arg)
-				if err != nil {
-					n = 1
-				}
-				if n > s.rows-1 {
-					s.tb.Errorf("cursor up %d lines: above a screen of %d rows", n, s.rows)
-				}
-				s.row = max(s.row-n, 0)
-			case cmd == 'K':
-				s.line()
-				s.lines[s.row] = s.lines[s.row][:min(s.col, len(s.lines[s.row]))]
-			case cmd == 'J':
-				s.line()
-				s.lines[s.row] = s.lines[s.row][:min(s.col, len(s.lines[s.row]))]
-				s.lines = s.lines[:s.row+1]
-			case cmd == 'm':
-			case arg == "?25" && cmd == 'l':
-				s.frames++
-			case arg == "?25" && cmd == 'h':
-			default:
-				s.tb.Fatalf("unexpected escape %q", "ESC["+arg+string(cmd))
-			}
-		case r == '\r':
-			s.col = 0
-		case r == '\n':
-			s.row, s.col = s.row+1, 0
-		case r < 0x20 || r == 0x7f:
-			s.tb.Fatalf("unexpected control character %q", r)
-		default:
-			s.line()
-			for len(s.lines[s.row]) <= s.col {
-				s.lines[s.row] = append(s.lines[s.row], ' ')
-			}
-			s.lines[s.row][s.col] = r
-			s.col++
-		}
-	}
-}
-
-func (s *screen) line() {
-	for len(s.lines) <= s.row {
-		s.lines = append(s.lines, nil)
-	}
-}
-
-// text is the screen's lines, trailing blanks trimmed, the empty last one dropped.
-func (s *screen) text() []string {
-	var out []string
-	for _, l := range s.lines {
-		out = append(out, strings.TrimRight(string(l), " "))
-	}
-	for len(out) > 0 && out[len(out)-1] == "" {
-		out = out[:len(out)-1]
-	}
-	return out
-}
-
-func render(tb testing.TB, rows int, out string) *screen {
-	tb.Helper()
-	s := &screen{tb: tb, rows: rows}
-	s.write(out)
-	return s
-}
-
-func bar(n, width int) string {
-	if n >= width {
-		return "[" + strings.Repeat("=", width) + "]"
-	}
-	return "[" + strings.Repeat("=", n) + ">" + strings.Repeat(" ", width-n-1) + "]"
-}
-
-// row is a step line of the live view at 120 columns: the detail after the
-// step, the status and timer ending at column 119.
-func row(icon, step, detail, status, timer string) string {
-	left := " " + icon + " " + step + " " + detail
-	right := status + strings.Repeat(" ", 6-len(status)) + fmt.Sprintf("%5s", timer)
-	return left + strings.Repeat(" ", 119-utf8.RuneCountInString(left)-len(right)) + right
-}
-
-func TestProgressLiveView(t *testing.T) {
-	size := func() (int, int) { return 120, 40 }
-	p, buf, clock := run(t, progressOptions{TTY: true, Size: size, Title: "Migrating"}, fullPass())
-
-	// 0 s: the first frame; 0.04 s (create): none, too soon; 0.24 s (copy
-	// starts) and every report a second apart: one each.
-	s := render(t, 40, buf.String())
-	if s.frames != 6 {
-		t.Errorf("got %d frames, want 6 (one per event, but none within 100ms of the previous)", s.frames)
-	}
-	want := []string{
-		"[+] Migrating 2/3",
-		row("✔", "Plan  ", "1 volume(s), services app", "Done", "0.0s"),
-		row("✔", "Create", "v", "Done", "0.2s"),
-		row(spinner[0], "Copy  ", "full pass /src -> v", "", "4.0s"),
-		"   " + bar(19, 50) + "  400.0MiB/1.0GiB  40,000/100,000 files  100.0MiB/s  ETA 7s",
-	}
-	if got := s.text(); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("got screen\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-
-	clock.at(ms(4500))
-	p.Event(stepEv(ms(4500), "stop", "app").e)
-	clock.at(ms(5000))
-	p.Close(nil)
-	s = render(t, 40, buf.String())
-	want = []string{
-		"[+] Migrating 4/4",
-		row("✔", "Plan  ", "1 volume(s), services app", "Done", "0.0s"),
-		row("✔", "Create", "v", "Done", "0.2s"),
-		row("✔", "Copy  ", "full pass /src -> v", "Done", "4.0s"),
-		"   40,000 files, 400.0MiB in 4.0s, 100.0MiB/s",
-		row("✔", "Stop  ", "app", "Done", "0.5s"),
-	}
-	if got := s.text(); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("after Close: got screen\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	before := buf.Len()
-	p.Event(stepEv(ms(6000), "late", "").e)
-	p.Close(nil)
-	if buf.Len() != before {
-		t.Errorf("after Close, an event and a second Close wrote %q, want nothing", buf.String()[before:])
-	}
-}
-
-func TestProgressLiveViewColors(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		color bool
-		want  []string
-	}{
-		{"colors", true, []string{"\x1b[32m✔\x1b[0m", "\x1b[32mDone\x1b[0m", "\x1b[34m0.2s\x1b[0m", "\x1b[33m" + spinner[0] + "\x1b[0m", "\x1b[31m✘\x1b[0m", "\x1b[31mError\x1b[0m"}},
-		{"NO_COLOR", false, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, buf, clock := run(t, progressOptions{TTY: true, Color: tc.color}, fullPass())
-			clock.at(5 * time.Second)
-			p.Close(errors.New("boom"))
-			out := buf.String()
-			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("output lacks %q:\n%q", w, out)
-				}
-			}
-			if !tc.color && (strings.Contains(out, "\x1b[0m") || strings.Contains(out, "\x1b[3")) {
-				t.Errorf("without colour, got an SGR sequence in\n%q", out)
-			}
-			s := render(t, 24, out)
-			if got := s.text(); !strings.HasPrefix(got[3], " ✘ Copy") || !strings.Contains(got[3], "Error  4.0s") {
-				t.Errorf("after Close with an error: got %q, want the running copy ✘ with Error  4.0s", got[3])
-			}
-		})
-	}
-}
-
-func TestProgressLiveViewFits(t *testing.T) {
-	long := "full pass /" + strings.Repeat("very/long/path/", 20) + " -> v"
-	steps := append(fullPass(), stepEv(5*time.Second, "copy", long), copyEv(6*time.Second, "v", volumes.PassFull, mib, gib, 1, 100000))
-	for _, cols := range []int{10, 30, 60, 80, 111, 200} {
-		t.Run(strconv.Itoa(cols), func(t *testing.T) {
-			_, buf, _ := run(t, progressOptions{TTY: true, Size: func() (int, int) { return cols, 40 }}, steps)
-			s := render(t, 40, buf.String())
-			for _, l := range s.text() {
-				if n := utf8.RuneCountInString(l); n > cols-1 {
-					t.Errorf("line of %d columns on a terminal of %d: %q", n, cols, l)
-				}
-			}
-			hasBar := strings.Contains(buf.String(), "[=")
-			if wantBar := cols >= 80; hasBar != wantBar {
-				t.Errorf("got a bar: %v, want %v (a bar needs 10 columns besides the numbers)", hasBar, wantBar)
-			}
-		})
-	}
-}
-
-func TestProgressLiveViewKeepsToTheScreen(t *testing.T) {
-	var steps []step
-	for i := range 30 {
-		steps = append(steps, stepEv(time.Duration(i)*time.Second, "create", fmt.Sprintf("volume%d", i)))
-	}
-	p, buf, clock := run(t, progressOptions{TTY: true, Size: func() (int, int) { return 80, 8 }}, steps)
-	s := render(t, 8, buf.String()) // fails on a cursor move above the 8 rows
-	if got := s.text(); len(got) != 7 || got[0] != "[+] Running 29/30" || !strings.Contains(got[6], "volume29") {
-		t.Errorf("got screen %q, want the header and the last 6 steps", got)
-	}
-	clock.at(31 * time.Second)
-	p.Close(nil)
-	s = render(t, 8, buf.String())
-	if got := s.text(); len(got) != 31 || got[0] != "[+] Running 30/30" {
-		t.Errorf("after Close: got %d lines (%q), want the header and all 30 steps", len(got), got[0])
-	}
-}
-
-func TestProgressPlain(t *testing.T) {
-	steps := append(fullPass(),
-		stepEv(ms(4500), "stop", "app"),
-		// The delta pass runs the volumes side by side: a second copy does not end the first.
-		stepEv(ms(5000), "copy", "delta pass /src -> v"),
-		stepEv(ms(5000), "copy", "delta pass /src2 -> w"),
-		copyEv(ms(6000), "w", volumes.PassDelta, 0, 0, 1, 0),
-		copyEv(ms(7000), "v", volumes.PassDelta, 3*1024, 0, 3, 0),
-		copyEv(ms(7500), "w", volumes.PassDelta, 2*mib, 0, 2, 0),
-		stepEv(ms(8000), "verify", "v"),
-		stepEv(ms(8000), "verify", "w"),
-		stepEv(ms(9000), "rewrite", "1 compose file(s)"),
-		stepEv(ms(9500), "remount", "app\x1b[2J"),
-	)
-	p, buf, clock := run(t, progressOptions{Prefix: "migrate"}, steps)
-	clock.at(10 * time.Second)
-	p.Close(nil)
-	want := `migrate: plan 1 volume(s), services app
-migrate: create v
-migrate: copy full pass /src -> v
-migrate: copy v (full pass): 200.0MiB/1.0GiB, 20,000/100,000 files, 100.0MiB/s, ETA 9s
-migrate: copy v (full pass): 400.0MiB/1.0GiB, 40,000/100,000 files, 100.0MiB/s, ETA 7s
-migrate: copy v (full pass) done: 40,000 files, 400.0MiB in 4.0s, 100.0MiB/s
-migrate: stop app
-migrate: copy delta pass /src -> v
-migrate: copy delta pass /src2 -> w
-migrate: copy v (delta pass): 3.0KiB, 3 files, 1.5KiB/s
-migrate: copy w (delta pass): 2.0MiB, 2 files, 819.2KiB/s
-migrate: copy v (delta pass) done: 3 files, 3.0KiB in 2.0s, 1.5KiB/s
-migrate: copy w (delta pass) done: 2 files, 2.0MiB in 2.5s, 819.2KiB/s
-migrate: verify v
-migrate: verify w
-migrate: rewrite 1 compose file(s)
-migrate: remount app?[2J
-`
-	if got := buf.String(); got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-	if strings.Contains(buf.String(), "\x1b") {
-		t.Errorf("plain output has an escape: %q", buf.String())
-	}
-}
-
-func TestProgressPlainFailedCopy(t *testing.T) {
-	p, buf, clock := run(t, progressOptions{Prefix: "migrate"}, fullPass())
-	clock.at(5 * time.Second)
-	p.Close(errors.New("boom"))
-	if got := buf.String(); strings.Contains(got, "done") || strings.Contains(got, "boom") {
-		t.Errorf("a failed copy: got\n%s\nwant no done line and no error (the caller prints it)", got)
-	}
-}
 
 func TestMigrateProgressModes(t *testing.T) {
 	env := func(kv ...string) func(string) string {
@@ -363,36 +20,10 @@ func TestMigrateProgressModes(t *testing.T) {
 			return ""
 		}
 	}
-	for _, tc := range []struct {
-		name      string
-		tty       bool
-		getenv    func(string) string
-		wantTTY   bool
-		wantColor bool
-	}{
-		{"not a terminal", false, env("TERM", "xterm"), false, false},
-		{"terminal", true, env("TERM", "xterm-256color"), true, true},
-		{"terminal, NO_COLOR", true, env("TERM", "xterm", "NO_COLOR", "1"), true, false},
-		{"terminal, empty NO_COLOR", true, env("TERM", "xterm", "NO_COLOR", ""), true, true},
-		{"TERM=dumb", true, env("TERM", "dumb"), false, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := progressOptionsFor(tc.tty, tc.getenv)
-			if o.TTY != tc.wantTTY || o.Color != tc.wantColor {
-				t.Errorf("got TTY %v colour %v, want %v %v", o.TTY, o.Color, tc.wantTTY, tc.wantColor)
-			}
-		})
-	}
-
 	var buf bytes.Buffer
 	if p := migrateProgress(&buf, &migrateOptions{quiet: true}, env()); p != nil {
 		t.Errorf("--quiet: got a renderer, want none")
 	}
-	var quiet *progress // what runMigrateReal calls with --quiet
-	quiet.start()
-	quiet.Event(stepEv(0, "plan", "x").e)
-	quiet.Close(nil)
-
 	for _, tc := range []struct {
 		name  string
 		o     migrateOptions
@@ -404,10 +35,17 @@ func TestMigrateProgressModes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := migrateProgress(&buf, &tc.o, env("TERM", "xterm"))
-			if p == nil || p.o.TTY || p.o.Title != tc.title || p.o.Prefix != "migrate" {
-				t.Fatalf("on a buffer: got %+v, want plain lines prefixed migrate, title %q", p, tc.title)
+			if p == nil {
+				t.Fatal("got no renderer")
+			}
+			if o := p.Options(); o.TTY || o.Title != tc.title || o.Prefix != "migrate" || o.Bytes(1536) != "1.5 KiB" {
+				t.Fatalf("on a buffer: got %+v, want plain lines prefixed migrate, title %q, humanBytes", o, tc.title)
 			}
 		})
+	}
+	// remount, up and snapshot: nothing on a buffer or with --json.
+	if p := terminalProgress(&buf, false, env("TERM", "xterm"), "Up", "up"); p != nil {
+		t.Errorf("on a buffer: got a renderer for up, want none")
 	}
 }
 
@@ -439,11 +77,12 @@ func TestMigrateProgressOnTerminal(t *testing.T) {
 	if err := unix.IoctlSetWinsize(int(pts.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: 101, Row: 33}); err != nil {
 		t.Fatal(err)
 	}
-	p := migrateProgress(pts, &migrateOptions{}, func(k string) string { return map[string]string{"TERM": "xterm"}[k] })
-	if !p.o.TTY || !p.o.Color {
-		t.Errorf("on a pty: got TTY %v colour %v, want both", p.o.TTY, p.o.Color)
+	xterm := func(k string) string { return map[string]string{"TERM": "xterm"}[k] }
+	o := migrateProgress(pts, &migrateOptions{}, xterm).Options()
+	if !o.TTY || !o.Color {
+		t.Errorf("on a pty: got TTY %v colour %v, want both", o.TTY, o.Color)
 	}
-	if cols, rows := p.o.Size(); cols != 101 || rows != 33 {
+	if cols, rows := o.Size(); cols != 101 || rows != 33 {
 		t.Errorf("got size %dx%d, want 101x33", cols, rows)
 	}
 	r, w, err := os.Pipe()
@@ -452,108 +91,18 @@ func TestMigrateProgressOnTerminal(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	if p := migrateProgress(w, &migrateOptions{}, func(string) string { return "xterm" }); p.o.TTY {
+	if p := migrateProgress(w, &migrateOptions{}, xterm); p.Options().TTY {
 		t.Errorf("on a pipe: got the live view, want plain lines")
 	}
-	if cols, rows := terminalSize(w)(); cols != 0 || rows != 0 {
-		t.Errorf("size of a pipe: got %dx%d, want 0x0", cols, rows)
+
+	p := terminalProgress(pts, false, xterm, "Remounting app", "app")
+	if p == nil || !p.Options().TTY || p.Options().Title != "Remounting app" {
+		t.Errorf("remount on a pty: got %+v, want the live view titled Remounting app", p)
 	}
-}
-
-// TestProgressTicker: started, the live view moves without events (spinner,
-// timers) until Close.
-func TestProgressTicker(t *testing.T) {
-	var buf syncBuffer
-	p := newProgress(&buf, progressOptions{TTY: true})
-	p.start()
-	p.Event(stepEv(0, "stop", "app").e)
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(buf.String(), "[+]") < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	if p := terminalProgress(pts, true, xterm, "Up", "up"); p != nil {
+		t.Errorf("up --json on a pty: got a renderer, want none")
 	}
-	p.Close(nil)
-	n := strings.Count(buf.String(), "[+]")
-	if n < 3 {
-		t.Fatalf("got %d frames in 10s, want the ticker's redraws", n)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if m := strings.Count(buf.String(), "[+]"); m != n {
-		t.Errorf("got %d frames after Close, want %d (the ticker stopped)", m, n)
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func TestProgressCopyFigures(t *testing.T) {
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, tc := range []struct {
-		name    string
-		p       volumes.Progress
-		d       time.Duration
-		fields  string
-		summary string
-	}{
-		{"nothing to copy", volumes.Progress{Pass: volumes.PassDelta}, ms(600), "0B, 0 files", "0 files, 0B in 0.6s"},
-		{"one empty file", volumes.Progress{Pass: volumes.PassDelta, Files: 1}, ms(600), "0B, 1 file", "1 file, 0B in 0.6s"},
-		{"one file of a known total", volumes.Progress{Pass: volumes.PassFull, Bytes: 512, TotalBytes: 1024, TotalFiles: 1}, 2 * time.Second,
-			"512B/1.0KiB, 0/1 file, 256B/s, ETA 2s", "0 files, 512B in 2.0s, 256B/s"},
-		{"files", volumes.Progress{Pass: volumes.PassDelta, Bytes: 3 * 1024, Files: 3}, 2 * time.Second,
-			"3.0KiB, 3 files, 1.5KiB/s", "3 files, 3.0KiB in 2.0s, 1.5KiB/s"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tk := &task{start: t0, end: t0.Add(tc.d), copy: &copyState{last: tc.p,
-				samples: []sample{{at: t0}, {at: t0.Add(tc.d), bytes: tc.p.Bytes}}}}
-			if got := strings.Join(copyFields(tk.copy), ", "); got != tc.fields {
-				t.Errorf("running: got %q, want %q", got, tc.fields)
-			}
-			if got := copySummary(tk); got != tc.summary {
-				t.Errorf("ended: got %q, want %q", got, tc.summary)
-			}
-		})
-	}
-}
-
-func TestProgressFormats(t *testing.T) {
-	for _, tc := range []struct{ got, want string }{
-		{compactBytes(0), "0B"},
-		{compactBytes(1023), "1023B"},
-		{compactBytes(1024), "1.0KiB"},
-		{compactBytes(412*mib + 300*1024), "412.3MiB"},
-		{compactBytes(gib), "1.0GiB"},
-		{compactBytes(1 << 62), "4.0EiB"},
-		{groupDigits(0), "0"},
-		{groupDigits(999), "999"},
-		{groupDigits(51203), "51,203"},
-		{groupDigits(100000), "100,000"},
-		{groupDigits(1234567), "1,234,567"},
-		{groupDigits(-1234), "-1,234"},
-		{formatETA(0), "0s"},
-		{formatETA(ms(5200)), "6s"},
-		{formatETA(65 * time.Second), "1m05s"},
-		{formatETA(2*time.Hour + 3*time.Minute + 4*time.Second), "2h03m"},
-		{truncate("abcdef", 4), "abc…"},
-		{truncate("abc", 4), "abc"},
-		{truncate("abc", 0), ""},
-		{clean("a\x1b[2Jb\tc\u009bd"), "a?[2Jb?c?d"},
-		{capitalize("remount rollback"), "Remount rollback"},
-	} {
-		if tc.got != tc.want {
-			t.Errorf("got %q, want %q", tc.got, tc.want)
-		}
+	if p := terminalProgress(pts, false, func(string) string { return "dumb" }, "Up", "up"); p == nil || p.Options().TTY || p.Options().Prefix != "up" {
+		t.Errorf("up on a pty with TERM=dumb: got %+v, want plain lines prefixed up", p)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -63,17 +64,14 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 		return err
 	}
 	defer eng.Close()
-	stderr := cmd.ErrOrStderr()
-	tty := remountIsTerminal(stderr)
+	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Remounting "+o.service, o.service)
 	opts := remount.Options{
 		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Service: o.service,
 		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
 		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
-		Progress: func(step, detail string) {
-			if tty && !o.json {
-				fmt.Fprintf(stderr, "%s: %s %s\n", o.service, step, detail)
-			}
-		},
+	}
+	if pr != nil {
+		opts.Progress = pr.Event
 	}
 	do := remount.Run
 	switch {
@@ -82,7 +80,9 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	case o.rollback:
 		do = remount.Rollback
 	}
+	pr.Start()
 	res, err := do(ctx, eng, opts)
+	pr.Close(err)
 	if err != nil {
 		return fmt.Errorf("remount: %w%s", err, rebaseAdvice(err))
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -44,7 +45,14 @@ func runSnapshot(cmd *cobra.Command, g *globalOptions, o *snapshotOptions) error
 		return err
 	}
 	defer eng.Close()
-	rep, err := remount.Snapshot(ctx, eng, remount.SnapshotOptions{Project: project, Services: o.services})
+	so := remount.SnapshotOptions{Project: project, Services: o.services}
+	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Snapshotting", "snapshot")
+	if pr != nil {
+		so.Progress = pr.Event
+	}
+	pr.Start()
+	rep, err := remount.Snapshot(ctx, eng, so)
+	pr.Close(err)
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,18 +61,18 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 		return err
 	}
 	defer eng.Close()
-	stderr := cmd.ErrOrStderr()
-	tty := remountIsTerminal(stderr)
-	res, err := remount.Up(ctx, eng, remount.UpOptions{
+	uo := remount.UpOptions{
 		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
 		DryRun: o.dryRun, Keep: o.keep, WaitTimeout: o.waitTimeout,
 		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
-		Progress: func(step, detail string) {
-			if tty && !o.json {
-				fmt.Fprintf(stderr, "up: %s %s\n", step, detail)
-			}
-		},
-	})
+	}
+	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Up", "up")
+	if pr != nil {
+		uo.Progress = pr.Event
+	}
+	pr.Start()
+	res, err := remount.Up(ctx, eng, uo)
+	pr.Close(err)
 	if err != nil {
 		return fmt.Errorf("up: %w%s", err, rebaseAdvice(err))
 	}

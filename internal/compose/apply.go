@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // BackupSuffix is appended to a compose file's path to name the copy of its
@@ -81,7 +83,7 @@ func applyOne(e Edit, backup bool) error {
 	}
 	if backup {
 		if err := writeAtomic(e.Path+BackupSuffix, e.Old, fi); err != nil {
-			return fmt.Errorf("writing the backup: %w", err)
+			return err // names the backup's path
 		}
 	}
 	return writeAtomic(real, e.New, fi)
@@ -112,48 +114,12 @@ func CheckReplaceable(paths []string) error {
 	return nil
 }
 
-// writeAtomic replaces path with data through a temporary file in its directory,
-// with the mode and owner of like.
-func writeAtomic(path string, data []byte, like os.FileInfo) (err error) {
-	dir := filepath.Dir(path)
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s exists and is not a regular file", path)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(like.Mode().Perm()); err != nil {
-		return err
-	}
+// writeAtomic replaces path with data atomically and durably
+// (safefs.WriteFile), with the mode and, when root, the owner of like.
+func writeAtomic(path string, data []byte, like os.FileInfo) error {
+	o := safefs.WriteOptions{Perm: like.Mode().Perm()}
 	if st, ok := like.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-		if err = f.Chown(int(st.Uid), int(st.Gid)); err != nil {
-			return err
-		}
+		o.Owner = &safefs.Owner{UID: int(st.Uid), GID: int(st.Gid)}
 	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return safefs.WriteFile(path, data, o)
 }

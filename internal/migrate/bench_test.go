@@ -11,6 +11,7 @@ import (
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
 
@@ -66,10 +67,10 @@ func BenchmarkDowntime(b *testing.B) {
 		var change time.Duration
 		var changeErr error
 		opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(b)},
-			WaitTimeout: time.Second, Progress: func(e Event) {
+			WaitTimeout: time.Second, Progress: func(e progress.Event) {
 				switch {
-				case e.Copy != nil:
-				case e.Step == "copy" && fullAt.IsZero():
+				case e.Phase != progress.Started:
+				case e.Step == progress.Copy && fullAt.IsZero():
 					fullAt = time.Now()
 				case e.Step == "stop":
 					stopAt = time.Now()

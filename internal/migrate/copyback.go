@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/client"
 
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/statefile"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
@@ -118,7 +120,7 @@ func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
 		return cb, nil // done before an interruption: the services may run on their binds again
 	}
 	services := cb.services(j)
-	r.progress("stop", strings.Join(services, ", ")+" (copy back)")
+	r.emit(progress.Event{Step: progress.Stop, Targets: services})
 	if err := r.compose(ctx, append([]string{"stop"}, services...)...); err != nil {
 		return nil, fmt.Errorf("stopping the services to copy the volumes back (nothing copied back yet is lost; run --rollback --copy-back again): %w", err)
 	}
@@ -133,12 +135,11 @@ func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
 				return nil, fmt.Errorf("finishing volume %s before copying it back: %w", c.Name, err)
 			}
 		}
-		r.emit(Event{Step: "copy", Detail: "back " + c.Name + " -> " + c.Source, Volume: c.Name})
-		o := volumes.CopyBackOptions{Volume: c.Name, Target: c.Source, ID: j.ID, Helper: r.opts.Helper}
-		if r.opts.Progress != nil {
-			o.Progress = func(p volumes.Progress) { r.emit(Event{Step: "copy", Volume: c.Name, Copy: &p}) }
-		}
+		e, t0 := progress.Event{Step: progress.CopyBack, Target: c.Name, Source: c.Source}, time.Now()
+		r.emit(e)
+		o := volumes.CopyBackOptions{Volume: c.Name, Target: c.Source, ID: j.ID, Helper: r.opts.Helper, Progress: r.emit}
 		res, err := volumes.CopyBack(ctx, r.eng, o)
+		r.emit(progress.End(e, t0, err))
 		if errors.Is(err, volumes.ErrRefused) && len(cb.Kept) == 0 {
 			return nil, r.undoCopyBack(ctx, cb, err)
 		}

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // migrated is newLive after a completed migration in which the service wrote
@@ -73,9 +75,9 @@ func TestRollbackCopyBack(t *testing.T) {
 	before, _ := os.ReadFile(l.file + ".moltctl-backup")
 	l.opts.CopyBack = true
 	var steps []string
-	l.opts.Progress = func(e Event) {
-		if e.Copy == nil {
-			steps = append(steps, e.Step+" "+e.Detail)
+	l.opts.Progress = func(e progress.Event) {
+		if e.Phase == progress.Started {
+			steps = append(steps, fmt.Sprintf("%s %s -> %s", e.Step, e.Target, e.Source))
 		}
 	}
 	rep, err := Rollback(context.Background(), eng, l.opts)
@@ -230,9 +232,9 @@ func TestRollbackCopyBackVolumes(t *testing.T) {
 	}
 	var copies []string
 	l.opts.CopyBack = true
-	l.opts.Progress = func(e Event) {
-		if e.Copy == nil && e.Step == "copy" {
-			copies = append(copies, e.Volume)
+	l.opts.Progress = func(e progress.Event) {
+		if e.Phase == progress.Started && e.Step == progress.CopyBack {
+			copies = append(copies, e.Target)
 		}
 	}
 	rep, err := Rollback(context.Background(), eng, l.opts)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
@@ -64,18 +65,11 @@ type RunOptions struct {
 	// into their bind directories (volumes.CopyBack), keeping each directory's
 	// previous content beside it; default false: the data stays in the volumes.
 	CopyBack bool
-	// Progress, when set, is called at each step and with running copy totals;
-	// never concurrently, though the delta and verify steps run the volumes side by side.
-	Progress func(Event)
-}
-
-// Event is one progress report: a step (with a detail), or a copy's running
-// totals (Copy set).
-type Event struct {
-	Step   string
-	Detail string
-	Volume string
-	Copy   *volumes.Progress
+	// Progress, when set, receives the start of each step and the copies'
+	// running totals and ends; never concurrently, though the delta and
+	// verify steps run the volumes side by side (each of those in a Group,
+	// reporting its end).
+	Progress progress.Func
 }
 
 // VolumeReport is what happened to one volume.
@@ -141,16 +135,12 @@ func (r *runner) each(ctx context.Context, fn func(ctx context.Context, i int, c
 }
 
 // emit calls opts.Progress, never concurrently.
-func (r *runner) emit(e Event) {
+func (r *runner) emit(e progress.Event) {
 	if r.opts.Progress != nil {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.opts.Progress(e)
 	}
-}
-
-func (r *runner) progress(step, detail string) {
-	r.emit(Event{Step: step, Detail: detail})
 }
 
 // Run migrates the project's host directory bind mounts into named volumes:
@@ -226,7 +216,7 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	if err := j.save(StepPlanned); err != nil {
 		return nil, err
 	}
-	r.progress("plan", fmt.Sprintf("%d volume(s), services %s", len(j.Conversions), strings.Join(j.Services, ", ")))
+	r.emit(progress.Event{Step: progress.Plan, Count: len(j.Conversions), Targets: j.Services})
 	return r.forwardNoted(ctx)
 }
 
@@ -245,7 +235,7 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 	}
 	r.resumeCurrent = r.j.Current
 	r.resuming = true
-	r.progress("resume", "from step "+r.j.Step)
+	r.emit(progress.Event{Step: progress.Resume, From: r.j.Step})
 	return r.forwardNoted(ctx)
 }
 
@@ -284,16 +274,18 @@ func (r *runner) volumeReport(c Conversion) *VolumeReport {
 }
 
 func (r *runner) copy(ctx context.Context, c Conversion, pass volumes.Pass, reserve int64) (*volumes.CopyResult, error) {
-	r.progress("copy", fmt.Sprintf("%s pass %s -> %s", pass, c.Source, c.Name))
+	e := progress.Event{Step: progress.Copy, Target: c.Name, Source: c.Source, Pass: string(pass), Group: "copy " + string(pass)}
+	r.emit(e)
+	t0 := time.Now()
 	o := volumes.CopyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner, KeepOwner: r.opts.KeepOwner,
-		Pass: pass, Reserve: reserve, Exclude: c.Exclude, Helper: r.opts.Helper}
-	if r.opts.Progress != nil {
-		o.Progress = func(p volumes.Progress) {
-			r.emit(Event{Step: "copy", Volume: c.Name, Copy: &p})
-		}
-	}
+		Pass: pass, Reserve: reserve, Exclude: c.Exclude, Helper: r.opts.Helper, Progress: r.emit}
 	// Its error names the source, the volume and the pass.
-	return volumes.Copy(ctx, r.eng, o)
+	res, err := volumes.Copy(ctx, r.eng, o)
+	if res != nil {
+		e.Bytes, e.Files = res.Bytes, res.Files
+	}
+	r.emit(progress.End(e, t0, err))
+	return res, err
 }
 
 // forward runs the steps after the journal's.
@@ -307,7 +299,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 		version := cli.Version()
 		for _, c := range j.Conversions {
-			r.progress("create", c.Name)
+			r.emit(progress.Event{Step: progress.Create, Target: c.Name})
 			res, err := volumes.Create(ctx, r.eng, volumes.CreateOptions{Name: c.Name, Project: j.Project, Key: c.Volume,
 				ComposeVersion: version, Migration: j.ID, Helper: r.opts.Helper})
 			if err != nil {
@@ -362,7 +354,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 	}
 	if at(StepStopped) {
-		r.progress("stop", strings.Join(j.Services, ", "))
+		r.emit(progress.Event{Step: progress.Stop, Targets: j.Services})
 		if err := r.compose(ctx, append([]string{"stop"}, j.Services...)...); err != nil {
 			return nil, r.abort(ctx, fmt.Errorf("stopping the services: %w", err))
 		}
@@ -392,9 +384,11 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 	if at(StepVerified) {
 		reps := make([]*volumes.VerifyReport, len(j.Conversions))
 		if err := r.each(ctx, func(ctx context.Context, i int, c Conversion) (err error) {
-			r.progress("verify", c.Name)
+			e, t0 := progress.Event{Step: progress.Verify, Target: c.Name, Source: c.Source, Group: "verify"}, time.Now()
+			r.emit(e)
 			reps[i], err = volumes.Verify(ctx, r.eng, volumes.VerifyOptions{Source: c.Source, Volume: c.Name, Owner: c.Owner,
 				KeepOwner: r.opts.KeepOwner, Full: r.opts.VerifyFull, Exclude: c.Exclude, Helper: r.opts.Helper})
+			r.emit(progress.End(e, t0, err))
 			return err // it names the volume and the source
 		}); err != nil {
 			return nil, r.abort(ctx, err)
@@ -407,7 +401,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 		}
 	}
 	if at(StepApplied) {
-		r.progress("rewrite", fmt.Sprintf("%d compose file(s)", len(j.Edits)))
+		r.emit(progress.Event{Step: progress.Rewrite, Count: len(j.Edits)})
 		if err := applyEdits(j.Edits, false); errors.Is(err, compose.ErrChanged) {
 			return nil, r.changed(ctx, err)
 		} else if err != nil {
@@ -436,7 +430,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			if err := j.save(StepApplied); err != nil {
 				return nil, err
 			}
-			r.progress("remount", s)
+			r.emit(progress.Event{Step: progress.Remount, Target: s})
 			ro := remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
 				WaitTimeout: r.opts.WaitTimeout, Locked: true, NoWait: true, NoDependents: true}
 			t := time.Now()
@@ -482,7 +476,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 			}
 		}
 		if len(check) > 0 {
-			r.progress("check", strings.Join(check, ", "))
+			r.emit(progress.Event{Step: progress.Check, Targets: check})
 			if err := r.check(ctx, check); err != nil {
 				return nil, fmt.Errorf("%w (the compose files use the volumes now: see `docker compose logs`, then --resume to check again or --rollback)", err)
 			}
@@ -505,7 +499,7 @@ func (r *runner) forward(ctx context.Context) (*Report, error) {
 	}
 	if at(StepDone) {
 		for _, c := range j.Conversions {
-			r.progress("finish", c.Name)
+			r.emit(progress.Event{Step: progress.Finish, Target: c.Name})
 			if err := volumes.Finish(ctx, r.eng, volumes.FinishOptions{Volume: c.Name, Helper: r.opts.Helper}); err != nil {
 				return nil, fmt.Errorf("finishing volume %s: %w", c.Name, err)
 			}
@@ -717,7 +711,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	defer unlock()
 	j := r.j
 	r.rep.RolledBack = true
-	r.progress("rollback", "from step "+j.Step)
+	r.emit(progress.Event{Step: progress.Rollback, From: j.Step})
 	if stepIndex(j.Step) < stepIndex(StepVerified) {
 		// The compose files were not touched.
 		return r.rep, r.rollbackEarly(ctx)
@@ -756,7 +750,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 			}
 		}
 	}
-	r.progress("restore", fmt.Sprintf("%d compose file(s)", len(edits)))
+	r.emit(progress.Event{Step: progress.Restore, Count: len(edits)})
 	if err := applyEdits(edits, true); err != nil {
 		return nil, fmt.Errorf("restoring the compose files: %w", err)
 	}
@@ -774,7 +768,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	unused := !ran
 	if j.Current != "" {
 		// A remount onto the volumes was interrupted: its own rollback puts the old container back.
-		r.progress("remount rollback", j.Current)
+		r.emit(progress.Event{Step: progress.RemountUndo, Target: j.Current})
 		if _, err := remount.Rollback(ctx, eng, ro(j.Current)); err != nil && !errors.Is(err, remount.ErrNoJournal) {
 			return nil, fmt.Errorf("rolling back the remount of %s: %w", j.Current, err)
 		}
@@ -793,7 +787,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	}
 	for len(j.Remounted) > 0 {
 		s := j.Remounted[0]
-		r.progress("remount", s+" onto its binds")
+		r.emit(progress.Event{Step: progress.RemountBinds, Target: s})
 		if _, err := remount.Run(ctx, eng, ro(s)); err != nil && !errors.Is(err, remount.ErrNoContainer) {
 			return nil, fmt.Errorf("remounting %s back onto its binds (run --rollback again): %w", s, err)
 		}
@@ -813,7 +807,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 		if !stale {
 			continue
 		}
-		r.progress("remount", s+" joined again")
+		r.emit(progress.Event{Step: progress.Rejoin, Target: s})
 		o := ro(s)
 		o.NoStart = true // started below with the others, once what it joins runs
 		if _, err := remount.Run(ctx, eng, o); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/statefile"
 	"github.com/moltctl/moltctl/internal/volumes"
@@ -180,12 +182,8 @@ func TestRunEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	eng := dockertest.Engine(t)
 	before, _ := os.ReadFile(l.file)
-	var steps []string
-	l.opts.Progress = func(e Event) {
-		if e.Copy == nil {
-			steps = append(steps, e.Step)
-		}
-	}
+	var events []progress.Event
+	l.opts.Progress = func(e progress.Event) { events = append(events, e) }
 	rep, err := Run(ctx, eng, l.opts)
 	if err != nil {
 		t.Fatal(err)
@@ -196,11 +194,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if rep.Downtime <= 0 || rep.Downtime > rep.Total {
 		t.Errorf("got downtime %s of total %s, want it positive and within", rep.Downtime, rep.Total)
 	}
-	for _, s := range []string{"create", "copy", "stop", "verify", "rewrite", "remount", "finish"} {
-		if !strings.Contains(strings.Join(steps, " "), s) {
-			t.Errorf("got progress steps %v, want %s among them", steps, s)
-		}
-	}
+	checkProgress(t, events, l.name+"_state", l.state)
 	l.checkSource(t)
 	l.checkRunning(t, "volume")
 	// Every entry in the volume belongs to the planned owner; no copy state left.
@@ -280,8 +274,8 @@ func TestRunAborts(t *testing.T) {
 			before, _ := os.ReadFile(l.file)
 			id := l.containerID(t)
 			done := false
-			l.opts.Progress = func(e Event) {
-				if e.Step == tt.step && !done {
+			l.opts.Progress = func(e progress.Event) {
+				if string(e.Step) == tt.step && !done {
 					done = true
 					tt.do(l)
 				}
@@ -479,8 +473,8 @@ func TestRunVolumes(t *testing.T) {
 			opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: bin},
 				WaitTimeout: time.Second}
 			var once sync.Once
-			opts.Progress = func(e Event) {
-				if mismatch && e.Step == "verify" {
+			opts.Progress = func(e progress.Event) {
+				if mismatch && e.Step == progress.Verify {
 					once.Do(func() { os.WriteFile(filepath.Join(dir, "s2", "d", "f"), []byte("S2\n"), 0o644) })
 				}
 			}
@@ -531,8 +525,8 @@ func TestRunCancelled(t *testing.T) {
 			id := l.containerID(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			l.opts.Progress = func(e Event) {
-				if e.Step == step || (step == "copy progress" && e.Copy != nil) {
+			l.opts.Progress = func(e progress.Event) {
+				if (string(e.Step) == step && e.Phase == progress.Started) || (step == "copy progress" && e.Phase == progress.Running) {
 					cancel()
 				}
 			}
@@ -570,8 +564,8 @@ func TestRunCheckFails(t *testing.T) {
 	dockertest.Docker(t, "compose", "-f", file, "up", "-d")
 	opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: bin},
 		WaitTimeout: 3 * time.Second, Plan: PlanOptions{Owner: "0:0"}}
-	opts.Progress = func(e Event) {
-		if e.Step == "check" {
+	opts.Progress = func(e progress.Event) {
+		if e.Step == progress.Check {
 			dockertest.Docker(t, "compose", "-f", file, "exec", "-T", "app", "touch", "/data/fail")
 		}
 	}
@@ -592,5 +586,60 @@ func TestRunCheckFails(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state", "fail")); err == nil {
 		t.Errorf("got /data/fail in the bind directory, want the source untouched")
+	}
+}
+
+// checkProgress checks a migration's progress events of one volume vol from
+// src: the steps in order, each copy and verification with its end, the full
+// pass with running totals and final ones.
+func checkProgress(tb testing.TB, events []progress.Event, vol, src string) {
+	tb.Helper()
+	var started []string
+	running := 0
+	for _, e := range events {
+		switch e.Phase {
+		case progress.Started:
+			name := string(e.Step)
+			if e.Step == progress.Copy {
+				name += " " + e.Pass
+			}
+			started = append(started, name)
+		case progress.Running:
+			if e.Step != progress.Copy || e.Target != vol || e.Source != src || e.Files < 0 {
+				tb.Errorf("got running totals %+v, want a copy of %s into %s", e, src, vol)
+			}
+			running++
+		case progress.Failed:
+			tb.Errorf("got a failed step %+v", e)
+		}
+	}
+	want := []string{"plan", "create", "copy full", "stop", "copy delta", "verify", "rewrite", "remount", "finish"}
+	if i := 0; !slices.ContainsFunc(started, func(s string) bool {
+		if i < len(want) && s == want[i] {
+			i++
+		}
+		return i == len(want)
+	}) {
+		tb.Errorf("got steps %v, want %v in that order among them", started, want)
+	}
+	if running == 0 {
+		tb.Errorf("got no running copy totals")
+	}
+	for _, w := range []struct {
+		step progress.Step
+		pass string
+	}{{progress.Copy, "full"}, {progress.Copy, "delta"}, {progress.Verify, ""}} {
+		i := slices.IndexFunc(events, func(e progress.Event) bool {
+			return e.Step == w.step && e.Pass == w.pass && e.Phase == progress.Started
+		})
+		j := slices.IndexFunc(events, func(e progress.Event) bool {
+			return e.Step == w.step && e.Pass == w.pass && e.Phase == progress.Done
+		})
+		if i < 0 || j < i || events[i].Target != vol || events[i].Source != src || events[i].Group == "" ||
+			events[j].Target != vol || events[j].Elapsed <= 0 {
+			tb.Errorf("%s %s: got start %d and end %d in %+v, want a start then a timed end, of %s from %s, in a group", w.step, w.pass, i, j, events, vol, src)
+		} else if w.pass == "full" && events[j].Files == 0 {
+			tb.Errorf("got the full pass's end %+v, want its final totals", events[j])
+		}
 	}
 }

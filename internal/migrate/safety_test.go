@@ -14,6 +14,7 @@ import (
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
@@ -152,8 +153,8 @@ func TestRunReadOnlyComposeDir(t *testing.T) {
 func TestRunSourceGone(t *testing.T) {
 	l := newLive(t)
 	eng := dockertest.Engine(t)
-	l.opts.Progress = func(e Event) {
-		if e.Step == "stop" {
+	l.opts.Progress = func(e progress.Event) {
+		if e.Step == progress.Stop {
 			os.Rename(l.state, l.state+".moved")
 		}
 	}
@@ -323,8 +324,8 @@ func TestRunStateDirFillsAfterStop(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	t.Setenv("MOLTCTL_STATE_DIR", dir)
-	l.opts.Progress = func(e Event) {
-		if e.Step == "stop" {
+	l.opts.Progress = func(e progress.Event) {
+		if e.Step == progress.Stop {
 			f, _ := os.Create(filepath.Join(dir, "filler"))
 			f.Write(make([]byte, 8<<20)) // ENOSPC at the tmpfs' size
 			f.Close()

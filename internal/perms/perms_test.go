@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/safefs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -312,21 +314,6 @@ func TestMkdirAll(t *testing.T) {
 	}
 	if err := MkdirAll("relative"); err == nil {
 		t.Error("relative path: got nil, want an error")
-	}
-}
-
-func TestUnescapeMountinfo(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`/a/b`, "/a/b"},
-		{`/a\040b`, "/a b"},
-		{`/a\134b\011`, "/a\\b\t"},
-		{`/a\04`, `/a\04`},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			if got := unescapeMountinfo(tc.in); got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
-			}
-		})
 	}
 }
 
@@ -692,5 +679,28 @@ func TestFixStopsWhenCancelled(t *testing.T) {
 	t.Cleanup(func() { testHookBeforeChange = nil })
 	if _, err := Fix(ctx, root, Options{UID: uid, GID: gid, Workers: 1}); !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
+	}
+}
+
+// TestFixStopsWithoutMountTable: where openat2 can't refuse to cross a mount
+// and the mount table can't be read, a bind mount of the same file system
+// below root can't be told from a directory: Fix changes nothing and says
+// why (its old mountinfo reader went on with an empty table).
+func TestFixStopsWithoutMountTable(t *testing.T) {
+	dockertest.Root(t)
+	forceNoOpenat2 = true
+	t.Cleanup(func() { forceNoOpenat2 = false })
+	real := safefs.TestHooks.MountInfo
+	safefs.TestHooks.MountInfo = filepath.Join(t.TempDir(), "no-mountinfo")
+	t.Cleanup(func() { safefs.TestHooks.MountInfo = real })
+	root := t.TempDir()
+	write(t, filepath.Join(root, "file"), 0o644)
+	_, err := Fix(context.Background(), root, Options{UID: uid, GID: gid})
+	if err == nil || !strings.Contains(err.Error(), "mount table") || strings.Count(err.Error(), root) != 1 {
+		t.Errorf("got %v, want an error naming the mount table and the root once", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(root, "file"), &st); err != nil || st.Uid == uint32(uid) {
+		t.Errorf("got file owned by %d (%v), want it left alone", st.Uid, err)
 	}
 }

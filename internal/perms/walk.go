@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // The walk. Every directory is opened relative to its parent's descriptor with
@@ -109,7 +111,14 @@ func (w *walker) run(fd int) error {
 	var stx unix.Statx_t
 	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &stx); err != nil || !w.openat2 ||
 		stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 {
-		w.mounts = mountPoints(w.root)
+		mounts, err := safefs.MountPointsUnder(w.root)
+		if err != nil {
+			// Without statx, openat2 or the mount table a bind mount of the
+			// same file system below root can't be told: stop, change nothing.
+			unix.Close(fd)
+			return fmt.Errorf("telling its mount points without openat2: %w", err)
+		}
+		w.mounts = mounts
 	}
 	w.entries.Add(1)
 	w.subdir(fd, w.root, &st, 0)

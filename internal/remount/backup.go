@@ -11,6 +11,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // SnapshotOptions select the services whose containers Snapshot commits.
@@ -20,8 +22,8 @@ type SnapshotOptions struct {
 	Services []string
 	// Locked says the caller already holds the project's Lock.
 	Locked bool
-	// Progress, when set, is called before each commit.
-	Progress func(step, detail string)
+	// Progress, when set, receives the start of each commit.
+	Progress progress.Func
 }
 
 // Snapshotted is one service container committed by Snapshot.
@@ -167,7 +169,7 @@ func snapshotCheck(ctx context.Context, eng Engine, p *types.Project, n string, 
 }
 
 // snapshotOne commits t's container into the service's next snapshot tag.
-func snapshotOne(ctx context.Context, eng Engine, project string, t snapshotTarget, progress func(step, detail string)) (Snapshotted, error) {
+func snapshotOne(ctx context.Context, eng Engine, project string, t snapshotTarget, pf progress.Func) (Snapshotted, error) {
 	name := strings.TrimPrefix(t.c.Name, "/")
 	ss, err := snapshots(ctx, eng, project, t.svc)
 	if err != nil {
@@ -194,9 +196,7 @@ func snapshotOne(ctx context.Context, eng Engine, project string, t snapshotTarg
 		maskContainerConfig(cfg, t.c.Config)
 	}
 	running := t.c.State != nil && t.c.State.Running
-	if progress != nil {
-		progress("commit", name+" -> "+tag)
-	}
+	pf.Emit(progress.Event{Step: progress.Commit, Target: tag, Source: name})
 	t0 := time.Now()
 	// A running container is paused for the commit: its files are copied at one instant.
 	res, err := commit(ctx, eng, t.c.ID, client.ContainerCommitOptions{

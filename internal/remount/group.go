@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
 
@@ -100,12 +101,6 @@ func member(opts Options, service string) Options {
 	return o
 }
 
-func progressOf(opts Options, step, detail string) {
-	if opts.Progress != nil {
-		opts.Progress(step, detail)
-	}
-}
-
 // runGroup remounts opts.Service and deps, the services that join it: each is
 // checked as Run checks it before anything changes; then the running ones are
 // stopped, dependents first, each is remounted (and started) in Order, and the
@@ -183,7 +178,7 @@ func stopServices(ctx context.Context, eng Engine, opts Options, project string,
 			if c.State != container.StateRunning {
 				continue
 			}
-			progressOf(opts, "stop", s)
+			opts.Progress.Emit(progress.Event{Step: progress.Stop, Target: s})
 			o := client.ContainerStopOptions{}
 			if ins, err := eng.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{}); err == nil && ins.Container.Config != nil {
 				o.Signal = ins.Container.Config.StopSignal
@@ -204,7 +199,7 @@ func startServices(ctx context.Context, eng Engine, opts Options, project string
 			return err
 		}
 		for _, c := range cs {
-			progressOf(opts, "start", s)
+			opts.Progress.Emit(progress.Event{Step: progress.Start, Target: s})
 			if _, err := eng.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
 				return fmt.Errorf("starting service %s: %w", s, err)
 			}
@@ -259,7 +254,7 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 				if err := g.save(g.Step); err != nil {
 					return nil, g.fail(ctx, eng, opts, "journal", err)
 				}
-				progressOf(opts, "remount", s)
+				opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
 				res, err = runOne(ctx, eng, o)
 			}
 			if err != nil {
@@ -274,7 +269,7 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 	}
 	if g.Step == groupRemounted {
 		if !opts.NoWait {
-			progressOf(opts, "wait", fmt.Sprintf("%s, up to %s", strings.Join(g.Running, ", "), opts.WaitTimeout))
+			opts.Progress.Emit(progress.Event{Step: progress.Wait, Targets: g.Running, Timeout: opts.WaitTimeout})
 			if err := checkServices(ctx, eng, g.Project, g.Running, opts.WaitTimeout); err != nil {
 				return nil, g.fail(ctx, eng, opts, "checking the group", err)
 			}
@@ -345,7 +340,7 @@ func (g *groupJournal) fail(ctx context.Context, eng Engine, opts Options, step 
 // rejoined when what they join was recreated, what others join first; the
 // services that ran are started again in that order.
 func (g *groupJournal) rollback(ctx context.Context, eng Engine, opts Options) (string, error) {
-	progressOf(opts, "rollback", strings.Join(g.Services, ", "))
+	opts.Progress.Emit(progress.Event{Step: progress.Rollback, Targets: g.Services})
 	// Before any member's remount began, nothing was recreated: starting
 	// again what ran is all there is to undo.
 	changed := g.Current != "" || len(g.Done) > 0 || (g.Step != groupBegun && g.Step != groupStopped)
@@ -478,7 +473,7 @@ func rejoin(ctx context.Context, eng Engine, opts Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
-	progressOf(opts, "rejoin", opts.Service)
+	opts.Progress.Emit(progress.Event{Step: progress.Rejoin, Target: opts.Service})
 	if _, err := runOne(ctx, eng, o); err != nil {
 		return fmt.Errorf("rejoining %s to what it joins: %w", opts.Service, err)
 	}

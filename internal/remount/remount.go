@@ -23,6 +23,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
 
@@ -135,8 +136,8 @@ type Options struct {
 	template    *container.InspectResponse
 	// inGroup: a member of a group remount (runGroup), under its journal.
 	inGroup bool
-	// Progress, when set, is called before each step.
-	Progress func(step, detail string)
+	// Progress, when set, receives the start of each step.
+	Progress progress.Func
 	// Rebase carries the writable layer onto the service's image when that
 	// changed since the container was created (see rebase.go);
 	// RebaseConflicts picks the side that wins at a conflicting path:
@@ -215,12 +216,6 @@ type run struct {
 	resumed bool
 	// imageEntries caches a rebase's look-ups in the old and new images.
 	imageEntries map[string]*fsEntry
-}
-
-func (r *run) progress(step, detail string) {
-	if r.opts.Progress != nil {
-		r.opts.Progress(step, detail)
-	}
 }
 
 func (o *Options) defaults() error {
@@ -539,7 +534,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		}
 	}
 	if j.Step == stepBegun {
-		r.progress("stop", j.OldName)
+		r.opts.Progress.Emit(progress.Event{Step: progress.Stop, Target: j.OldName})
 		if err := r.stop(ctx); err != nil {
 			return nil, r.abort(ctx, "stopping "+j.OldName, err)
 		}
@@ -548,7 +543,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		}
 	}
 	if j.Step == stepStopped {
-		r.progress("commit", j.SnapshotTag)
+		r.opts.Progress.Emit(progress.Event{Step: progress.Commit, Target: j.SnapshotTag, Source: j.OldName})
 		t := time.Now()
 		if err := r.snapshot(ctx); err != nil {
 			return nil, r.abort(ctx, "committing "+j.OldName, err)
@@ -559,7 +554,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		}
 	}
 	if j.Step == stepCommitted && j.Rebase != nil && j.Rebase.ID == "" {
-		r.progress("rebase", j.Rebase.Tag)
+		r.opts.Progress.Emit(progress.Event{Step: progress.Rebase, Target: j.Rebase.Tag})
 		if err := r.rebaseLayer(ctx); err != nil {
 			return nil, r.fail(ctx, "rebasing the writable layer onto "+j.BaseImage, err)
 		}
@@ -581,7 +576,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		if err := j.save(stepComposing); err != nil {
 			return nil, r.fail(ctx, "journal", err)
 		}
-		r.progress("compose", "docker compose up --no-start "+j.Service)
+		r.opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: []string{"up", "--no-start", j.Service}})
 		if err := r.cli.createService(ctx, j.Service); err != nil {
 			return nil, r.fail(ctx, "creating the container with docker compose", err)
 		}
@@ -608,7 +603,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		if err := json.Unmarshal(j.New, &t); err != nil {
 			return nil, r.fail(ctx, "reading the journal", err)
 		}
-		r.progress("swap", strings.TrimPrefix(t.Name, "/"))
+		r.opts.Progress.Emit(progress.Event{Step: progress.Swap, Target: strings.TrimPrefix(t.Name, "/")})
 		if err := r.removeContainer(ctx, t.ID); err != nil {
 			return nil, r.fail(ctx, "removing compose's container", err)
 		}
@@ -641,7 +636,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		}
 	}
 	if j.Step == stepCreated && !r.opts.NoStart {
-		r.progress("start", j.OldName)
+		r.opts.Progress.Emit(progress.Event{Step: progress.Start, Target: j.OldName})
 		if _, err := r.eng.ContainerStart(ctx, j.CloneID, client.ContainerStartOptions{}); err != nil {
 			return nil, r.fail(ctx, "starting the new container", err)
 		}
@@ -658,7 +653,7 @@ func (r *run) forward(ctx context.Context) (*Result, error) {
 		}
 	}
 	if j.Step == stepStarted && !r.opts.NoWait && !r.opts.NoStart {
-		r.progress("wait", fmt.Sprintf("up to %s", r.opts.WaitTimeout))
+		r.opts.Progress.Emit(progress.Event{Step: progress.Wait, Timeout: r.opts.WaitTimeout})
 		if err := Check(ctx, r.eng, j.CloneID, r.opts.WaitTimeout); err != nil {
 			return nil, r.fail(ctx, "checking the new container", err)
 		}
@@ -756,7 +751,7 @@ func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
 // (which holds the old writable layer). It returns what it restored.
 func (r *run) rollback(ctx context.Context) (string, error) {
 	j := r.j
-	r.progress("rollback", j.OldName)
+	r.opts.Progress.Emit(progress.Event{Step: progress.Rollback, Target: j.OldName})
 	var old container.InspectResponse
 	if err := json.Unmarshal(j.Old, &old); err != nil {
 		return "", fmt.Errorf("reading the journal: %w", err)

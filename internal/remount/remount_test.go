@@ -20,6 +20,7 @@ import (
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/engine"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
@@ -246,7 +247,16 @@ func TestRemount(t *testing.T) {
 	f.write(t, withIP)
 	var steps []string
 	opts := f.options(t)
-	opts.Progress = func(step, _ string) { steps = append(steps, step) }
+	var commit, wait progress.Event
+	opts.Progress = func(e progress.Event) {
+		steps = append(steps, string(e.Step))
+		switch e.Step {
+		case progress.Commit:
+			commit = e
+		case progress.Wait:
+			wait = e
+		}
+	}
 	res, err := remount.Run(context.Background(), f.eng, opts)
 	if err != nil {
 		t.Fatalf("remount: %v", err)
@@ -290,6 +300,9 @@ func TestRemount(t *testing.T) {
 	}
 	if want := []string{"stop", "commit", "compose", "swap", "start", "wait"}; !slices.Equal(steps, want) {
 		t.Errorf("progress steps: got %v, want %v", steps, want)
+	}
+	if commit.Target != res.Snapshot || commit.Source == "" || wait.Timeout != opts.WaitTimeout {
+		t.Errorf("got commit event %+v and wait event %+v, want the commit of a container into %s and a wait of %s", commit, wait, res.Snapshot, opts.WaitTimeout)
 	}
 
 	rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})

@@ -12,6 +12,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 const labelNumber = "com.docker.compose.container-number"
@@ -102,7 +104,7 @@ func runReplicas(ctx context.Context, eng Engine, opts Options) (*Result, error)
 		root.Joined = plans[1:]
 		return root, nil
 	}
-	progressOf(opts, "template", fmt.Sprintf("docker compose up --no-start --no-recreate --scale %s=%d", opts.Service, len(cs)+1))
+	opts.Progress.Emit(progress.Event{Step: progress.Template, Command: []string{"up", "--no-start", "--no-recreate", "--scale", fmt.Sprintf("%s=%d", opts.Service, len(cs)+1)}})
 	t, err := template(ctx, eng, opts, cs)
 	if err != nil {
 		return nil, err
@@ -111,7 +113,7 @@ func runReplicas(ctx context.Context, eng Engine, opts Options) (*Result, error)
 	for _, c := range cs {
 		o := opts
 		o.replicaName, o.template, o.NoDependents = containerName(c.Names), &t, true
-		progressOf(opts, "replica", o.replicaName)
+		opts.Progress.Emit(progress.Event{Step: progress.Replica, Target: o.replicaName})
 		res, err := runOne(ctx, eng, o)
 		if err != nil {
 			done := 0

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
 )
 
@@ -84,8 +85,8 @@ func TestRemountReplicas(t *testing.T) {
 		return len(strings.Fields(f.compose(t, "ps", "--status", "running", "-q", "web")))
 	}
 	var during []int
-	opts.Progress = func(step, _ string) {
-		if step == "commit" {
+	opts.Progress = func(e progress.Event) {
+		if e.Step == progress.Commit {
 			during = append(during, running())
 		}
 	}

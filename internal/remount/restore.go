@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // restoreLatest brings back a service that has no container on its latest
@@ -88,7 +90,7 @@ func (r *run) restoreOn(ctx context.Context, cli *composeCLI, tag string) (strin
 		}
 		return &StepError{Step: step, Err: cause, Restored: restored}
 	}
-	r.progress("compose", "docker compose up --no-start "+name)
+	r.opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: []string{"up", "--no-start", name}})
 	if err := cli.createService(ctx, name); err != nil {
 		return "", undo("creating the container with docker compose", err)
 	}
@@ -105,7 +107,7 @@ func (r *run) restoreOn(ctx context.Context, cli *composeCLI, tag string) (strin
 	}
 	t := ins.Container
 	r.res.Container = strings.TrimPrefix(t.Name, "/")
-	r.progress("swap", r.res.Container)
+	r.opts.Progress.Emit(progress.Event{Step: progress.Swap, Target: r.res.Container})
 	if err := r.removeContainer(ctx, t.ID); err != nil {
 		return "", undo("removing compose's container", err)
 	}
@@ -113,12 +115,12 @@ func (r *run) restoreOn(ctx context.Context, cli *composeCLI, tag string) (strin
 	if err != nil {
 		return "", undo("creating the container on the snapshot", err)
 	}
-	r.progress("start", r.res.Container)
+	r.opts.Progress.Emit(progress.Event{Step: progress.Start, Target: r.res.Container})
 	if _, err := r.eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return "", undo("starting the container", err)
 	}
 	if !r.opts.NoWait {
-		r.progress("wait", fmt.Sprintf("up to %s", r.opts.WaitTimeout))
+		r.opts.Progress.Emit(progress.Event{Step: progress.Wait, Timeout: r.opts.WaitTimeout})
 		if err := Check(ctx, r.eng, id, r.opts.WaitTimeout); err != nil {
 			return "", undo("checking the container", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // What Up does to a service's container (UpPlan.Action).
@@ -52,8 +53,8 @@ type UpOptions struct {
 	// Keep, WaitTimeout: see Options.
 	Keep        int
 	WaitTimeout time.Duration
-	// Progress, when set, is called before each step.
-	Progress func(step, detail string)
+	// Progress, when set, receives the start of each step (the remounts' too).
+	Progress progress.Func
 	// Rebase remounts a container whose image changed under a non-empty
 	// layer onto the new image (Options.Rebase) instead of refusing it;
 	// RebaseConflicts: see Options.
@@ -328,9 +329,7 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		if done[s] {
 			continue
 		}
-		if opts.Progress != nil {
-			opts.Progress("remount", s)
-		}
+		opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
 		r, err := Run(ctx, eng, Options{Project: p, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
 			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress,
 			Rebase: opts.Rebase, RebaseConflicts: opts.RebaseConflicts})
@@ -364,10 +363,8 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		res.Total = time.Since(t0)
 		return res, nil
 	}
-	if opts.Progress != nil {
-		opts.Progress("compose", "docker compose up -d")
-	}
 	args := append([]string{"up", "-d", "--pull", "never", "--no-build"}, opts.Services...)
+	opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: args})
 	if _, err := cli.run(ctx, args...); err != nil {
 		return res, err
 	}

@@ -14,11 +14,14 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
-// Save writes v as indented JSON to path: a temporary file in the same
-// directory (created 0700 when missing), fsync, rename over path, fsync of the
-// directory. A reader sees the old or the new content, never a mix.
+// Save writes v as indented JSON to path, 0600, atomically and durably
+// (safefs.WriteFile: temporary file, fsync, rename, directory fsync) in its
+// directory, created 0700 when missing. A reader sees the old or the new
+// content, never a mix.
 func Save(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -28,27 +31,8 @@ func Save(path string, v any) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
+	if err := safefs.WriteFile(path, b, safefs.WriteOptions{Perm: 0o600}); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, werr := tmp.Write(b)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, werr)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -10,42 +10,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
-// renameat2 is unix.Renameat2; a variable so tests can make it answer EINVAL
-// like FUSE and old kernels do.
-var renameat2 = unix.Renameat2
-
-// renameNoReplace renames oldpath to newpath and fails with EEXIST when
-// newpath exists. Where renameat2(RENAME_NOREPLACE) is not supported (EINVAL,
-// ENOSYS) it checks and then renames; callers hold the lock, so only a process
-// that ignores the lock can slip in between, and rename(2) then still refuses
-// a non-empty directory (ENOTEMPTY) or a file (ENOTDIR): at worst an empty
-// directory created in that window is replaced.
+// renameNoReplace renames oldpath to newpath, failing with EEXIST when
+// newpath exists (safefs.RenameNoReplace: callers hold the lock).
 func renameNoReplace(oldpath, newpath string) error {
-	err := renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
-		return err
-	}
-	if _, err := os.Lstat(newpath); err == nil {
-		return unix.EEXIST
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return unix.Rename(oldpath, newpath)
-}
-
-// syncDir fsyncs a directory so a rename or create in it is durable.
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("syncing %q: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("syncing %q: %w", dir, err)
-	}
-	return nil
+	return safefs.RenameNoReplace(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath)
 }
 
 // syncDirs fsyncs each distinct directory.
@@ -56,7 +28,7 @@ func syncDirs(dirs ...string) error {
 			continue
 		}
 		seen[d] = true
-		if err := syncDir(d); err != nil {
+		if err := safefs.SyncDir(d); err != nil {
 			return err
 		}
 	}

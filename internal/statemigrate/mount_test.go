@@ -2,8 +2,11 @@ package statemigrate
 
 import (
 	"context"
-	"github.com/moltctl/moltctl/internal/dockertest"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,47 +14,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // forceDetection makes statx report root (known) or, when known is false,
 // nothing, so the mountinfo fallback runs.
 func forceDetection(tb testing.TB, root, known bool) {
 	tb.Helper()
-	real := statxMountRoot
-	statxMountRoot = func(string) (bool, bool, error) { return root, known, nil }
-	tb.Cleanup(func() { statxMountRoot = real })
-}
-
-func TestIsMountPoint(t *testing.T) {
-	dockertest.Root(t)
-	dir := t.TempDir()
-	src, mnt, plain := filepath.Join(dir, "src"), filepath.Join(dir, "my mnt\tx"), filepath.Join(dir, "plain")
-	for _, d := range []string{src, mnt, plain} {
-		os.Mkdir(d, 0o755)
-	}
-	mount(t, src, mnt, "")
-	link := filepath.Join(dir, "link")
-	os.Symlink(mnt, link)
-	for _, mode := range []string{"statx", "mountinfo"} {
-		t.Run(mode, func(t *testing.T) {
-			if mode == "mountinfo" {
-				forceDetection(t, false, false)
-			}
-			tests := []struct {
-				path string
-				want bool
-			}{{mnt, true}, {plain, false}, {link, false}, {src, false}}
-			for _, tt := range tests {
-				got, err := isMountPoint(tt.path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got != tt.want {
-					t.Errorf("%s: got %v, want %v", tt.path, got, tt.want)
-				}
-			}
-		})
-	}
+	real := safefs.TestHooks.StatxMountRoot
+	safefs.TestHooks.StatxMountRoot = func(int, string) (bool, bool, error) { return root, known, nil }
+	tb.Cleanup(func() { safefs.TestHooks.StatxMountRoot = real })
 }
 
 // TestMountedLegacy: a bind-mounted legacy directory is never renamed (a real
@@ -300,5 +274,128 @@ func TestMountedLegacyStaleIntent(t *testing.T) {
 	}
 	if _, err := os.Lstat(intentPath(rules[0].Target)); err == nil {
 		t.Error("got the intent file left, want it removed")
+	}
+}
+
+// TestCopyAcrossFilesystemsKeepsLinksHolesXattrs: the copy is the volume
+// helper's (safefs.CopyTree): hardlinks stay linked, holes stay holes, and
+// xattrs are copied (the old path-based copy made two files of a hardlink,
+// filled the holes and dropped the xattrs).
+func TestCopyAcrossFilesystemsKeepsLinksHolesXattrs(t *testing.T) {
+	dockertest.Root(t)
+	rules := exdevRules(t)
+	legacy, target := rules[0].Legacy, rules[0].Target
+	write(t, legacy, seed)
+	if err := os.Link(filepath.Join(legacy, "clawdbot.json"), filepath.Join(legacy, "config-link.json")); err != nil {
+		t.Fatal(err)
+	}
+	sparse := filepath.Join(legacy, "sparse.db")
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("end"), 64<<20)
+	f.Close()
+	if err := unix.Lsetxattr(filepath.Join(legacy, "sessions/a.jsonl"), "trusted.moltctl-test", []byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || out[0].Action != ActionCopied {
+		t.Fatalf("got %v, %v, want copied", out, err)
+	}
+	var a, b, s unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(target, "moltbot.json"), &a))
+	must(t, unix.Lstat(filepath.Join(target, "config-link.json"), &b))
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("got inodes %d and %d (%d links), want one inode with 2 links", a.Ino, b.Ino, a.Nlink)
+	}
+	must(t, unix.Lstat(filepath.Join(target, "sparse.db"), &s))
+	if s.Size != 64<<20+3 || s.Blocks*512 >= 1<<20 {
+		t.Errorf("got sparse.db %d bytes in %d blocks, want 64 MiB with its hole kept", s.Size, s.Blocks)
+	}
+	buf := make([]byte, 16)
+	if n, err := unix.Lgetxattr(filepath.Join(target, "sessions/a.jsonl"), "trusted.moltctl-test", buf); err != nil || string(buf[:n]) != "kept" {
+		t.Errorf("got xattr error %v, want the xattr kept", err)
+	}
+}
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestCopyLeavesMountsBelowLegacy: a mount inside the legacy directory is not
+// copied into the target (its data stays in one place) and the warning says
+// so; the old copy walked into it and duplicated its content silently.
+func TestCopyLeavesMountsBelowLegacy(t *testing.T) {
+	dockertest.Root(t)
+	rules := exdevRules(t)
+	legacy, target := rules[0].Legacy, rules[0].Target
+	write(t, legacy, seed)
+	host := t.TempDir()
+	write(t, host, state{"big.bin": "mounted data"})
+	must(t, os.Mkdir(filepath.Join(legacy, "workspace"), 0o755))
+	mount(t, host, filepath.Join(legacy, "workspace"), "")
+	out, err := Migrate(context.Background(), Options{Rules: rules})
+	if err != nil || out[0].Action != ActionCopied {
+		t.Fatalf("got %v, %v, want copied", out, err)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "workspace", "big.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got the mount's content copied into the target (%v), want it left where it is mounted", err)
+	}
+	if want := fmt.Sprintf("%q is a mount point inside %q", filepath.Join(legacy, "workspace"), legacy); !strings.Contains(out[0].Warning, want) {
+		t.Errorf("got warning %q, want it to contain %q", out[0].Warning, want)
+	}
+}
+
+// TestCopyAsAppUser: bootstrap migrates after dropping privileges; the copy
+// then can't chown or set security.* xattrs (a file capability here) and must
+// still copy the rest and pass its verification.
+func TestCopyAsAppUser(t *testing.T) {
+	dockertest.Root(t)
+	bin, err := os.MkdirTemp("", "statemigrate-test")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	self, err := os.ReadFile("/proc/self/exe")
+	must(t, err)
+	exe := filepath.Join(bin, "statemigrate.test")
+	must(t, os.WriteFile(exe, self, 0o755))
+	must(t, os.Chmod(bin, 0o755))
+	rules := exdevRules(t)
+	legacy, target := rules[0].Legacy, rules[0].Target
+	for d := filepath.Dir(legacy); d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755) // the test's temp dirs: 0700
+	}
+	write(t, legacy, seed)
+	for _, d := range []string{legacy, filepath.Dir(target)} {
+		must(t, filepath.Walk(d, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, 1000, 1000)
+		}))
+	}
+	must(t, os.Lchown(filepath.Dir(legacy), 1000, 1000))
+	// cap_net_bind_service=ep, as setcap writes it (VFS_CAP_REVISION_2); after
+	// the chown, which clears it
+	capv := []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	must(t, unix.Setxattr(filepath.Join(legacy, "clawdbot.json"), "security.capability", capv, 0))
+	opts, _ := json.Marshal(Options{Rules: rules})
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"="+string(opts))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v: %s", err, out)
+	}
+	var got []Outcome
+	must(t, json.Unmarshal(out, &got))
+	if len(got) != 1 || got[0].Action != ActionCopied {
+		t.Fatalf("got %+v, want copied", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "moltbot.json")); err != nil || string(b) != seed["clawdbot.json"] {
+		t.Errorf("got %q, %v in the target, want the legacy config", b, err)
 	}
 }

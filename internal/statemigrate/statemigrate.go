@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // FileRule renames one file inside the target directory; both are base names.
@@ -284,110 +286,154 @@ func (m *migration) mountWarning() {
 		m.r.Legacy, m.r.Target, m.r.Target, m.r.Target)
 }
 
+// run migrates the rule under its lock: it clears an interrupted copy, looks
+// at what the legacy and target paths are, and renames, links a mount, copies
+// across file systems, finishes an interrupted run or leaves a conflict.
 func (m *migration) run() error {
-	r := m.r
-	tparent, lparent := filepath.Dir(r.Target), filepath.Dir(r.Legacy)
-
-	// A staging directory left by an interrupted copy is never in use: the
-	// copy only becomes the target by a rename, which removes the staging name.
-	if _, ok, err := exists(stagingPath(r.Target)); err != nil {
+	if err := m.removeInterruptedCopy(); err != nil {
 		return err
-	} else if ok {
-		if err := os.RemoveAll(stagingPath(r.Target)); err != nil {
-			return fmt.Errorf("removing an interrupted copy: %w", err)
-		}
-		if err := syncDir(tparent); err != nil {
+	}
+	s, err := m.look()
+	if err != nil {
+		return err
+	}
+	if done, err := m.legacyNotADirectory(s); done || err != nil {
+		return err
+	}
+	mount, err := safefs.IsMountPoint(m.r.Legacy)
+	if err != nil {
+		return err
+	}
+	if s.targetOK {
+		if done, err := m.targetExists(s, mount); done || err != nil {
 			return err
-		}
-		stepHook("staging-removed")
-	}
-
-	li, legacyOK, err := exists(r.Legacy)
-	if err != nil {
-		return err
-	}
-	ti, targetOK, err := exists(r.Target)
-	if err != nil {
-		return err
-	}
-	intent, err := readSmall(intentPath(r.Target))
-	if err != nil {
-		return fmt.Errorf("reading %q: %w", intentPath(r.Target), err)
-	}
-	ours := intent == r.Legacy
-
-	switch {
-	case !legacyOK:
-		if ours && targetOK && ti.IsDir() {
-			// Crashed after the rename, before the compatibility link.
-			m.o.Action = ActionRenamed
-			return m.finishRename()
-		}
-		if ours {
-			return m.dropIntent()
-		}
-		m.o.Action = ActionAbsent
-		return nil
-
-	case li.Mode()&os.ModeSymlink != 0:
-		if targetOK && sameFile(r.Legacy, r.Target) {
-			m.o.Action = ActionDone
-			if ours { // crashed before the file renames or the intent's removal
-				m.o.Action = ActionRenamed
-				return m.finishRename()
-			}
-			return m.renameFiles(r.Target)
-		}
-		m.o.Action = ActionLinked
-		return nil
-
-	case !li.IsDir():
-		m.o.Action = ActionConflict
-		m.warn("%q is not a directory; left alone", r.Legacy)
-		return nil
-	}
-
-	mount, err := isMountPoint(r.Legacy)
-	if err != nil {
-		return err
-	}
-	if targetOK {
-		switch {
-		case ti.Mode()&os.ModeSymlink != 0 && sameFile(r.Target, r.Legacy):
-			if mount {
-				m.o.Action = ActionSkippedMount
-				m.mountWarning()
-				return m.renameFiles(r.Legacy)
-			}
-			// The mount is gone: replace our link by the real rename. A crash
-			// after the removal leaves the plain legacy directory, as before.
-			if err := os.Remove(r.Target); err != nil {
-				return fmt.Errorf("removing link %q: %w", r.Target, err)
-			}
-			if err := syncDir(tparent); err != nil {
-				return err
-			}
-			stepHook("mount-link-removed")
-		case ti.IsDir() && m.copiedFrom(r.Target) == r.Legacy:
-			m.o.Action = ActionDone
-			return nil
-		default:
-			m.conflict()
-			return nil
 		}
 	}
 	if mount {
 		return m.linkMount()
 	}
+	return m.rename()
+}
 
-	// Plain directory, target absent: rename.
+// paths is what run found at the rule's paths.
+type paths struct {
+	legacy, target     os.FileInfo
+	legacyOK, targetOK bool
+	ours               bool // the intent file names this rule's legacy directory
+}
+
+// removeInterruptedCopy removes a staging directory left by an interrupted
+// copy: it is never in use, since the copy only becomes the target by a
+// rename, which removes the staging name.
+func (m *migration) removeInterruptedCopy() error {
+	staging := stagingPath(m.r.Target)
+	if _, ok, err := exists(staging); err != nil || !ok {
+		return err
+	}
+	if err := os.RemoveAll(staging); err != nil {
+		return fmt.Errorf("removing the interrupted copy %q: %w", staging, err)
+	}
+	if err := safefs.SyncDir(filepath.Dir(m.r.Target)); err != nil {
+		return err
+	}
+	stepHook("staging-removed")
+	return nil
+}
+
+func (m *migration) look() (paths, error) {
+	var s paths
+	var err error
+	if s.legacy, s.legacyOK, err = exists(m.r.Legacy); err != nil {
+		return s, err
+	}
+	if s.target, s.targetOK, err = exists(m.r.Target); err != nil {
+		return s, err
+	}
+	intent, err := readSmall(intentPath(m.r.Target))
+	if err != nil {
+		return s, fmt.Errorf("reading %q: %w", intentPath(m.r.Target), err)
+	}
+	s.ours = intent == m.r.Legacy
+	return s, nil
+}
+
+// legacyNotADirectory settles the rules whose legacy path is missing, a
+// symlink or not a directory (done is then true).
+func (m *migration) legacyNotADirectory(s paths) (done bool, err error) {
+	r := m.r
+	switch {
+	case !s.legacyOK:
+		if s.ours && s.targetOK && s.target.IsDir() {
+			// Crashed after the rename, before the compatibility link.
+			m.o.Action = ActionRenamed
+			return true, m.finishRename()
+		}
+		if s.ours {
+			return true, m.dropIntent()
+		}
+		m.o.Action = ActionAbsent
+		return true, nil
+	case s.legacy.Mode()&os.ModeSymlink != 0:
+		if s.targetOK && sameFile(r.Legacy, r.Target) {
+			m.o.Action = ActionDone
+			if s.ours { // crashed before the file renames or the intent's removal
+				m.o.Action = ActionRenamed
+				return true, m.finishRename()
+			}
+			return true, m.renameFiles(r.Target)
+		}
+		m.o.Action = ActionLinked
+		return true, nil
+	case !s.legacy.IsDir():
+		m.o.Action = ActionConflict
+		m.warn("%q is not a directory; left alone", r.Legacy)
+		return true, nil
+	}
+	return false, nil
+}
+
+// targetExists settles a legacy directory whose target exists: our link to a
+// mount (kept while mounted, else removed so the rename can happen), our
+// finished copy, or a conflict (done is then true).
+func (m *migration) targetExists(s paths, mount bool) (done bool, err error) {
+	r := m.r
+	switch {
+	case s.target.Mode()&os.ModeSymlink != 0 && sameFile(r.Target, r.Legacy):
+		if mount {
+			m.o.Action = ActionSkippedMount
+			m.mountWarning()
+			return true, m.renameFiles(r.Legacy)
+		}
+		// The mount is gone: replace our link by the real rename. A crash
+		// after the removal leaves the plain legacy directory, as before.
+		if err := os.Remove(r.Target); err != nil {
+			return true, fmt.Errorf("removing link %q: %w", r.Target, err)
+		}
+		if err := safefs.SyncDir(filepath.Dir(r.Target)); err != nil {
+			return true, err
+		}
+		stepHook("mount-link-removed")
+		return false, nil
+	case s.target.IsDir() && m.copiedFrom(r.Target) == r.Legacy:
+		m.o.Action = ActionDone
+		return true, nil
+	default:
+		m.conflict()
+		return true, nil
+	}
+}
+
+// rename renames the plain legacy directory to the absent target under an
+// intent file; across file systems it copies, for a busy mount it links.
+func (m *migration) rename() error {
+	r := m.r
 	if err := m.writeIntent(); err != nil {
 		return err
 	}
-	err = renameNoReplace(r.Legacy, r.Target)
+	err := renameNoReplace(r.Legacy, r.Target)
 	switch {
 	case err == nil:
-		if err := syncDirs(lparent, tparent); err != nil {
+		if err := syncDirs(filepath.Dir(r.Legacy), filepath.Dir(r.Target)); err != nil {
 			return err
 		}
 		stepHook("renamed")
@@ -403,8 +449,8 @@ func (m *migration) run() error {
 			return err
 		}
 		// EXDEV from a mount root whose detection failed must not become a
-		// copy that orphans the mount: ask mountinfo too.
-		if mi, err := mountInfoHas(r.Legacy); err != nil {
+		// copy that orphans the mount: ask the mount table too.
+		if mi, err := safefs.InMountTable(r.Legacy); err != nil {
 			return err
 		} else if mi {
 			return m.linkMount()
@@ -419,10 +465,11 @@ func (m *migration) run() error {
 	default:
 		// Nothing moved: drop the intent, so that nothing is left half done
 		// and the next start begins afresh.
+		err = fmt.Errorf("renaming: %w", err) // the caller names both paths
 		if derr := m.dropIntent(); derr != nil {
-			return errors.Join(fmt.Errorf("renaming: %w", err), derr)
+			return errors.Join(err, derr)
 		}
-		return fmt.Errorf("renaming: %w", err)
+		return err
 	}
 }
 
@@ -446,7 +493,7 @@ func (m *migration) writeIntent() error {
 	if err := writeFileSync(p, []byte(m.r.Legacy+"\n")); err != nil {
 		return fmt.Errorf("writing %q: %w", p, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(p)); err != nil {
 		return err
 	}
 	stepHook("intent-written")
@@ -458,7 +505,7 @@ func (m *migration) dropIntent() error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing %q: %w", p, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(p)); err != nil {
 		return err
 	}
 	stepHook("intent-removed")
@@ -476,7 +523,7 @@ func (m *migration) finishRename() error {
 	if err := os.Symlink(rel, r.Legacy); err != nil && !(errors.Is(err, os.ErrExist) && sameFile(r.Legacy, r.Target)) {
 		return fmt.Errorf("linking %q to %q: %w", r.Legacy, r.Target, err)
 	}
-	if err := syncDir(filepath.Dir(r.Legacy)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(r.Legacy)); err != nil {
 		return err
 	}
 	stepHook("compat-linked")
@@ -508,7 +555,7 @@ func (m *migration) linkMount() error {
 		}
 		return fmt.Errorf("linking %q to %q: %w", r.Target, r.Legacy, err)
 	}
-	if err := syncDir(filepath.Dir(r.Target)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(r.Target)); err != nil {
 		return err
 	}
 	stepHook("mount-linked")
@@ -524,12 +571,16 @@ func (m *migration) copy() error {
 		return fmt.Errorf("creating %q: %w", staging, err)
 	}
 	stepHook("staging-created")
-	if err := copyTree(r.Legacy, staging); err != nil {
+	mounts, err := copyTree(r.Legacy, staging)
+	if err != nil {
 		os.RemoveAll(staging)
 		return fmt.Errorf("copying to %q: %w", staging, err)
 	}
+	for _, p := range mounts {
+		m.warn("%q is a mount point inside %q: not copied to %q, its content stays where it is mounted", filepath.Join(r.Legacy, p), r.Legacy, r.Target)
+	}
 	stepHook("staging-copied")
-	if err := verifyTree(r.Legacy, staging, nil); err != nil {
+	if err := verifyTree(r.Legacy, staging); err != nil {
 		os.RemoveAll(staging)
 		return err
 	}
@@ -541,8 +592,9 @@ func (m *migration) copy() error {
 		return err
 	}
 	// The marker and renames touched the staging root's times; restore them.
-	if li, err := os.Lstat(r.Legacy); err == nil {
-		if err := finishEntry(staging, li, true); err != nil {
+	var lst unix.Stat_t
+	if err := unix.Lstat(r.Legacy, &lst); err == nil {
+		if err := restoreTimes(staging, &lst); err != nil {
 			return err
 		}
 	}
@@ -554,7 +606,7 @@ func (m *migration) copy() error {
 		}
 		return fmt.Errorf("renaming %q into place: %w", staging, err)
 	}
-	if err := syncDir(filepath.Dir(r.Target)); err != nil {
+	if err := safefs.SyncDir(filepath.Dir(r.Target)); err != nil {
 		return err
 	}
 	stepHook("copied")
@@ -591,7 +643,7 @@ func (m *migration) renameFiles(dir string) error {
 		}
 	}
 	if changed {
-		return syncDir(dir)
+		return safefs.SyncDir(dir)
 	}
 	return nil
 }

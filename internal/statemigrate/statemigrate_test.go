@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 func TestPreset(t *testing.T) {
@@ -43,44 +45,6 @@ func TestPreset(t *testing.T) {
 	}
 	if _, err := Preset("moltbot", "relative"); err == nil {
 		t.Error("relative home: got no error, want one")
-	}
-}
-
-func TestParseMountPoints(t *testing.T) {
-	const sample = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-35 22 0:30 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
-101 22 8:1 /home/me/My\040State /home/node/.clawdbot rw,relatime shared:1 - ext4 /dev/sda1 rw
-102 22 0:45 / /mnt/tab\011and\012newline\134back rw - tmpfs tmpfs rw
-103 22 0:46 / /mnt/not\04escape\x rw - tmpfs tmpfs rw
-
-`
-	got, err := parseMountPoints(strings.NewReader(sample))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"/", "/proc", "/home/node/.clawdbot", "/mnt/tab\tand\nnewline\\back", `/mnt/not\04escape\x`}
-	if !eqStrings(got, want) {
-		t.Errorf("got %q, want %q", got, want)
-	}
-	if _, err := parseMountPoints(strings.NewReader("1 2 3\n")); err == nil {
-		t.Error("short line: got no error, want one")
-	}
-}
-
-func TestUnescapeOctal(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{`plain`, "plain"},
-		{`a\040b`, "a b"},
-		{`\134`, `\`},
-		{`end\04`, `end\04`},
-		{`\999`, `\999`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			if got := unescapeOctal(tt.in); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
 	}
 }
 
@@ -295,9 +259,9 @@ func TestMigrateOpenclaw(t *testing.T) {
 // TestRenameFallback: a filesystem that answers EINVAL to RENAME_NOREPLACE
 // still gets a no-replace rename.
 func TestRenameFallback(t *testing.T) {
-	real := renameat2
-	renameat2 = func(int, string, int, string, uint) error { return unix.EINVAL }
-	t.Cleanup(func() { renameat2 = real })
+	real := safefs.TestHooks.Renameat2
+	safefs.TestHooks.Renameat2 = func(int, string, int, string, uint) error { return unix.EINVAL }
+	t.Cleanup(func() { safefs.TestHooks.Renameat2 = real })
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	write(t, a, state{"x": "1"})
@@ -343,9 +307,9 @@ func TestMigrateMessagesTrue(t *testing.T) {
 		}
 	})
 	t.Run("rename fails", func(t *testing.T) {
-		real := renameat2
-		renameat2 = func(int, string, int, string, uint) error { return unix.EACCES }
-		t.Cleanup(func() { renameat2 = real })
+		real := safefs.TestHooks.Renameat2
+		safefs.TestHooks.Renameat2 = func(int, string, int, string, uint) error { return unix.EACCES }
+		t.Cleanup(func() { safefs.TestHooks.Renameat2 = real })
 		home := t.TempDir()
 		rules, _ := Preset("moltbot", home)
 		write(t, filepath.Join(home, ".clawdbot"), state{"clawdbot.json": "x"})

@@ -8,6 +8,9 @@ import (
 	"strings"
 
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/helperfs"
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // CreateOptions describe a named volume for compose to adopt.
@@ -59,7 +62,7 @@ func Create(ctx context.Context, eng Engine, o CreateOptions) (*CreateResult, er
 	case err == nil && v.Volume.Labels[LabelMigration] == o.Migration:
 		return res, nil
 	case err == nil:
-		line, err := runHelperContainer(ctx, eng, helperRun{req: helperRequest{Op: "probe"}, volume: o.Name, readOnly: true, helper: o.Helper})
+		line, err := runHelperContainer(ctx, eng, helperRun{req: helperfs.Request{Op: "probe"}, volume: o.Name, readOnly: true, helper: o.Helper})
 		if err != nil {
 			return nil, fmt.Errorf("looking into existing volume %s: %w", o.Name, err)
 		}
@@ -93,8 +96,9 @@ type CopyOptions struct {
 	KeepOwner bool
 	// Pass is PassFull (default) or PassDelta.
 	Pass Pass
-	// Progress, when set, is called with running totals (a few times a second).
-	Progress func(Progress)
+	// Progress, when set, receives the running totals (a few times a second):
+	// progress.Copy events of phase Running, with Target, Source and Pass set.
+	Progress progress.Func
 	// Workers is how many regular files are copied at once (default 1). On 2
 	// cores and one disk 2 gained nothing measurable (docs/volumes.md).
 	Workers int
@@ -123,25 +127,26 @@ func Copy(ctx context.Context, eng Engine, o CopyOptions) (*CopyResult, error) {
 		return nil, err
 	}
 	if err := checkExclude(o.Exclude); err != nil {
-		return nil, fmt.Errorf("copying %s: %w", o.Source, err)
+		return nil, fmt.Errorf("copying %q: %w", o.Source, err)
 	}
-	if _, _, err := parseOwner(o.Owner, o.KeepOwner); err != nil {
-		return nil, fmt.Errorf("copying %s: %w", o.Source, err)
+	if _, _, err := helperfs.ParseOwner(o.Owner, o.KeepOwner); err != nil {
+		return nil, fmt.Errorf("copying %q: %w", o.Source, err)
 	}
 	if o.Pass == "" {
 		o.Pass = PassFull
 	}
 	if o.Pass != PassFull && o.Pass != PassDelta {
-		return nil, fmt.Errorf("copying %s: unknown pass %q", o.Source, o.Pass)
+		return nil, fmt.Errorf("copying %q: unknown pass %q", o.Source, o.Pass)
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
-		req:    helperRequest{Op: "copy", Owner: o.Owner, KeepOwner: o.KeepOwner, Pass: o.Pass, Workers: o.Workers, Reserve: o.Reserve, Exclude: o.Exclude},
-		source: o.Source, volume: o.Volume, progress: o.Progress, helper: o.Helper})
+		req:    helperfs.Request{Op: "copy", Owner: o.Owner, KeepOwner: o.KeepOwner, Pass: o.Pass, Workers: o.Workers, Reserve: o.Reserve, Exclude: o.Exclude},
+		source: o.Source, volume: o.Volume, helper: o.Helper,
+		progress: running(o.Progress, progress.Event{Step: progress.Copy, Target: o.Volume, Source: o.Source, Pass: string(o.Pass)})})
 	if err != nil {
-		return nil, fmt.Errorf("copying %s into volume %s (%s pass): %w", o.Source, o.Volume, o.Pass, err)
+		return nil, fmt.Errorf("copying %q into volume %s (%s pass): %w", o.Source, o.Volume, o.Pass, err)
 	}
 	if line.Copy == nil {
-		return nil, fmt.Errorf("copying %s into volume %s: the helper returned no result", o.Source, o.Volume)
+		return nil, fmt.Errorf("copying %q into volume %s: the helper returned no result", o.Source, o.Volume)
 	}
 	return line.Copy, nil
 }
@@ -192,38 +197,23 @@ func Verify(ctx context.Context, eng Engine, o VerifyOptions) (*VerifyReport, er
 	if err := checkExclude(o.Exclude); err != nil {
 		return nil, fmt.Errorf("verifying %s: %w", o.Volume, err)
 	}
-	if _, _, err := parseOwner(o.Owner, o.KeepOwner); err != nil {
+	if _, _, err := helperfs.ParseOwner(o.Owner, o.KeepOwner); err != nil {
 		return nil, fmt.Errorf("verifying %s: %w", o.Volume, err)
 	}
 	line, err := runHelperContainer(ctx, eng, helperRun{
-		req:    helperRequest{Op: "verify", Owner: o.Owner, KeepOwner: o.KeepOwner, Full: o.Full, Exclude: o.Exclude},
+		req:    helperfs.Request{Op: "verify", Owner: o.Owner, KeepOwner: o.KeepOwner, Full: o.Full, Exclude: o.Exclude},
 		source: o.Source, volume: o.Volume, readOnly: true, helper: o.Helper})
 	if err != nil {
-		return nil, fmt.Errorf("verifying volume %s against %s: %w", o.Volume, o.Source, err)
+		return nil, fmt.Errorf("verifying volume %s against %q: %w", o.Volume, o.Source, err)
 	}
 	rep := line.Verify
 	if rep == nil {
 		return nil, fmt.Errorf("verifying volume %s: the helper returned no result", o.Volume)
 	}
 	if len(rep.Differences) > 0 {
-		return rep, fmt.Errorf("verifying volume %s against %s: %w: %s", o.Volume, o.Source, ErrMismatch, firstDiffs(rep.Differences, 5))
+		return rep, fmt.Errorf("verifying volume %s against %q: %w: %s", o.Volume, o.Source, ErrMismatch, helperfs.FirstDiffs(rep.Differences, 5))
 	}
 	return rep, nil
-}
-
-func firstDiffs(d []string, n int) string {
-	s := ""
-	for i, x := range d {
-		if i == n {
-			s += fmt.Sprintf("; and %d more", len(d)-n)
-			break
-		}
-		if i > 0 {
-			s += "; "
-		}
-		s += x
-	}
-	return s
 }
 
 // FinishOptions name the volume whose copy state to remove.
@@ -239,7 +229,7 @@ func Finish(ctx context.Context, eng Engine, o FinishOptions) error {
 	if o.Volume == "" {
 		return errors.New("no volume given")
 	}
-	if _, err := runHelperContainer(ctx, eng, helperRun{req: helperRequest{Op: "finish"}, volume: o.Volume, helper: o.Helper}); err != nil {
+	if _, err := runHelperContainer(ctx, eng, helperRun{req: helperfs.Request{Op: "finish"}, volume: o.Volume, helper: o.Helper}); err != nil {
 		return fmt.Errorf("removing the copy state from volume %s: %w", o.Volume, err)
 	}
 	return nil

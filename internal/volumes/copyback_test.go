@@ -11,6 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/helperfs"
+	"github.com/moltctl/moltctl/internal/progress"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // copyBackCase is a bind directory (the test tree: files, symlinks, one
@@ -20,7 +23,7 @@ import (
 type copyBackCase struct {
 	tr     *testTree
 	vol    string
-	before map[string]*entry // the bind directory before the copy-back
+	before map[string]*safefs.Entry // the bind directory before the copy-back
 	hopts  HelperOptions
 }
 
@@ -42,11 +45,11 @@ func newCopyBackCase(tb testing.TB, eng Engine) *copyBackCase {
 }
 
 func (c *copyBackCase) kept() string {
-	return filepath.Join(filepath.Dir(c.tr.Src), copyBackKept(filepath.Base(c.tr.Src), "mig1"))
+	return filepath.Join(filepath.Dir(c.tr.Src), helperfs.KeptName(filepath.Base(c.tr.Src), "mig1"))
 }
 
 func (c *copyBackCase) staging() string {
-	return filepath.Join(filepath.Dir(c.tr.Src), copyBackStaging(filepath.Base(c.tr.Src), "mig1"))
+	return filepath.Join(filepath.Dir(c.tr.Src), helperfs.StagingName(filepath.Base(c.tr.Src), "mig1"))
 }
 
 // sameTree fails unless the tree at p is byte for byte the bind directory's
@@ -103,17 +106,22 @@ func TestEngineCopyBack(t *testing.T) {
 	ctx := context.Background()
 	c := newCopyBackCase(t, eng)
 	outSt, outContent := statOutside(t, c.tr)
-	var progress []Progress
+	var events []progress.Event
 	res, err := CopyBack(ctx, eng, CopyBackOptions{Volume: c.vol, Target: c.tr.Src, ID: "mig1", Helper: c.hopts,
-		Progress: func(p Progress) { progress = append(progress, p) }})
+		Progress: func(e progress.Event) { events = append(events, e) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Resumed || res.Copy == nil || res.Verify == nil || res.Verify.Hashed < 20 {
 		t.Errorf("got %+v, want a fresh copy with every file hashed", res)
 	}
-	if len(progress) == 0 || progress[len(progress)-1].Files != res.Copy.Files {
-		t.Errorf("got progress %+v for %d files, want a final report", progress, res.Copy.Files)
+	if len(events) == 0 || events[len(events)-1].Files != res.Copy.Files {
+		t.Errorf("got progress %+v for %d files, want a final report", events, res.Copy.Files)
+	}
+	for _, e := range events {
+		if e.Step != progress.CopyBack || e.Phase != progress.Running || e.Target != c.vol || e.Source != c.tr.Src {
+			t.Fatalf("got event %+v, want a running copy back of volume %s into %s", e, c.vol, c.tr.Src)
+		}
 	}
 	c.checkDone(t, eng, res, outSt, outContent)
 

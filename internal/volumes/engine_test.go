@@ -14,6 +14,8 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/progress"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 var (
@@ -115,14 +117,19 @@ func TestEngineCopyDeltaVerify(t *testing.T) {
 	before := snapshot(t, tr.Src, "")
 	outSt, outContent := statOutside(t, tr)
 
-	var progress []Progress
+	var events []progress.Event
 	res, err := Copy(ctx, eng, CopyOptions{Source: tr.Src, Volume: vol, Owner: "1000:1000", Helper: hopts,
-		Progress: func(p Progress) { progress = append(progress, p) }})
+		Progress: func(e progress.Event) { events = append(events, e) }})
 	if err != nil {
 		t.Fatalf("full pass: %v", err)
 	}
-	if len(progress) == 0 || progress[len(progress)-1].Files != res.Files || res.Files < 40 {
-		t.Errorf("got %d files copied and progress %+v, want at least 40 and a final progress report", res.Files, progress)
+	if len(events) == 0 || events[len(events)-1].Files != res.Files || res.Files < 40 {
+		t.Errorf("got %d files copied and progress %+v, want at least 40 and a final progress report", res.Files, events)
+	}
+	for _, e := range events {
+		if e.Step != progress.Copy || e.Phase != progress.Running || e.Target != vol || e.Source != tr.Src || e.Pass != string(PassFull) {
+			t.Fatalf("got event %+v, want a running full pass of %s into volume %s", e, tr.Src, vol)
+		}
 	}
 	noHelperLeft(t, vol)
 
@@ -181,13 +188,13 @@ func TestEngineCopyDeltaVerify(t *testing.T) {
 }
 
 // sameSnapshotExcept compares two source snapshots, skipping what the test changed.
-func sameSnapshotExcept(tb testing.TB, before, after map[string]*entry, changed ...string) {
+func sameSnapshotExcept(tb testing.TB, before, after map[string]*safefs.Entry, changed ...string) {
 	tb.Helper()
 	skip := map[string]bool{}
 	for _, p := range changed {
 		skip[p] = true
 	}
-	b, a := map[string]*entry{}, map[string]*entry{}
+	b, a := map[string]*safefs.Entry{}, map[string]*safefs.Entry{}
 	for p, e := range before {
 		if !skip[p] {
 			b[p] = e

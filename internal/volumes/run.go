@@ -24,6 +24,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/helperfs"
 )
 
 // HelperImageRepo is the repository of the helper image; its tag is the first
@@ -168,7 +170,7 @@ func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
 
 // helperRun is one run of the helper container.
 type helperRun struct {
-	req      helperRequest
+	req      helperfs.Request
 	source   string // host directory bound read-only at /from ("" for none)
 	volume   string // volume mounted at /to
 	readOnly bool   // mount the volume read-only
@@ -179,89 +181,141 @@ type helperRun struct {
 	mounts []mount.Mount
 }
 
-// runHelperContainer runs the helper and returns its result line. The
-// container is removed whatever happens, with a context of its own.
-func runHelperContainer(ctx context.Context, eng Engine, r helperRun) (*helperLine, error) {
+// runHelperContainer runs the helper and returns its result line: it removes
+// a helper an interrupted run left on the volume, creates and starts the
+// container, relays its progress lines and reads its result. The container
+// is removed whatever happens, with a context of its own.
+func runHelperContainer(ctx context.Context, eng Engine, r helperRun) (*helperfs.Line, error) {
 	ref, err := EnsureHelper(ctx, eng, r.helper)
 	if err != nil {
 		return nil, err
 	}
-	arg, _ := json.Marshal(r.req)
-	mounts := []mount.Mount{{Type: mount.TypeVolume, Source: r.volume, Target: helperTo, ReadOnly: r.readOnly,
-		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
-	if r.source != "" {
-		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: r.source, Target: helperFrom, ReadOnly: true})
+	if err := removeLeftHelpers(ctx, eng, r.volume); err != nil {
+		return nil, err
 	}
-	if r.mounts != nil {
-		mounts = r.mounts
-	}
-	// a helper left by a moltctl killed with -9 must not write beside this one
-	left, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: client.Filters{}.Add("label", LabelHelperVolume+"="+r.volume)})
+	id, err := createHelper(ctx, eng, ref, r)
 	if err != nil {
-		return nil, fmt.Errorf("listing helper containers: %w", err)
+		return nil, err
 	}
-	for _, c := range left.Items {
-		if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
-			return nil, fmt.Errorf("removing the helper container left by an interrupted run: %w", err)
-		}
-	}
-	name := "moltctl-helper-" + randHex()
-	created, err := eng.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: name,
-		Config: &container.Config{
-			Image: ref, Entrypoint: []string{"/moltctl", "copy-helper"}, Cmd: []string{string(arg)},
-			User: "0:0", WorkingDir: "/", AttachStdout: true, AttachStderr: true,
-			Labels: map[string]string{LabelHelper: r.req.Op, LabelHelperVolume: r.volume},
-		},
-		HostConfig: &container.HostConfig{
-			// AutoRemove: the engine removes it even when moltctl is killed before the deferred remove
-			Mounts: mounts, NetworkMode: "none", ReadonlyRootfs: true, AutoRemove: true,
-			CapDrop: []string{"ALL"}, CapAdd: helperCaps, SecurityOpt: []string{"no-new-privileges"},
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating the helper container: %w", err)
-	}
-	defer func() {
-		// Gone before returning: with AutoRemove the engine may still be removing
-		// it, and the volume can't be removed (abort) while it exists.
-		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		eng.ContainerRemove(rctx, created.ID, client.ContainerRemoveOptions{Force: true})
-		for rctx.Err() == nil {
-			if _, err := eng.ContainerInspect(rctx, created.ID, client.ContainerInspectOptions{}); isNotFound(err) {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-	att, err := eng.ContainerAttach(ctx, created.ID, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
+	defer removeHelperContainer(eng, id)
+	att, err := eng.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
 		return nil, fmt.Errorf("attaching to the helper container: %w", err)
 	}
 	defer att.Close()
-	wait := eng.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
-	if _, err := eng.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+	wait := eng.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
+	if _, err := eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return nil, fmt.Errorf("starting the helper container: %w", err)
 	}
+	result, stderr := readHelperLines(att.Reader, r.progress)
+	code, err := waitHelper(ctx, wait)
+	if err != nil {
+		return nil, err
+	}
+	return helperResult(result, code, stderr)
+}
+
+// helperMounts are the helper's mounts: the volume at /to and the source, if
+// any, read-only at /from; or r.mounts when set.
+func helperMounts(r helperRun) []mount.Mount {
+	if r.mounts != nil {
+		return r.mounts
+	}
+	mounts := []mount.Mount{{Type: mount.TypeVolume, Source: r.volume, Target: helperfs.To, ReadOnly: r.readOnly,
+		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
+	if r.source != "" {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: r.source, Target: helperfs.From, ReadOnly: true})
+	}
+	return mounts
+}
+
+// removeLeftHelpers removes the helper containers a moltctl killed with -9
+// left on the volume: they must not write beside this one.
+func removeLeftHelpers(ctx context.Context, eng Engine, volume string) error {
+	left, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", LabelHelperVolume+"="+volume)})
+	if err != nil {
+		return fmt.Errorf("listing helper containers: %w", err)
+	}
+	for _, c := range left.Items {
+		if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+			return fmt.Errorf("removing the helper container left by an interrupted run: %w", err)
+		}
+	}
+	return nil
+}
+
+// createHelper creates the helper container for r from the image ref.
+func createHelper(ctx context.Context, eng Engine, ref string, r helperRun) (string, error) {
+	arg, err := json.Marshal(r.req)
+	if err != nil {
+		return "", fmt.Errorf("encoding the helper request: %w", err)
+	}
+	created, err := eng.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:       "moltctl-helper-" + randHex(),
+		Config:     helperConfig(ref, []string{string(arg)}, map[string]string{LabelHelper: r.req.Op, LabelHelperVolume: r.volume}),
+		HostConfig: helperHostConfig(helperMounts(r)),
+	})
+	if err != nil {
+		return "", fmt.Errorf("creating the helper container: %w", err)
+	}
+	return created.ID, nil
+}
+
+// helperConfig is the helper container's config: moltctl copy-helper ARGS as root.
+func helperConfig(ref string, args []string, labels map[string]string) *container.Config {
+	return &container.Config{
+		Image: ref, Entrypoint: []string{"/moltctl", "copy-helper"}, Cmd: args,
+		User: "0:0", WorkingDir: "/", AttachStdout: true, AttachStderr: true, Labels: labels,
+	}
+}
+
+// helperHostConfig confines the helper: no network, a read-only root, only
+// helperCaps, no new privileges; AutoRemove, so that the engine removes it
+// even when moltctl is killed before its deferred remove.
+func helperHostConfig(mounts []mount.Mount) *container.HostConfig {
+	return &container.HostConfig{
+		Mounts: mounts, NetworkMode: "none", ReadonlyRootfs: true, AutoRemove: true,
+		CapDrop: []string{"ALL"}, CapAdd: helperCaps, SecurityOpt: []string{"no-new-privileges"},
+	}
+}
+
+// removeHelperContainer removes the helper and waits until it is gone: with
+// AutoRemove the engine may still be removing it, and the volume can't be
+// removed (abort) while it exists.
+func removeHelperContainer(eng Engine, id string) {
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	eng.ContainerRemove(rctx, id, client.ContainerRemoveOptions{Force: true})
+	for rctx.Err() == nil {
+		if _, err := eng.ContainerInspect(rctx, id, client.ContainerInspectOptions{}); isNotFound(err) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readHelperLines reads the helper's multiplexed output until it ends: its
+// progress lines go to progress, its last other line is the result; what is
+// not a line of JSON is kept as its stderr.
+func readHelperLines(stream io.Reader, progress func(Progress)) (*helperfs.Line, string) {
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
 	go func() {
-		_, err := stdcopy.StdCopy(pw, &stderr, att.Reader)
+		_, err := stdcopy.StdCopy(pw, &stderr, stream)
 		pw.CloseWithError(err)
 	}()
-	var result *helperLine
+	var result *helperfs.Line
 	br := bufio.NewReaderSize(pr, 1<<16)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) > 0 {
-			var l helperLine
+			var l helperfs.Line
 			if jerr := json.Unmarshal(line, &l); jerr != nil {
 				stderr.Write(line)
 			} else if l.Progress != nil {
-				if r.progress != nil {
-					r.progress(*l.Progress)
+				if progress != nil {
+					progress(*l.Progress)
 				}
 			} else {
 				result = &l
@@ -271,28 +325,40 @@ func runHelperContainer(ctx context.Context, eng Engine, r helperRun) (*helperLi
 			break
 		}
 	}
-	var code int64
+	return result, stderr.String()
+}
+
+// waitHelper waits for the helper's exit status.
+func waitHelper(ctx context.Context, wait client.ContainerWaitResult) (int64, error) {
 	select {
 	case w := <-wait.Result:
-		code = w.StatusCode
+		return w.StatusCode, nil
 	case err := <-wait.Error:
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return 0, ctx.Err()
 		}
-		return nil, fmt.Errorf("waiting for the helper container: %w", err)
+		return 0, fmt.Errorf("waiting for the helper container: %w", err)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return 0, ctx.Err()
 	}
+}
+
+// helperResult turns the helper's result line, exit status and stderr into
+// the result or an error, carrying the sentinel the line's kind names.
+func helperResult(result *helperfs.Line, code int64, stderr string) (*helperfs.Line, error) {
 	if result != nil && result.Error != "" {
-		if e, ok := kinds[result.Kind]; ok && !strings.Contains(result.Error, e.Error()) {
+		e := helperfs.KindError(result.Kind)
+		switch {
+		case e == nil:
+			return nil, errors.New(result.Error)
+		case !strings.Contains(result.Error, e.Error()):
 			return nil, fmt.Errorf("%w: %s", e, result.Error)
-		} else if ok {
+		default:
 			return nil, &helperError{msg: result.Error, kind: e}
 		}
-		return nil, errors.New(result.Error)
 	}
 	if code != 0 || result == nil {
-		msg := strings.TrimSpace(stderr.String())
+		msg := strings.TrimSpace(stderr)
 		if len(msg) > 500 {
 			msg = msg[len(msg)-500:]
 		}

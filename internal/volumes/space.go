@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/moby/moby/client"
-	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/helperfs"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // Size is what a directory tree takes: allocated bytes (what a copy needs on
@@ -23,16 +24,7 @@ type Size struct {
 // Unreadable entries below the root are skipped, and so is the content of the
 // directories in exclude (relative to dir), as CopyOptions.Exclude.
 func Measure(dir string, exclude ...string) (Size, error) {
-	d, err := openRoot(dir)
-	if err != nil {
-		return Size{}, fmt.Errorf("measuring %q: %w", dir, err)
-	}
-	defer d.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
-		return Size{}, fmt.Errorf("measuring %q: %w", dir, err)
-	}
-	b, f, err := scanSize(int(d.Fd()), ".", uint64(st.Dev), pruneSet(exclude))
+	b, f, err := safefs.Measure(dir, exclude)
 	if err != nil {
 		return Size{}, fmt.Errorf("measuring %q: %w", dir, err)
 	}
@@ -41,11 +33,7 @@ func Measure(dir string, exclude ...string) (Size, error) {
 
 // Space is the room on a file system, as statfs(2) reports it to an
 // unprivileged writer.
-type Space struct {
-	Free       int64 `json:"free"`        // bytes available
-	Total      int64 `json:"total"`       // bytes in all
-	FreeInodes int64 `json:"free_inodes"` // inodes available (0 on file systems without a limit)
-}
+type Space = helperfs.Space
 
 // FreeSpaceOptions tune FreeSpace.
 type FreeSpaceOptions struct {
@@ -95,7 +83,7 @@ func FreeSpace(ctx context.Context, eng Engine, o FreeSpaceOptions) (_ *Space, e
 			err = fmt.Errorf("measuring the engine's free space: removing volume %s: %w", name, rerr)
 		}
 	}()
-	line, err := runHelperContainer(ctx, eng, helperRun{req: helperRequest{Op: "statfs"}, volume: name, readOnly: true, helper: o.Helper})
+	line, err := runHelperContainer(ctx, eng, helperRun{req: helperfs.Request{Op: "statfs"}, volume: name, readOnly: true, helper: o.Helper})
 	if err != nil {
 		return nil, fmt.Errorf("measuring the engine's free space: %w", err)
 	}
@@ -103,13 +91,4 @@ func FreeSpace(ctx context.Context, eng Engine, o FreeSpaceOptions) (_ *Space, e
 		return nil, errors.New("measuring the engine's free space: the helper reported nothing")
 	}
 	return line.Space, nil
-}
-
-// statfsSpace is the helper's side of FreeSpace.
-func statfsSpace(dir string) (*Space, error) {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		return nil, &os.PathError{Op: "statfs", Path: dir, Err: err}
-	}
-	return &Space{Free: int64(fs.Bavail) * fs.Bsize, Total: int64(fs.Blocks) * fs.Bsize, FreeInodes: int64(fs.Ffree)}, nil
 }

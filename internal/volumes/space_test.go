@@ -39,7 +39,9 @@ func TestFreeSpace(t *testing.T) {
 	eng := dockertest.Engine(t)
 	h := helperOpts(t)
 	ctx := context.Background()
-	sp, err := FreeSpace(ctx, eng, FreeSpaceOptions{Helper: h, KeepHelper: true,
+	// Other packages' tests measure at the same time: look for this test's volumes only.
+	mine := map[string]string{"io.moltctl.test": dockertest.Name("freespace")}
+	sp, err := FreeSpace(ctx, eng, FreeSpaceOptions{Helper: h, KeepHelper: true, Labels: mine,
 		DriverOpts: map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "size=8m"}})
 	if err != nil {
 		t.Fatal(err)
@@ -47,14 +49,14 @@ func TestFreeSpace(t *testing.T) {
 	if sp.Total != 8<<20 || sp.Free <= 0 || sp.Free > sp.Total || sp.FreeInodes <= 0 {
 		t.Errorf("got %+v, want 8 MiB in all, some free, some inodes", *sp)
 	}
-	def, err := FreeSpace(ctx, eng, FreeSpaceOptions{Helper: h, KeepHelper: true})
+	def, err := FreeSpace(ctx, eng, FreeSpaceOptions{Helper: h, KeepHelper: true, Labels: mine})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if def.Total <= 8<<20 || def.Free <= 0 {
 		t.Errorf("got %+v where the engine keeps its volumes, want a real file system", *def)
 	}
-	if out := dockertest.Docker(t, "volume", "ls", "-q", "--filter", "label="+LabelHelper+"=space"); strings.Contains(out, "moltctl-space-") {
+	if out := dockertest.Docker(t, "volume", "ls", "-q", "--filter", "label="+LabelHelper+"=space", "--filter", "label=io.moltctl.test="+mine["io.moltctl.test"]); strings.Contains(out, "moltctl-space-") {
 		t.Errorf("got throwaway volumes %q left, want none", out)
 	}
 }

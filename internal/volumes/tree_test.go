@@ -5,9 +5,10 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/moltctl/moltctl/internal/dockertest"
-
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // Names in the test tree (dockertest.NewTree) worth checking one by one.
@@ -51,14 +52,14 @@ var (
 )
 
 // snapshot is a manifest with every content hashed, for before/after comparisons.
-func snapshot(tb testing.TB, root, skip string) map[string]*entry {
+func snapshot(tb testing.TB, root, skip string) map[string]*safefs.Entry {
 	tb.Helper()
-	m, _, err := manifest(root, skip, func(string) bool { return true })
+	m, _, err := safefs.Manifest(root, safefs.ManifestOptions{Skip: []string{skip}, Hash: func(string) bool { return true }})
 	must(tb, err)
 	return m
 }
 
-func sameSnapshot(tb testing.TB, what string, before, after map[string]*entry) {
+func sameSnapshot(tb testing.TB, what string, before, after map[string]*safefs.Entry) {
 	tb.Helper()
 	if len(before) != len(after) {
 		tb.Errorf("%s: got %d entries, want %d", what, len(after), len(before))
@@ -77,4 +78,10 @@ func statOutside(tb testing.TB, t *testTree) (unix.Stat_t, string) {
 	b, err := os.ReadFile(t.Secret)
 	must(tb, err)
 	return st, string(b)
+}
+
+// rewrite changes a file's content keeping its size, as an app rewriting state does.
+func rewrite(tb testing.TB, p, content string) {
+	tb.Helper()
+	must(tb, os.WriteFile(p, []byte(content), 0o644))
 }

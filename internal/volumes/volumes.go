@@ -9,9 +9,11 @@ package volumes
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/helperfs"
+	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // Labels moltctl puts on what it creates.
@@ -29,11 +31,16 @@ var (
 	// ErrVolumeTaken: a volume with the planned name exists, holds data and is not this migration's.
 	ErrVolumeTaken = errors.New("volume exists and is not empty")
 	// ErrMismatch: verification found the volume different from the source.
-	ErrMismatch = errors.New("the volume differs from the source")
+	ErrMismatch = helperfs.ErrMismatch
 	// ErrNoSpace: the volume's file system cannot hold the source.
-	ErrNoSpace = errors.New("not enough space in the volume")
+	ErrNoSpace = helperfs.ErrNoSpace
+	// ErrNoInodes: the volume's file system has no inodes left for the files
+	// (it may have bytes to spare). It wraps ErrNoSpace.
+	ErrNoInodes = helperfs.ErrNoInodes
 	// ErrNoFirstPass: a delta pass was asked for a volume without a completed full pass.
-	ErrNoFirstPass = errors.New("no completed full pass in the volume")
+	ErrNoFirstPass = helperfs.ErrNoFirstPass
+	// ErrRefused: CopyBack refused before changing anything (see CopyBack).
+	ErrRefused = helperfs.ErrRefused
 	// ErrNotStatic: the helper binary is dynamically linked.
 	ErrNotStatic = errors.New("the helper binary is not statically linked")
 )
@@ -56,47 +63,39 @@ type Engine interface {
 	ContainerInspect(ctx context.Context, containerID string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
 }
 
-// Pass is a copy pass.
-type Pass string
-
-const (
-	// PassFull empties the volume (but for StateDir) and copies everything.
-	PassFull Pass = "full"
-	// PassDelta copies what changed since the previous pass's manifest.
-	PassDelta Pass = "delta"
+// The types the helper reports in, defined where the helper's code lives.
+type (
+	// Pass is a copy pass: PassFull or PassDelta.
+	Pass = helperfs.Pass
+	// Progress reports a running copy.
+	Progress = helperfs.Progress
+	// CopyResult is what a pass did.
+	CopyResult = helperfs.CopyResult
+	// VerifyReport is what Verify compared.
+	VerifyReport = helperfs.VerifyReport
 )
 
-// Progress reports a running copy. Totals are known for the full pass only (0 otherwise).
-type Progress struct {
-	Pass       Pass  `json:"pass"`
-	Bytes      int64 `json:"bytes"`
-	TotalBytes int64 `json:"total_bytes,omitempty"`
-	Files      int64 `json:"files"`
-	TotalFiles int64 `json:"total_files,omitempty"`
-}
+// The passes.
+const (
+	PassFull  = helperfs.PassFull
+	PassDelta = helperfs.PassDelta
+)
 
-// CopyResult is what a pass did.
-type CopyResult struct {
-	Pass     Pass          `json:"pass"`
-	Bytes    int64         `json:"bytes"`    // data bytes copied (holes excluded)
-	Files    int64         `json:"files"`    // entries created
-	Duration time.Duration `json:"duration"` // inside the helper
-	// Delta pass only: source paths added, changed (content, metadata or type) and removed.
-	Added   []string `json:"added,omitempty"`
-	Changed []string `json:"changed,omitempty"`
-	Removed []string `json:"removed,omitempty"`
-	// Warnings: entries not copied (other mounts, device nodes where mknod is refused,
-	// sockets) and entries that vanished during the copy.
-	Warnings []string `json:"warnings,omitempty"`
-}
+// StateDir is the hidden directory at the root of a volume being filled that
+// keeps the copy state between passes; Finish removes it.
+const StateDir = helperfs.StateDir
 
-// VerifyReport is what Verify compared.
-type VerifyReport struct {
-	Entries     int           `json:"entries"`               // source entries compared
-	Hashed      int           `json:"hashed"`                // regular files whose content hashes were compared
-	Differences []string      `json:"differences,omitempty"` // empty when the volume matches
-	Warnings    []string      `json:"warnings,omitempty"`
-	Duration    time.Duration `json:"duration"`
+// running returns the helper's progress callback that sends f e with the
+// running totals (phase Running), or nil when f is nil.
+func running(f progress.Func, e progress.Event) func(Progress) {
+	if f == nil {
+		return nil
+	}
+	e.Phase = progress.Running
+	return func(p Progress) {
+		e.Bytes, e.TotalBytes, e.Files, e.TotalFiles = p.Bytes, p.TotalBytes, p.Files, p.TotalFiles
+		f(e)
+	}
 }
 
 // HelperOptions choose the helper binary. The zero value uses the running

@@ -1,4 +1,4 @@
-package volumes
+package helperfs
 
 import (
 	"context"
@@ -68,7 +68,7 @@ func BenchmarkCopyTree(b *testing.B) {
 					must(b, os.Mkdir(dst, 0o755))
 					syncAll(b)
 					start := time.Now()
-					if _, err := copyTree(context.Background(), treeOptions{Src: src, Dst: dst, UID: 1000, GID: 1000, Workers: workers}); err != nil {
+					if _, err := copyPass(context.Background(), passOptions{Src: src, Dst: dst, UID: 1000, GID: 1000, Workers: workers}); err != nil {
 						b.Fatal(err)
 					}
 					total += time.Since(start)

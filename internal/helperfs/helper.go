@@ -1,4 +1,4 @@
-package volumes
+package helperfs
 
 import (
 	"context"
@@ -6,20 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 // Paths of the source bind and the volume inside the helper container.
 const (
-	helperFrom = "/from"
-	helperTo   = "/to"
+	From = "/from"
+	To   = "/to"
 )
 
-// helperRequest is the one argument of `moltctl copy-helper`.
-type helperRequest struct {
+// Request is the one argument of `moltctl copy-helper`.
+type Request struct {
 	Op        string `json:"op"` // copy, verify, finish, probe, copyback, statfs
 	Owner     string `json:"owner,omitempty"`
 	KeepOwner bool   `json:"keep_owner,omitempty"`
@@ -41,40 +46,44 @@ type helperRequest struct {
 	CrashAfter string `json:"crash_after,omitempty"`
 }
 
-// helperLine is one JSON line the helper writes on stdout.
-type helperLine struct {
+// Line is one JSON line the helper writes on stdout.
+type Line struct {
 	Progress *Progress       `json:"progress,omitempty"`
 	Copy     *CopyResult     `json:"copy,omitempty"`
 	Verify   *VerifyReport   `json:"verify,omitempty"`
-	Probe    *probeResult    `json:"probe,omitempty"`
+	Probe    *ProbeResult    `json:"probe,omitempty"`
 	CopyBack *CopyBackResult `json:"copy_back,omitempty"`
 	Space    *Space          `json:"space,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	Kind     string          `json:"kind,omitempty"`
 }
 
-type probeResult struct {
+// ProbeResult answers the probe operation.
+type ProbeResult struct {
 	Empty bool `json:"empty"`
 }
 
 // error kinds carried from the helper to the client
 var kinds = map[string]error{"noinodes": ErrNoInodes, "nospace": ErrNoSpace, "nofirstpass": ErrNoFirstPass, "refused": ErrRefused, "mismatch": ErrMismatch}
 
-// Helper is the body of the hidden `moltctl copy-helper REQUEST` command that
+// KindError is the sentinel a Line's Kind names; nil for none.
+func KindError(kind string) error { return kinds[kind] }
+
+// Main is the body of the hidden `moltctl copy-helper REQUEST` command that
 // runs inside the helper container: it reads the source at /from, writes the
 // volume at /to, and writes JSON lines (progress, then a result or an error)
 // to out. It returns the error it reported, for the exit status.
-func Helper(ctx context.Context, args []string, out io.Writer) error {
+func Main(ctx context.Context, args []string, out io.Writer) error {
 	var mu sync.Mutex
 	enc := json.NewEncoder(out)
-	emit := func(l helperLine) {
+	emit := func(l Line) {
 		mu.Lock()
 		defer mu.Unlock()
 		enc.Encode(l)
 	}
 	err := runHelper(ctx, args, emit)
 	if err != nil {
-		l := helperLine{Error: err.Error()}
+		l := Line{Error: err.Error()}
 		for k, e := range kinds {
 			if errors.Is(err, e) && l.Kind != "noinodes" { // the narrowest kind
 				l.Kind = k
@@ -85,87 +94,102 @@ func Helper(ctx context.Context, args []string, out io.Writer) error {
 	return err
 }
 
-func runHelper(ctx context.Context, args []string, emit func(helperLine)) error {
+func runHelper(ctx context.Context, args []string, emit func(Line)) error {
 	if len(args) != 1 {
 		return errors.New("copy-helper takes one argument, a JSON request")
 	}
-	var req helperRequest
+	var req Request
 	if err := json.Unmarshal([]byte(args[0]), &req); err != nil {
 		return fmt.Errorf("reading the copy-helper request: %w", err)
 	}
 	if req.From == "" {
-		req.From = helperFrom
+		req.From = From
 	}
 	if req.To == "" {
-		req.To = helperTo
+		req.To = To
 	}
+	progress := func(p Progress) { emit(Line{Progress: &p}) }
+	var l Line
+	var err error
 	switch req.Op {
 	case "copy":
-		uid, gid, err := parseOwner(req.Owner, req.KeepOwner)
-		if err != nil {
-			return err
-		}
-		res, err := copyTree(ctx, treeOptions{Src: req.From, Dst: req.To, UID: uid, GID: gid, KeepOwner: req.KeepOwner,
-			Delta: req.Pass == PassDelta, Workers: req.Workers, Reserve: req.Reserve, Exclude: req.Exclude, Progress: func(p Progress) { emit(helperLine{Progress: &p}) }})
-		if err != nil {
-			return err
-		}
-		emit(helperLine{Copy: res})
+		l.Copy, err = runCopy(ctx, req, progress)
 	case "verify":
-		uid, gid, err := parseOwner(req.Owner, req.KeepOwner)
-		if err != nil {
-			return err
-		}
-		rep, err := verifyTree(req.From, req.To, compareOptions{UID: uid, GID: gid, KeepOwner: req.KeepOwner, Exclude: req.Exclude}, req.Full)
-		if err != nil {
-			return err
-		}
-		emit(helperLine{Verify: rep})
+		l.Verify, err = runVerify(req)
 	case "finish":
-		d, err := openRoot(req.To)
-		if err != nil {
-			return fmt.Errorf("opening the volume: %w", err)
-		}
-		defer d.Close()
-		if err := removeState(int(d.Fd())); err != nil {
-			return err
-		}
-		emit(helperLine{Probe: &probeResult{}})
+		l.Probe, err = &ProbeResult{}, removeStateAt(req.To)
 	case "probe":
-		d, err := openRoot(req.To)
-		if err != nil {
-			return fmt.Errorf("opening the volume: %w", err)
-		}
-		defer d.Close()
-		names, err := d.Readdirnames(1)
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("listing the volume: %w", err)
-		}
-		emit(helperLine{Probe: &probeResult{Empty: len(names) == 0}})
+		l.Probe, err = probe(req.To)
 	case "statfs":
-		sp, err := statfsSpace(req.To)
-		if err != nil {
-			return err
-		}
-		emit(helperLine{Space: sp})
+		l.Space, err = statfsSpace(req.To)
 	case "copyback":
-		res, err := copyBackTree(ctx, copyBackTreeOptions{Src: req.From, Parent: req.To, Name: req.Name, ID: req.ID,
-			Progress: func(p Progress) { emit(helperLine{Progress: &p}) }, Hook: crashHook(req.CrashAfter)})
-		if err != nil {
-			return err
-		}
-		emit(helperLine{CopyBack: res})
+		l.CopyBack, err = copyBackTree(ctx, copyBackTreeOptions{Src: req.From, Parent: req.To, Name: req.Name, ID: req.ID,
+			Progress: progress, Hook: crashHook(req.CrashAfter)})
 	default:
 		return fmt.Errorf("copy-helper: unknown operation %q", req.Op)
 	}
+	if err != nil {
+		return err
+	}
+	emit(l)
 	return nil
 }
 
+func runCopy(ctx context.Context, req Request, progress func(Progress)) (*CopyResult, error) {
+	uid, gid, err := ParseOwner(req.Owner, req.KeepOwner)
+	if err != nil {
+		return nil, err
+	}
+	return copyPass(ctx, passOptions{Src: req.From, Dst: req.To, UID: uid, GID: gid, KeepOwner: req.KeepOwner,
+		Delta: req.Pass == PassDelta, Workers: req.Workers, Reserve: req.Reserve, Exclude: req.Exclude, Progress: progress})
+}
+
+func runVerify(req Request) (*VerifyReport, error) {
+	uid, gid, err := ParseOwner(req.Owner, req.KeepOwner)
+	if err != nil {
+		return nil, err
+	}
+	return verifyTree(req.From, req.To, verifyOptions{UID: uid, GID: gid, KeepOwner: req.KeepOwner, Exclude: req.Exclude, Full: req.Full})
+}
+
+// probe says whether the volume at root is empty.
+func probe(root string) (*ProbeResult, error) {
+	d, err := safefs.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening the volume: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(1)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("listing the volume: %w", err)
+	}
+	return &ProbeResult{Empty: len(names) == 0}, nil
+}
+
+// statfsSpace is the helper's side of FreeSpace.
+func statfsSpace(dir string) (*Space, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return nil, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return &Space{Free: int64(fs.Bavail) * fs.Bsize, Total: int64(fs.Blocks) * fs.Bsize, FreeInodes: int64(fs.Ffree)}, nil
+}
+
+// verifyOptions say what the volume should look like.
+type verifyOptions struct {
+	UID, GID  int
+	KeepOwner bool
+	// Exclude: directories whose content is not compared.
+	Exclude []string
+	// Full hashes every regular file, else only those the delta passes touched.
+	Full bool
+}
+
 // verifyTree compares the trees at src and dst: content hashes of every
-// regular file when full, else of the files the delta passes touched.
-func verifyTree(src, dst string, o compareOptions, full bool) (*VerifyReport, error) {
+// regular file when o.Full, else of the files the delta passes touched.
+func verifyTree(src, dst string, o verifyOptions) (*VerifyReport, error) {
 	start := time.Now()
-	d, err := openRoot(dst)
+	d, err := safefs.OpenRoot(dst)
 	if err != nil {
 		return nil, fmt.Errorf("opening the volume: %w", err)
 	}
@@ -178,17 +202,17 @@ func verifyTree(src, dst string, o compareOptions, full bool) (*VerifyReport, er
 	for _, p := range st.Touched {
 		touched[p] = true
 	}
-	hash := func(p string) bool { return full || touched[p] }
+	hash := func(p string) bool { return o.Full || touched[p] }
 	// The two walks are independent: side by side they take about half the
 	// time on two cores (verify runs while the services are stopped).
-	var dm map[string]*entry
+	var dm map[string]*safefs.Entry
 	var derr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		dm, _, derr = prunedManifest(dst, StateDir, pruneSet(o.Exclude), hash)
+		dm, _, derr = safefs.Manifest(dst, safefs.ManifestOptions{Skip: []string{StateDir}, Prune: o.Exclude, Hash: hash})
 	}()
-	sm, mounts, err := prunedManifest(src, "", pruneSet(o.Exclude), hash)
+	sm, mounts, err := safefs.Manifest(src, safefs.ManifestOptions{Prune: o.Exclude, Hash: hash})
 	<-done
 	if err != nil {
 		return nil, fmt.Errorf("reading the source: %w", err)
@@ -203,7 +227,7 @@ func verifyTree(src, dst string, o compareOptions, full bool) (*VerifyReport, er
 			}
 		}
 	}
-	diffs, warns := compare(sm, dm, o)
+	diffs, warns := safefs.Compare(sm, dm, safefs.CompareOptions{UID: o.UID, GID: o.GID, KeepOwner: o.KeepOwner, Dst: "the volume"})
 	rep := &VerifyReport{Entries: len(sm), Differences: diffs, Warnings: warns, Duration: time.Since(start)}
 	for _, e := range sm {
 		if e.Hash != "" {
@@ -216,8 +240,8 @@ func verifyTree(src, dst string, o compareOptions, full bool) (*VerifyReport, er
 	return rep, nil
 }
 
-// parseOwner reads "uid:gid" (numeric).
-func parseOwner(s string, keep bool) (int, int, error) {
+// ParseOwner reads "uid:gid" (numeric); with keep, "" is -1, -1.
+func ParseOwner(s string, keep bool) (int, int, error) {
 	if keep && s == "" {
 		return -1, -1, nil
 	}
@@ -228,4 +252,20 @@ func parseOwner(s string, keep bool) (int, int, error) {
 		return 0, 0, fmt.Errorf("owner %q: want numeric uid:gid", s)
 	}
 	return int(uid), int(gid), nil
+}
+
+// FirstDiffs joins the first n differences, saying how many more there are.
+func FirstDiffs(d []string, n int) string {
+	s := ""
+	for i, x := range d {
+		if i == n {
+			s += fmt.Sprintf("; and %d more", len(d)-n)
+			break
+		}
+		if i > 0 {
+			s += "; "
+		}
+		s += x
+	}
+	return s
 }

@@ -1,10 +1,7 @@
-package volumes
+package helperfs
 
 import (
-	"bytes"
 	"context"
-	"debug/elf"
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,13 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 const testUID, testGID = 1000, 1000
 
 func copyLocal(tb testing.TB, src, dst string, delta bool) *CopyResult {
 	tb.Helper()
-	res, err := copyTree(context.Background(), treeOptions{Src: src, Dst: dst, UID: testUID, GID: testGID, Delta: delta, Workers: 2})
+	res, err := copyPass(context.Background(), passOptions{Src: src, Dst: dst, UID: testUID, GID: testGID, Delta: delta, Workers: 2})
 	if err != nil {
 		tb.Fatalf("copy (delta %v): %v", delta, err)
 	}
@@ -31,7 +29,7 @@ func copyLocal(tb testing.TB, src, dst string, delta bool) *CopyResult {
 
 func verifyLocal(tb testing.TB, src, dst string, full bool) *VerifyReport {
 	tb.Helper()
-	rep, err := verifyTree(src, dst, compareOptions{UID: testUID, GID: testGID}, full)
+	rep, err := verifyTree(src, dst, verifyOptions{UID: testUID, GID: testGID, Full: full})
 	if err != nil {
 		tb.Fatalf("verify: %v", err)
 	}
@@ -71,31 +69,31 @@ func TestCopyTreeKeepsEverything(t *testing.T) {
 	}
 	checks := []struct {
 		name string
-		ok   func(e *entry) bool
+		ok   func(e *safefs.Entry) bool
 		want string
 	}{
-		{nSetuid, func(e *entry) bool { return e.Mode == 0o4755 && len(e.Xattrs["security.capability"]) > 0 }, "mode 4755 and a capability"},
-		{nSgidDir, func(e *entry) bool { return e.Mode == 0o2775 }, "mode 2775"},
-		{nSticky, func(e *entry) bool { return e.Mode == 0o1777 }, "mode 1777"},
-		{nSparse, func(e *entry) bool { return e.Size == 8<<20 && e.Blocks*512 < 1<<20 }, "8 MiB with holes"},
-		{nFifo, func(e *entry) bool { return e.Type == unix.S_IFIFO }, "a fifo"},
-		{nACL, func(e *entry) bool {
+		{nSetuid, func(e *safefs.Entry) bool { return e.Mode == 0o4755 && len(e.Xattrs["security.capability"]) > 0 }, "mode 4755 and a capability"},
+		{nSgidDir, func(e *safefs.Entry) bool { return e.Mode == 0o2775 }, "mode 2775"},
+		{nSticky, func(e *safefs.Entry) bool { return e.Mode == 0o1777 }, "mode 1777"},
+		{nSparse, func(e *safefs.Entry) bool { return e.Size == 8<<20 && e.Blocks*512 < 1<<20 }, "8 MiB with holes"},
+		{nFifo, func(e *safefs.Entry) bool { return e.Type == unix.S_IFIFO }, "a fifo"},
+		{nACL, func(e *safefs.Entry) bool {
 			return len(e.Xattrs["system.posix_acl_access"]) > 0 && string(e.Xattrs["user.comment"]) == "a comment"
 		}, "ACL and user xattr"},
-		{nACLDir, func(e *entry) bool { return len(e.Xattrs["system.posix_acl_default"]) > 0 }, "a default ACL"},
-		{nLinkOut, func(e *entry) bool { return e.Type == unix.S_IFLNK && e.Link == tr.Secret }, "a symlink to the outside file"},
-		{nOutHard, func(e *entry) bool { return e.Type == unix.S_IFREG && e.Nlink == 1 }, "a regular file on its own"},
-		{nHard2, func(e *entry) bool { return e.Nlink == 2 && e.Ino == got[nHard1].Ino }, "linked with " + nHard1},
-		{nNewline, func(e *entry) bool { return e.Type == unix.S_IFREG }, "a file"},
-		{nUnicode, func(e *entry) bool { return e.Type == unix.S_IFREG }, "a file"},
-		{nEmptyDir, func(e *entry) bool { return e.Type == unix.S_IFDIR && e.Mode == 0o700 }, "an empty directory"},
+		{nACLDir, func(e *safefs.Entry) bool { return len(e.Xattrs["system.posix_acl_default"]) > 0 }, "a default ACL"},
+		{nLinkOut, func(e *safefs.Entry) bool { return e.Type == unix.S_IFLNK && e.Link == tr.Secret }, "a symlink to the outside file"},
+		{nOutHard, func(e *safefs.Entry) bool { return e.Type == unix.S_IFREG && e.Nlink == 1 }, "a regular file on its own"},
+		{nHard2, func(e *safefs.Entry) bool { return e.Nlink == 2 && e.Ino == got[nHard1].Ino }, "linked with " + nHard1},
+		{nNewline, func(e *safefs.Entry) bool { return e.Type == unix.S_IFREG }, "a file"},
+		{nUnicode, func(e *safefs.Entry) bool { return e.Type == unix.S_IFREG }, "a file"},
+		{nEmptyDir, func(e *safefs.Entry) bool { return e.Type == unix.S_IFDIR && e.Mode == 0o700 }, "an empty directory"},
 	}
 	if before[nDev] != nil {
 		checks = append(checks, struct {
 			name string
-			ok   func(e *entry) bool
+			ok   func(e *safefs.Entry) bool
 			want string
-		}{nDev, func(e *entry) bool { return e.Type == unix.S_IFCHR && e.Rdev == before[nDev].Rdev }, "the device node"})
+		}{nDev, func(e *safefs.Entry) bool { return e.Type == unix.S_IFCHR && e.Rdev == before[nDev].Rdev }, "the device node"})
 	}
 	for _, c := range checks {
 		t.Run(strings.ReplaceAll(c.name, "/", "_"), func(t *testing.T) {
@@ -119,10 +117,10 @@ func TestCopyTreeKeepsEverything(t *testing.T) {
 func TestCopyTreeKeepOwner(t *testing.T) {
 	tr := makeTree(t)
 	dst := newDst(t)
-	if _, err := copyTree(context.Background(), treeOptions{Src: tr.Src, Dst: dst, KeepOwner: true}); err != nil {
+	if _, err := copyPass(context.Background(), passOptions{Src: tr.Src, Dst: dst, KeepOwner: true}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := verifyTree(tr.Src, dst, compareOptions{KeepOwner: true}, false)
+	rep, err := verifyTree(tr.Src, dst, verifyOptions{KeepOwner: true})
 	must(t, err)
 	if len(rep.Differences) > 0 {
 		t.Fatalf("got differences %q, want none", rep.Differences)
@@ -207,7 +205,7 @@ func TestDeltaCopiesOnlyWhatChanged(t *testing.T) {
 
 func TestDeltaNeedsFullPass(t *testing.T) {
 	src, dst := t.TempDir(), newDst(t)
-	_, err := copyTree(context.Background(), treeOptions{Src: src, Dst: dst, Delta: true})
+	_, err := copyPass(context.Background(), passOptions{Src: src, Dst: dst, Delta: true})
 	if !errors.Is(err, ErrNoFirstPass) {
 		t.Fatalf("got %v, want ErrNoFirstPass", err)
 	}
@@ -271,56 +269,6 @@ func TestVerifyCatchesDifferences(t *testing.T) {
 	}
 }
 
-func TestHelperBinaryMustBeStatic(t *testing.T) {
-	dir := t.TempDir()
-	for _, tc := range []struct {
-		name, interp string
-		want         error
-	}{
-		{"dynamic", "/lib64/ld-linux-x86-64.so.2", ErrNotStatic},
-		{"static", "", nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := filepath.Join(dir, tc.name)
-			writeELF(t, p, tc.interp)
-			_, err := helperBinary(HelperOptions{Binary: p})
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("got %v, want %v", err, tc.want)
-			}
-		})
-	}
-}
-
-// writeELF writes a minimal 64-bit little-endian ELF executable to p: a header
-// and, when interp is set, one PT_INTERP program header naming it (what makes
-// a binary dynamically linked).
-func writeELF(tb testing.TB, p, interp string) {
-	tb.Helper()
-	const ehsize, phentsize = 64, 56
-	var b bytes.Buffer
-	phnum := uint16(0)
-	if interp != "" {
-		phnum = 1
-	}
-	b.Write([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	for _, v := range []any{
-		uint16(elf.ET_EXEC), uint16(elf.EM_X86_64), uint32(elf.EV_CURRENT), uint64(0x400000),
-		uint64(ehsize), uint64(0), uint32(0), uint16(ehsize), uint16(phentsize), phnum, uint16(64), uint16(0), uint16(0),
-	} {
-		binary.Write(&b, binary.LittleEndian, v)
-	}
-	if interp != "" {
-		off, size := uint64(ehsize+phentsize), uint64(len(interp)+1)
-		for _, v := range []any{uint32(elf.PT_INTERP), uint32(elf.PF_R), off, uint64(0), uint64(0), size, size, uint64(1)} {
-			binary.Write(&b, binary.LittleEndian, v)
-		}
-		b.WriteString(interp + "\x00")
-	}
-	if err := os.WriteFile(p, b.Bytes(), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 func TestParseOwner(t *testing.T) {
 	cases := []struct {
 		in       string
@@ -331,7 +279,7 @@ func TestParseOwner(t *testing.T) {
 		{"1000", false, 0, 0, false}, {"", true, -1, -1, true}, {"", false, 0, 0, false}, {"-1:2", false, 0, 0, false}}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
-			u, g, err := parseOwner(c.in, c.keep)
+			u, g, err := ParseOwner(c.in, c.keep)
 			if (err == nil) != c.ok || u != c.uid || g != c.gid {
 				t.Errorf("got %d, %d, %v, want %d, %d, ok=%v", u, g, err, c.uid, c.gid, c.ok)
 			}
@@ -347,10 +295,10 @@ func TestInterruptedFullPassDropsOldManifest(t *testing.T) {
 	// first pass's manifest for a delta pass to trust
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := copyTree(ctx, treeOptions{Src: tr.Src, Dst: dst, UID: testUID, GID: testGID}); err == nil {
+	if _, err := copyPass(ctx, passOptions{Src: tr.Src, Dst: dst, UID: testUID, GID: testGID}); err == nil {
 		t.Fatal("cancelled full pass: got no error, want one")
 	}
-	_, err := copyTree(context.Background(), treeOptions{Src: tr.Src, Dst: dst, UID: testUID, GID: testGID, Delta: true})
+	_, err := copyPass(context.Background(), passOptions{Src: tr.Src, Dst: dst, UID: testUID, GID: testGID, Delta: true})
 	if !errors.Is(err, ErrNoFirstPass) {
 		t.Fatalf("delta after an interrupted full pass: got %v, want ErrNoFirstPass", err)
 	}

@@ -1,13 +1,16 @@
-package volumes
+package helperfs
 
 import (
 	"bytes"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/safefs"
 )
 
 const stateFile = "state.gob"
@@ -17,22 +20,22 @@ const stateFile = "state.gob"
 // every path a delta pass copied since the full pass.
 type state struct {
 	Version  int
-	Manifest map[string]*entry
+	Manifest map[string]*safefs.Entry
 	Touched  []string
 }
 
 // openState creates the state directory when missing and reads the state.
 // A missing state file gives an empty state.
 func openState(dstRoot int) (*state, error) {
-	if err := unix.Mkdirat(dstRoot, StateDir, 0o700); err != nil && err != unix.EEXIST {
+	if err := unix.Mkdirat(dstRoot, StateDir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("creating the copy state in the volume: %w", err)
 	}
 	return readState(dstRoot)
 }
 
 func readState(dstRoot int) (*state, error) {
-	d, err := openDir(dstRoot, StateDir, nil)
-	if isNotExist(err) {
+	d, err := safefs.OpenDir(dstRoot, StateDir, nil)
+	if safefs.IsNotExist(err) {
 		return &state{Version: 1}, nil
 	}
 	if err != nil {
@@ -40,7 +43,7 @@ func readState(dstRoot int) (*state, error) {
 	}
 	defer d.Close()
 	fd, err := unix.Openat(int(d.Fd()), stateFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err == unix.ENOENT {
+	if errors.Is(err, unix.ENOENT) {
 		return &state{Version: 1}, nil
 	}
 	if err != nil {
@@ -61,51 +64,33 @@ func readState(dstRoot int) (*state, error) {
 
 // saveState writes the state atomically (temporary file, fsync, rename) and
 // puts back the root directory's mtime.
-func saveState(dstRoot int, st *state, rootMtime int64) error {
+func saveState(dstRoot int, st *state, rootAtime, rootMtime int64) error {
 	var b bytes.Buffer
 	if err := gob.NewEncoder(&b).Encode(st); err != nil {
 		return fmt.Errorf("encoding the copy state: %w", err)
 	}
-	d, err := openDir(dstRoot, StateDir, nil)
+	d, err := safefs.OpenDir(dstRoot, StateDir, nil)
 	if err != nil {
 		return fmt.Errorf("writing the copy state in the volume: %w", err)
 	}
 	defer d.Close()
-	dfd := int(d.Fd())
-	tmp := stateFile + ".tmp"
-	unix.Unlinkat(dfd, tmp, 0)
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
+	if err := safefs.WriteFileAt(int(d.Fd()), stateFile, b.Bytes(), safefs.WriteOptions{Perm: 0o600}); err != nil {
 		return fmt.Errorf("writing the copy state in the volume: %w", noSpace(err))
 	}
-	_, err = writeFull(fd, b.Bytes(), 0)
-	if err == nil {
-		err = unix.Fsync(fd)
-	}
-	unix.Close(fd)
-	if err == nil {
-		err = unix.Renameat(dfd, tmp, dfd, stateFile)
-	}
-	if err == nil {
-		err = unix.Fsync(dfd)
-	}
-	if err != nil {
-		return fmt.Errorf("writing the copy state in the volume: %w", noSpace(err))
-	}
-	return setFdTimes(dstRoot, rootMtime)
+	return safefs.SetFdTimes(dstRoot, rootAtime, rootMtime)
 }
 
 // dropState deletes the state file (durably), keeping the directory.
 func dropState(dstRoot int) error {
-	d, err := openDir(dstRoot, StateDir, nil)
+	d, err := safefs.OpenDir(dstRoot, StateDir, nil)
 	if err != nil {
 		return fmt.Errorf("resetting the copy state in the volume: %w", err)
 	}
 	defer d.Close()
-	if err := unix.Unlinkat(int(d.Fd()), stateFile, 0); err != nil && err != unix.ENOENT {
+	if err := unix.Unlinkat(int(d.Fd()), stateFile, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("resetting the copy state in the volume: %w", err)
 	}
-	if err := unix.Fsync(int(d.Fd())); err != nil {
+	if err := safefs.SyncFd(int(d.Fd())); err != nil {
 		return fmt.Errorf("resetting the copy state in the volume: %w", err)
 	}
 	return nil
@@ -118,18 +103,19 @@ func removeState(dstRoot int) error {
 		return fmt.Errorf("reading the volume root: %w", err)
 	}
 	var sst unix.Stat_t
-	if err := unix.Fstatat(dstRoot, StateDir, &sst, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT {
+	if err := unix.Fstatat(dstRoot, StateDir, &sst, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	if err := removeAt(dstRoot, StateDir); err != nil {
+	if err := safefs.RemoveAt(dstRoot, StateDir); err != nil {
 		return fmt.Errorf("removing the copy state from the volume: %w", err)
 	}
-	return setFdTimes(dstRoot, st.Mtim.Nano())
+	return safefs.SetFdTimes(dstRoot, st.Atim.Nano(), st.Mtim.Nano())
 }
 
+// noSpace wraps ErrNoSpace around an ENOSPC or EDQUOT.
 func noSpace(err error) error {
-	if err == unix.ENOSPC || err == unix.EDQUOT {
-		return fmt.Errorf("%w: %v", ErrNoSpace, err)
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
 	return err
 }

@@ -1,34 +1,17 @@
-package volumes
+package helperfs
 
 import (
 	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/moltctl/moltctl/internal/statefile"
 )
-
-// ErrNoInodes: the volume's file system has no inodes left for the files (it
-// may have bytes to spare). It wraps ErrNoSpace.
-var ErrNoInodes error = noInodes{}
-
-type noInodes struct{}
-
-func (noInodes) Error() string { return "not enough inodes in the volume" }
-func (noInodes) Unwrap() error { return ErrNoSpace }
 
 // Room is what a file system has free for an unprivileged writer.
 type Room struct {
 	Bytes int64
 	// Inodes is -1 when the file system does not count them (btrfs, some FUSE).
 	Inodes int64
-}
-
-// RoomOf returns the room of the file system holding path.
-func RoomOf(path string) (Room, error) {
-	b, i, err := statefile.Free(path)
-	return Room{Bytes: b, Inodes: i}, err
 }
 
 func roomAt(fd int) (Room, error) {
@@ -39,6 +22,7 @@ func roomAt(fd int) (Room, error) {
 	return roomOf(&fs), nil
 }
 
+// roomOf is the room a statfs(2) reports.
 func roomOf(fs *unix.Statfs_t) Room {
 	r := Room{Bytes: int64(fs.Bavail) * int64(fs.Bsize), Inodes: -1}
 	if fs.Files > 0 {

@@ -1,4 +1,4 @@
-package volumes
+package safefs
 
 import (
 	"crypto/sha256"
@@ -8,14 +8,13 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// entry is what a manifest records about one file system entry.
-type entry struct {
+// Entry is what a manifest records about one file system entry.
+type Entry struct {
 	Type   uint32 // S_IFMT bits
 	Mode   uint32 // permission bits with setuid, setgid and sticky (07777)
 	UID    uint32
@@ -33,8 +32,9 @@ type entry struct {
 	Hash   string            `json:",omitempty"` // sha256 of the content, only when asked
 }
 
-func entryOf(st *unix.Stat_t) *entry {
-	return &entry{
+// EntryOf is the Entry of an lstat.
+func EntryOf(st *unix.Stat_t) *Entry {
+	return &Entry{
 		Type: st.Mode & unix.S_IFMT, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
 		Size: st.Size, Blocks: st.Blocks,
 		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(),
@@ -42,7 +42,8 @@ func entryOf(st *unix.Stat_t) *entry {
 	}
 }
 
-func typeName(t uint32) string {
+// TypeName names an S_IFMT type for messages.
+func TypeName(t uint32) string {
 	switch t {
 	case unix.S_IFREG:
 		return "file"
@@ -64,9 +65,10 @@ func typeName(t uint32) string {
 
 type devIno struct{ dev, ino uint64 }
 
-// openDir opens the directory name under dirfd without following a symlink in
-// its last component and checks that it is still the entry st describes.
-func openDir(dirfd int, name string, st *unix.Stat_t) (*os.File, error) {
+// OpenDir opens the directory name under dirfd without following a symlink in
+// its last component; when st is set it checks that it is still the entry st
+// describes (else ENOENT: replaced while we looked, treat as vanished).
+func OpenDir(dirfd int, name string, st *unix.Stat_t) (*os.File, error) {
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -79,14 +81,15 @@ func openDir(dirfd int, name string, st *unix.Stat_t) (*os.File, error) {
 		}
 		if now.Dev != st.Dev || now.Ino != st.Ino {
 			unix.Close(fd)
-			return nil, unix.ENOENT // replaced while we looked: treat as vanished
+			return nil, unix.ENOENT
 		}
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// openRoot opens a tree's root directory.
-func openRoot(p string) (*os.File, error) {
+// OpenRoot opens a tree's root directory (symlinks in the path are followed:
+// the caller names the tree).
+func OpenRoot(p string) (*os.File, error) {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
@@ -94,19 +97,30 @@ func openRoot(p string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), p), nil
 }
 
-// openFileNoFollow opens a regular file for reading without following symlinks,
-// without updating its atime when allowed.
+// openFileNoFollow opens a regular file (or fifo) for reading without
+// following symlinks or blocking, without updating its atime when allowed.
 func openFileNoFollow(dirfd int, name string) (int, error) {
 	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
 	fd, err := unix.Openat(dirfd, name, flags|unix.O_NOATIME, 0)
-	if err == unix.EPERM {
+	if errors.Is(err, unix.EPERM) {
 		fd, err = unix.Openat(dirfd, name, flags, 0)
 	}
 	return fd, err
 }
 
-// readNames lists a directory, sorted.
-func readNames(d *os.File) ([]string, error) {
+// listAt lists the open directory dirfd, sorted, through a descriptor of
+// its own (dirfd's offset is left alone).
+func listAt(dirfd int) ([]string, error) {
+	d, err := OpenDir(dirfd, ".", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return ReadNames(d)
+}
+
+// ReadNames lists a directory, sorted.
+func ReadNames(d *os.File) ([]string, error) {
 	names, err := d.Readdirnames(-1)
 	if err != nil {
 		return nil, err
@@ -115,27 +129,13 @@ func readNames(d *os.File) ([]string, error) {
 	return names, nil
 }
 
-// isMountRoot reports whether name under dirfd is the root of a mount: another
-// file system (st_dev differs from the tree's) or a bind mount of the same one.
-func isMountRoot(dirfd int, name string, st *unix.Stat_t, rootDev uint64) bool {
-	if uint64(st.Dev) != rootDev {
-		return true
-	}
-	var sx unix.Statx_t
-	if unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS, &sx) == nil {
-		if sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// fdXattrs reads every extended attribute of an open file. Attributes the
-// process may not read (trusted.*) are not listed by the kernel.
+// fdXattrs reads every extended attribute of an open file (ACLs and file
+// capabilities included). Attributes the process may not read (trusted.*)
+// are not listed by the kernel.
 func fdXattrs(fd int) (map[string][]byte, error) {
 	size, err := unix.Flistxattr(fd, nil)
 	if err != nil {
-		if err == unix.ENOTSUP || err == unix.EOPNOTSUPP {
+		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, nil
 		}
 		return nil, err
@@ -151,16 +151,16 @@ func fdXattrs(fd int) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, name := range splitNul(buf[:size]) {
 		n, err := unix.Fgetxattr(fd, name, nil)
-		if err == unix.ENODATA {
+		if errors.Is(err, unix.ENODATA) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading xattr %s: %w", name, err)
+			return nil, fmt.Errorf("reading xattr %q: %w", name, err)
 		}
 		v := make([]byte, n)
 		n, err = unix.Fgetxattr(fd, name, v)
 		if err != nil {
-			return nil, fmt.Errorf("reading xattr %s: %w", name, err)
+			return nil, fmt.Errorf("reading xattr %q: %w", name, err)
 		}
 		out[name] = v[:n]
 	}
@@ -184,8 +184,7 @@ func splitNul(b []byte) []string {
 	return out
 }
 
-// sortedKeys returns the keys of an xattr map in order, security.capability
-// last is not needed: the caller sets attributes after chown.
+// sortedKeys returns the keys of an xattr map in order.
 func sortedKeys(m map[string][]byte) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -195,27 +194,27 @@ func sortedKeys(m map[string][]byte) []string {
 	return keys
 }
 
-// removeAt removes name under dirfd, recursively for a directory, never
+// RemoveAt removes name under dirfd, recursively for a directory, never
 // following symlinks. A missing entry is not an error.
-func removeAt(dirfd int, name string) error {
+func RemoveAt(dirfd int, name string) error {
 	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
+	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	if err != unix.EISDIR && err != unix.EPERM {
+	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
 		return err
 	}
-	d, err := openDir(dirfd, name, nil)
+	d, err := OpenDir(dirfd, name, nil)
 	if err != nil {
-		if err == unix.ENOENT {
+		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
 		return err
 	}
-	names, err := readNames(d)
+	names, err := ReadNames(d)
 	if err == nil {
 		for _, n := range names {
-			if err = removeAt(int(d.Fd()), n); err != nil {
+			if err = RemoveAt(int(d.Fd()), n); err != nil {
 				break
 			}
 		}
@@ -224,15 +223,33 @@ func removeAt(dirfd int, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
 		return err
 	}
 	return nil
 }
 
-// openBeneath opens the directory rel (slash-separated, relative) under rootfd
+// Clear empties the directory dirfd, keeping the entry named keep ("" for
+// none).
+func Clear(dirfd int, keep string) error {
+	names, err := listAt(dirfd)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if n == keep {
+			continue
+		}
+		if err := RemoveAt(dirfd, n); err != nil {
+			return fmt.Errorf("removing %q: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// OpenBeneath opens the directory rel (slash-separated, relative) under rootfd
 // one component at a time, refusing symlinks, so it never leaves the tree.
-func openBeneath(rootfd int, rel string) (int, error) {
+func OpenBeneath(rootfd int, rel string) (int, error) {
 	fd, err := unix.Dup(rootfd)
 	if err != nil {
 		return -1, err
@@ -267,7 +284,8 @@ func splitPath(rel string) []string {
 	return out
 }
 
-func joinRel(dir, name string) string {
+// JoinRel joins a tree-relative directory ("." for the root) and a name.
+func JoinRel(dir, name string) string {
 	if dir == "." {
 		return name
 	}
@@ -282,26 +300,32 @@ func parentRel(rel string) string {
 	return d
 }
 
-// procFd is the path of an open descriptor, for the calls that have no fd form.
-func procFd(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+func baseRel(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
 
-// setTimes sets an entry's atime and mtime to mtime, never following a symlink.
-func setTimes(dirfd int, name string, mtime int64) error {
-	ts := []unix.Timespec{unix.NsecToTimespec(mtime), unix.NsecToTimespec(mtime)}
+// setTimes sets an entry's atime and mtime, never following a symlink.
+func setTimes(dirfd int, name string, atime, mtime int64) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
 	return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// setFdTimes sets the times of an open file or directory.
-func setFdTimes(fd int, mtime int64) error {
-	ts := []unix.Timespec{unix.NsecToTimespec(mtime), unix.NsecToTimespec(mtime)}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, procFd(fd), ts, 0)
+// SetFdTimes sets the atime and mtime of an open file or directory.
+func SetFdTimes(fd int, atime, mtime int64) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, ProcFd(fd), ts, 0)
 }
 
-// hashFd returns the sha256 of an open file's content.
 // hashBufs holds hashFd's read buffers: allocating (and zeroing) one per file
 // made hashing many small files several times slower than sha256sum.
 var hashBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
+// hashFd returns the sha256 of an open file's content.
 func hashFd(fd int) (string, error) {
 	h := sha256.New()
 	bp := hashBufs.Get().(*[]byte)
@@ -310,7 +334,7 @@ func hashFd(fd int) (string, error) {
 	var off int64
 	for {
 		n, err := unix.Pread(fd, buf, off)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
@@ -325,6 +349,35 @@ func hashFd(fd int) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func isNotExist(err error) bool {
+// IsNotExist reports whether err says an entry is gone (ENOENT, or ENOTDIR
+// for a directory replaced by a file).
+func IsNotExist(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)
+}
+
+// Lookup lstats name under dirfd; nil when it does not exist.
+func Lookup(dirfd int, name string) (*unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking at %q: %w", name, err)
+	}
+	return &st, nil
+}
+
+// readlinkAt reads the target of the symlink name under dirfd.
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
 }

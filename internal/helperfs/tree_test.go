@@ -1,0 +1,81 @@
+package helperfs
+
+import (
+	"os"
+	"reflect"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/safefs"
+)
+
+// Names in the test tree (dockertest.NewTree) worth checking one by one.
+const (
+	nSparse   = dockertest.TreeSparse
+	nSetuid   = dockertest.TreeSetuid
+	nFifo     = dockertest.TreeFifo
+	nDev      = dockertest.TreeDev
+	nACL      = dockertest.TreeACL
+	nACLDir   = dockertest.TreeACLDir
+	nHard1    = dockertest.TreeHard1
+	nHard2    = dockertest.TreeHard2
+	nLinkIn   = dockertest.TreeLinkIn
+	nLinkOut  = dockertest.TreeLinkOut
+	nOutHard  = dockertest.TreeOutHard
+	nSpaces   = dockertest.TreeSpaces
+	nUnicode  = dockertest.TreeUnicode
+	nNewline  = dockertest.TreeNewline
+	nEmptyDir = dockertest.TreeEmptyDir
+	nSgidDir  = dockertest.TreeSgidDir
+	nSticky   = dockertest.TreeSticky
+	nOther    = dockertest.TreeOther
+)
+
+// testTree is dockertest's tree: every kind of entry, owned by root, next to
+// an outside directory that its symlink and hardlink point at.
+type testTree = dockertest.Tree
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+var (
+	writeFile = dockertest.WriteFile
+	aclXattr  = dockertest.ACLXattr
+	capXattr  = dockertest.CapXattr
+	makeTree  = dockertest.NewTree
+)
+
+// snapshot is a manifest with every content hashed, for before/after comparisons.
+func snapshot(tb testing.TB, root, skip string) map[string]*safefs.Entry {
+	tb.Helper()
+	m, _, err := safefs.Manifest(root, safefs.ManifestOptions{Skip: []string{skip}, Hash: func(string) bool { return true }})
+	must(tb, err)
+	return m
+}
+
+func sameSnapshot(tb testing.TB, what string, before, after map[string]*safefs.Entry) {
+	tb.Helper()
+	if len(before) != len(after) {
+		tb.Errorf("%s: got %d entries, want %d", what, len(after), len(before))
+	}
+	for p, b := range before {
+		if a := after[p]; !reflect.DeepEqual(a, b) {
+			tb.Errorf("%s: %q changed: got %+v, want %+v", what, p, a, b)
+		}
+	}
+}
+
+func statOutside(tb testing.TB, t *testTree) (unix.Stat_t, string) {
+	tb.Helper()
+	var st unix.Stat_t
+	must(tb, unix.Lstat(t.Secret, &st))
+	b, err := os.ReadFile(t.Secret)
+	must(tb, err)
+	return st, string(b)
+}
