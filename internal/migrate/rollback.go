@@ -155,7 +155,7 @@ func (r *runner) remountBack(ctx context.Context, project *types.Project) error 
 	if j.Current != "" {
 		r.emit(progress.Event{Step: progress.RemountUndo, Target: j.Current})
 		if _, err := remount.Rollback(ctx, r.eng, r.rollbackRemount(project, j.Current)); err != nil && !errors.Is(err, remount.ErrNoJournal) {
-			return fmt.Errorf("rolling back the remount of %s: %w", j.Current, err)
+			return err // "rolling back the remount of <service>: …": remount names it
 		}
 		j.Current = ""
 		if err := j.save(j.Step); err != nil {

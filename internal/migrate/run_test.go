@@ -534,6 +534,10 @@ func TestRunCancelled(t *testing.T) {
 			if !errors.Is(err, ErrAborted) || !errors.Is(err, context.Canceled) {
 				t.Fatalf("got %v, want ErrAborted and context.Canceled", err)
 			}
+			// Each layer names its own operation once: the volume appears once.
+			if n := strings.Count(err.Error(), l.name+"_state"); n != 1 {
+				t.Errorf("got %q naming the volume %d times, want once", err, n)
+			}
 			if got, _ := os.ReadFile(l.file); string(got) != string(before) {
 				t.Errorf("got the compose file changed")
 			}
