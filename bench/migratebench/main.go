@@ -378,7 +378,11 @@ func migration(ctx context.Context, eng migrate.RunEngine, c config, src string,
 		}
 		evs = append(evs, event{string(e.Step), e.Pass, time.Now()})
 	}
-	rep, err := migrate.Run(ctx, eng, migrate.RunOptions{Compose: compose.Options{Files: []string{p.file}},
+	project, err := compose.Load(ctx, compose.Options{Files: []string{p.file}})
+	if err != nil {
+		return err
+	}
+	rep, err := migrate.Run(ctx, eng, migrate.RunOptions{Project: project,
 		Helper: hopts, Progress: onProgress, WaitTimeout: time.Second})
 	if err != nil {
 		return err

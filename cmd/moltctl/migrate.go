@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/cmd/moltctl/internal/render"
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/migrate"
 	"github.com/moltctl/moltctl/internal/remount"
@@ -64,7 +63,7 @@ with --rollback.`,
 			return runMigrate(cmd, g, o)
 		},
 		ValidArgsFunction: func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-			project, err := compose.Load(cmd.Context(), g.compose)
+			project, err := g.project(cmd.Context())
 			if err != nil {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
@@ -160,7 +159,7 @@ func migrateVolumeNames(o *migrateOptions) (map[string]string, error) {
 
 func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, names map[string]string) error {
 	ctx := cmd.Context()
-	project, err := compose.Load(ctx, g.compose)
+	project, err := g.project(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -175,9 +174,9 @@ func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, n
 	})
 	if err != nil {
 		if errors.Is(err, migrate.ErrNoEngine) {
-			return fmt.Errorf("migrate: %w (%v)", err, connErr)
+			err = fmt.Errorf("%w (%v)", err, connErr)
 		}
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("migrate: %w", migrateAdvice(err, o))
 	}
 	switch {
 	case connErr != nil:
@@ -303,17 +302,14 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
 	opts := migrate.RunOptions{
-		Compose: g.compose, ComposeEnv: g.composeEnv(),
 		Plan: migrate.PlanOptions{Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names,
 			Exclude: o.exclude, Include: o.include},
 		KeepOwner: o.keepOwner, VerifyFull: o.verify == "full", WaitTimeout: o.waitTimeout, CopyBack: o.copyBack,
 	}
-	pr := migrateProgress(stderr, o, os.Getenv)
-	if pr != nil {
-		opts.Progress = pr.Event
-	}
+	pr := stderrProgress(cmd).migrate(o)
+	opts.Progress = pr.Func()
 	if !o.resume && !o.rollback && !o.yes {
-		if in, ok := cmd.InOrStdin().(io.Writer); !ok || !remountIsTerminal(in) {
+		if in, ok := cmd.InOrStdin().(io.Writer); !ok || !render.IsTerminal(in) {
 			return errors.New("migrate: not a terminal to confirm on: pass --yes (or look first with --dry-run)")
 		}
 		fmt.Fprintf(stderr, "Migrate the project's bind mounts into named volumes? The affected services stop for the final copy. [y/N] ")
@@ -323,6 +319,11 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 			return errors.New("migrate: not confirmed, nothing changed")
 		}
 	}
+	project, err := g.project(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	opts.Project = project
 	eng, err := engine.Connect(ctx, g.engine)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -338,11 +339,8 @@ func runMigrateReal(cmd *cobra.Command, g *globalOptions, o *migrateOptions) err
 	pr.Start()
 	rep, err := do(ctx, eng, opts)
 	pr.Close(err)
-	if errors.Is(err, migrate.ErrOwnerUnknown) {
-		return fmt.Errorf("migrate: %w; nothing changed: pull or build the image (docker compose pull, docker compose build), or give the owner with --owner SOURCE=UID:GID", err)
-	}
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("migrate: %w", migrateAdvice(err, o))
 	}
 	return printMigrateReport(cmd.OutOrStdout(), stderr, o, rep)
 }

@@ -2,25 +2,40 @@ package main
 
 import (
 	"io"
+	"os"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/moltctl/moltctl/cmd/moltctl/internal/render"
 )
 
-// newRenderer is the progress renderer on stderr (cmd/moltctl/internal/render):
-// the live view of docker compose headed title when stderr is a terminal,
-// plain lines starting with prefix otherwise.
-func newRenderer(stderr io.Writer, getenv func(string) string, title, prefix string) *render.Progress {
-	o := render.OptionsFor(remountIsTerminal(stderr), getenv)
-	o.Size = render.TerminalSize(stderr)
-	o.Title, o.Prefix, o.Bytes = title, prefix, humanBytes
-	return render.New(stderr, o)
+// progressOut is where a command's progress goes: stderr, whether it is a
+// terminal, and the environment (TERM, NO_COLOR).
+type progressOut struct {
+	w      io.Writer
+	tty    bool
+	getenv func(string) string
 }
 
-// migrateProgress is the renderer of migrate's progress on stderr: the live
-// view when stderr is a terminal, plain "migrate: ..." lines otherwise, none
-// (nil) with --quiet.
-func migrateProgress(stderr io.Writer, o *migrateOptions, getenv func(string) string) *render.Progress {
+func stderrProgress(cmd *cobra.Command) progressOut {
+	w := cmd.ErrOrStderr()
+	return progressOut{w: w, tty: render.IsTerminal(w), getenv: os.Getenv}
+}
+
+// renderer is the progress renderer (cmd/moltctl/internal/render): the live
+// view of docker compose headed title on a terminal, plain lines starting
+// with prefix otherwise.
+func (p progressOut) renderer(title, prefix string) *render.Progress {
+	o := render.OptionsFor(p.tty, p.getenv)
+	o.Size = render.TerminalSize(p.w)
+	o.Title, o.Prefix, o.Bytes = title, prefix, humanBytes
+	return render.New(p.w, o)
+}
+
+// migrate is the renderer of migrate's progress: the live view on a
+// terminal, plain "migrate: ..." lines otherwise, none (nil) with --quiet.
+func (p progressOut) migrate(o *migrateOptions) *render.Progress {
 	if o.quiet {
 		return nil
 	}
@@ -31,17 +46,17 @@ func migrateProgress(stderr io.Writer, o *migrateOptions, getenv func(string) st
 	case o.rollback:
 		title = "Rolling back the migration"
 	}
-	return newRenderer(stderr, getenv, title, "migrate")
+	return p.renderer(title, "migrate")
 }
 
-// terminalProgress is the renderer of remount's, up's and snapshot's steps:
-// shown only when stderr is a terminal and the result is not JSON (nil
-// otherwise), plain lines starting with prefix under TERM=dumb.
-func terminalProgress(stderr io.Writer, json bool, getenv func(string) string, title, prefix string) *render.Progress {
-	if json || !remountIsTerminal(stderr) {
+// steps is the renderer of remount's, up's and snapshot's steps: shown only
+// on a terminal and when the result is not JSON (nil otherwise), plain lines
+// starting with prefix under TERM=dumb.
+func (p progressOut) steps(json bool, title, prefix string) *render.Progress {
+	if json || !p.tty {
 		return nil
 	}
-	return newRenderer(stderr, getenv, title, prefix)
+	return p.renderer(title, prefix)
 }
 
 // compactBytes is humanBytes without the blank: 412.3MiB.

@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/remount"
 )
@@ -35,8 +33,13 @@ func newRemountCmd(g *globalOptions) *cobra.Command {
 snapshot image, lets docker compose create the container with the compose file's current
 config, and runs that container on the snapshot. A failure rolls back; an interrupted
 remount is finished with --resume or undone with --rollback.`,
-		Args:    cobra.ExactArgs(1),
-		PreRunE: func(cmd *cobra.Command, args []string) error { return o.rebase.validate() },
+		Args: cobra.ExactArgs(1),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := validateKeep(o.keep); err != nil {
+				return err
+			}
+			return o.rebase.validate()
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.service = args[0]
 			return runRemount(cmd, g, o)
@@ -61,17 +64,14 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("remount: %w", err)
 	}
 	defer eng.Close()
-	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Remounting "+o.service, o.service)
+	pr := stderrProgress(cmd).steps(o.json, "Remounting "+o.service, o.service)
 	opts := remount.Options{
-		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Service: o.service,
+		Project: project, Service: o.service,
 		Keep: o.keep, Flatten: o.flatten, WaitTimeout: o.waitTimeout, DryRun: o.dryRun,
-		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
-	}
-	if pr != nil {
-		opts.Progress = pr.Event
+		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts, Progress: pr.Func(),
 	}
 	do := remount.Run
 	switch {
@@ -84,19 +84,9 @@ func runRemount(cmd *cobra.Command, g *globalOptions, o *remountOptions) error {
 	res, err := do(ctx, eng, opts)
 	pr.Close(err)
 	if err != nil {
-		return fmt.Errorf("remount: %w%s", err, rebaseAdvice(err))
+		return fmt.Errorf("remount: %w", remountAdvice(err, "use --flatten"))
 	}
 	return printRemount(cmd.OutOrStdout(), o, res)
-}
-
-// remountIsTerminal reports whether w is a terminal: progress is shown only there.
-func remountIsTerminal(w io.Writer) bool {
-	f, ok := w.(interface{ Fd() uintptr })
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 func printRemount(w io.Writer, o *remountOptions, res *remount.Result) error {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
@@ -22,8 +21,8 @@ type globalOptions struct {
 
 // connect loads the compose project the global flags select and connects to the
 // engine they select. The caller closes the client.
-func (g *globalOptions) connect(ctx context.Context) (*types.Project, *client.Client, error) {
-	project, err := compose.Load(ctx, g.compose)
+func (g *globalOptions) connect(ctx context.Context) (*compose.Project, *client.Client, error) {
+	project, err := g.project(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -34,17 +33,19 @@ func (g *globalOptions) connect(ctx context.Context) (*types.Project, *client.Cl
 	return project, eng, nil
 }
 
-// composeEnv is the environment the docker compose CLI needs to reach the same
-// engine as moltctl: DOCKER_HOST and DOCKER_CONTEXT from -H and --context.
-func (g *globalOptions) composeEnv() []string {
-	var env []string
+// project loads, once per command, the compose project the global flags
+// select; its docker compose CLI reaches the same engine as moltctl
+// (DOCKER_HOST and DOCKER_CONTEXT from -H and --context).
+func (g *globalOptions) project(ctx context.Context) (*compose.Project, error) {
+	opts := g.compose
+	opts.CLIEnv = nil
 	if g.engine.Host != "" {
-		env = append(env, "DOCKER_HOST="+g.engine.Host)
+		opts.CLIEnv = append(opts.CLIEnv, "DOCKER_HOST="+g.engine.Host)
 	}
 	if g.engine.Context != "" {
-		env = append(env, "DOCKER_CONTEXT="+g.engine.Context)
+		opts.CLIEnv = append(opts.CLIEnv, "DOCKER_CONTEXT="+g.engine.Context)
 	}
-	return env
+	return compose.Load(ctx, opts)
 }
 
 // exitCodeError makes execute exit with code instead of 1.
@@ -98,7 +99,7 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "moltctl: %v\n", err)
+		fmt.Fprintf(stderr, "moltctl: %v\n", composeAdvice(err))
 		var ec *exitCodeError
 		if errors.As(err, &ec) {
 			return ec.code

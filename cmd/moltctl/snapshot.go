@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -42,19 +41,15 @@ func runSnapshot(cmd *cobra.Command, g *globalOptions, o *snapshotOptions) error
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("snapshot: %w", err)
 	}
 	defer eng.Close()
-	so := remount.SnapshotOptions{Project: project, Services: o.services}
-	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Snapshotting", "snapshot")
-	if pr != nil {
-		so.Progress = pr.Event
-	}
+	pr := stderrProgress(cmd).steps(o.json, "Snapshotting", "snapshot")
 	pr.Start()
-	rep, err := remount.Snapshot(ctx, eng, so)
+	rep, err := remount.Snapshot(ctx, eng, remount.SnapshotOptions{Project: project, Services: o.services, Progress: pr.Func()})
 	pr.Close(err)
 	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return fmt.Errorf("snapshot: %w", remountAdvice(err, "remount the service with moltctl remount --flatten first"))
 	}
 	return printSnapshot(cmd.OutOrStdout(), o, rep)
 }

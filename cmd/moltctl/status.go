@@ -36,11 +36,11 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("status: %w", err)
 	}
 	defer eng.Close()
 	rep, err := remount.Status(ctx, eng, remount.StatusOptions{
-		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
+		Project: project, Services: o.services,
 	})
 	if err != nil {
 		return fmt.Errorf("status: %w", err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,8 +34,8 @@ that join it, in dependency order, rolled back on failure) when it is not. A con
 image changed under a non-empty layer is refused before anything changes, unless --rebase
 carries the layer onto the new image (see moltctl remount --help).`,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
-			if o.keep < 2 {
-				return fmt.Errorf("--keep %d: must be at least 2 (the running snapshot and the previous one)", o.keep)
+			if err := validateKeep(o.keep); err != nil {
+				return err
 			}
 			return o.rebase.validate()
 		},
@@ -58,23 +57,19 @@ func runUp(cmd *cobra.Command, g *globalOptions, o *upOptions) error {
 	ctx := cmd.Context()
 	project, eng, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("up: %w", err)
 	}
 	defer eng.Close()
-	uo := remount.UpOptions{
-		Project: project, Compose: g.compose, ComposeEnv: g.composeEnv(), Services: o.services,
-		DryRun: o.dryRun, Keep: o.keep, WaitTimeout: o.waitTimeout,
-		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts,
-	}
-	pr := terminalProgress(cmd.ErrOrStderr(), o.json, os.Getenv, "Up", "up")
-	if pr != nil {
-		uo.Progress = pr.Event
-	}
+	pr := stderrProgress(cmd).steps(o.json, "Up", "up")
 	pr.Start()
-	res, err := remount.Up(ctx, eng, uo)
+	res, err := remount.Up(ctx, eng, remount.UpOptions{
+		Project: project, Services: o.services,
+		DryRun: o.dryRun, Keep: o.keep, WaitTimeout: o.waitTimeout,
+		Rebase: o.rebase.on, RebaseConflicts: o.rebase.conflicts, Progress: pr.Func(),
+	})
 	pr.Close(err)
 	if err != nil {
-		return fmt.Errorf("up: %w%s", err, rebaseAdvice(err))
+		return fmt.Errorf("up: %w", remountAdvice(err, "remount the service with moltctl remount --flatten first"))
 	}
 	return printUp(cmd.OutOrStdout(), o, res)
 }

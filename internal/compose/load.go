@@ -1,5 +1,8 @@
-// Package compose loads compose projects exactly as the docker compose CLI does, and
-// drives the installed docker compose CLI where moltctl must let compose act itself.
+// Package compose loads compose projects exactly as the docker compose CLI does
+// (Load, once per run: Project), drives the installed docker compose CLI where
+// moltctl must let compose act itself (Project.CLI), finds the containers compose
+// made (ServiceContainers), and locates, rewrites and applies the compose files'
+// declarations (Locate, Rewrite, Apply).
 package compose
 
 import (
@@ -8,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -29,11 +33,14 @@ type Options struct {
 	EnvFiles []string
 	// Profiles are the --profile values. Empty: COMPOSE_PROFILES.
 	Profiles []string
+	// CLIEnv is extra environment for the docker compose CLI (DOCKER_HOST=… to
+	// reach the same engine as the caller); loading does not read it.
+	CLIEnv []string
 }
 
-// ErrStdin: the compose file is standard input (-f -), which a command that
+// ErrStdin: the compose file is standard input ("-"), which a command that
 // loads the project again, or runs the docker compose CLI on it, can't read twice.
-var ErrStdin = errors.New("a compose file from standard input (-f -) can't be read again; write it to a file")
+var ErrStdin = errors.New("a compose file from standard input can't be read again")
 
 // CheckRereadable returns an error wrapping ErrStdin when a compose file is "-".
 func (o Options) CheckRereadable() error {
@@ -45,11 +52,28 @@ func (o Options) CheckRereadable() error {
 	return nil
 }
 
+// Project is a compose project loaded once, with the options that selected it
+// and, found on first use, the docker compose CLI bound to it. Its fields and
+// methods are *types.Project's (Name, Services, …). Build it with Load.
+type Project struct {
+	*types.Project
+	// Options are what selected and loaded the project.
+	Options Options
+
+	found *found // shared with the projects Reload returns
+}
+
+// found is the docker compose CLI once found (without a project's flags).
+type found struct {
+	mu  sync.Mutex
+	cli *CLI
+}
+
 // Load loads and normalises the project with compose-go the way docker compose v2+
 // does (same option order, same environment precedence), with every service of
 // every active profile. It returns an error when no compose file is found or the
 // files don't validate; the message is compose-go's own.
-func Load(ctx context.Context, opts Options) (*types.Project, error) {
+func Load(ctx context.Context, opts Options) (*Project, error) {
 	po, err := projectOptions(opts)
 	if err != nil {
 		return nil, err
@@ -59,10 +83,33 @@ func Load(ctx context.Context, opts Options) (*types.Project, error) {
 		return nil, fmt.Errorf("loading the compose project: %w", err)
 	}
 	if project.Name == "" {
-		return nil, fmt.Errorf("loading the compose project: project name can't be empty, use -p")
+		return nil, fmt.Errorf("loading the compose project: %w", ErrNoName)
 	}
-	return project, nil
+	return &Project{Project: project, Options: opts, found: &found{}}, nil
 }
+
+// ErrNoName: no project name came from the options, the environment, the
+// files' name: or the project directory.
+var ErrNoName = errors.New("project name can't be empty")
+
+// Reload loads the project again with the same options (after its files
+// changed) and returns the new value, which shares p's compose CLI: it is
+// looked for once for both.
+func (p *Project) Reload(ctx context.Context) (*Project, error) {
+	if err := p.CheckRereadable(); err != nil {
+		return nil, err
+	}
+	np, err := Load(ctx, p.Options)
+	if err != nil {
+		return nil, err
+	}
+	np.found = p.found
+	return np, nil
+}
+
+// CheckRereadable returns an error wrapping ErrStdin when a compose file is
+// standard input: the project can't be loaded again nor given to the compose CLI.
+func (p *Project) CheckRereadable() error { return p.Options.CheckRereadable() }
 
 // projectOptions mirrors docker compose's own construction of cli.ProjectOptions
 // (pkg/compose/loader.go), minus the remote (git, OCI) loaders.
@@ -93,19 +140,19 @@ func projectOptions(opts Options) (*cli.ProjectOptions, error) {
 	return po, nil
 }
 
-// Args returns the global flags that make the docker compose CLI select the same
-// project as p loaded with opts: -p, every -f, --project-directory, --env-file and
+// Args returns the global flags that make the docker compose CLI select the
+// same project as p: -p, every -f, --project-directory, --env-file and
 // --profile. Use them in front of a compose subcommand.
-func Args(p *types.Project, opts Options) []string {
+func (p *Project) Args() []string {
 	args := []string{"--project-name", p.Name}
 	for _, f := range p.ComposeFiles {
 		args = append(args, "--file", f)
 	}
 	args = append(args, "--project-directory", p.WorkingDir)
-	for _, e := range opts.EnvFiles {
+	for _, e := range p.Options.EnvFiles {
 		args = append(args, "--env-file", e)
 	}
-	profiles := opts.Profiles
+	profiles := p.Options.Profiles
 	if len(profiles) == 0 {
 		if env := os.Getenv("COMPOSE_PROFILES"); env != "" {
 			profiles = strings.Split(env, ",")

@@ -123,7 +123,7 @@ func TestLoadMatchesDockerCompose(t *testing.T) {
 				t.Errorf("services: got %v, want %v", keys(gotBinds), keys(wantBinds))
 			}
 			// The compose CLI flags from Args select the same project.
-			args := Args(p, tt.opts)
+			args := p.Args()
 			name2, _ := composeConfig(t, dir, args...)
 			if name2 != p.Name {
 				t.Errorf("Args() %s selects project %q, want %q", strings.Join(args, " "), name2, p.Name)

@@ -38,7 +38,7 @@ func syncAll(b *testing.B) {
 
 // BenchmarkCopyTree compares the in-process copier (one and two workers) with
 // host `cp -a` on the same tree in the same run, warm cache, and reports the
-// ratio copier/cp as "x-cp". Run: go test -bench CopyTree -run ^$ ./internal/volumes
+// ratio copier/cp as "x-cp". Run: go test -bench CopyTree -run ^$ ./internal/helperfs
 func BenchmarkCopyTree(b *testing.B) {
 	sets := []struct {
 		name    string

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/volumes"
@@ -66,7 +65,7 @@ func BenchmarkDowntime(b *testing.B) {
 		var fullAt, stopAt time.Time
 		var change time.Duration
 		var changeErr error
-		opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(b)},
+		opts := RunOptions{Project: selecting(file), Helper: volumes.HelperOptions{Binary: staticMoltctl(b)},
 			WaitTimeout: time.Second, Progress: func(e progress.Event) {
 				switch {
 				case e.Phase != progress.Started:
@@ -83,7 +82,7 @@ func BenchmarkDowntime(b *testing.B) {
 				}
 			}}
 		b.StartTimer()
-		rep, err := Run(ctx, eng, opts)
+		rep, err := Run(ctx, eng, fresh(b, opts))
 		b.StopTimer()
 		if err != nil {
 			b.Fatal(err)

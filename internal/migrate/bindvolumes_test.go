@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
@@ -94,9 +93,9 @@ volumes:
 	if out, err := dockertest.Run("docker", "compose", "-f", l.file, "exec", "-T", "app", "touch", "/data/x"); err == nil {
 		t.Fatalf("got the root-owned bind-backed volume writable by 1000 before the migration (%s), want EACCES", out)
 	}
-	l.opts = RunOptions{Compose: compose.Options{Files: []string{l.file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(t)}, WaitTimeout: time.Second,
+	l.opts = RunOptions{Project: selecting(l.file), Helper: volumes.HelperOptions{Binary: staticMoltctl(t)}, WaitTimeout: time.Second,
 		Plan: PlanOptions{Include: []string{"state"}}}
-	rep, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	rep, err := Run(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,7 @@ func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
 	services := cb.services(j)
 	r.emit(progress.Event{Step: progress.Stop, Targets: services})
 	if err := r.compose(ctx, append([]string{"stop"}, services...)...); err != nil {
-		return nil, fmt.Errorf("stopping the services to copy the volumes back (nothing copied back yet is lost; run --rollback --copy-back again): %w", err)
+		return nil, mark(fmt.Errorf("stopping the services to copy the volumes back (nothing copied back yet is lost): %w", err), ErrRollbackStopped)
 	}
 	for _, c := range j.Conversions {
 		if _, done := cb.Kept[c.Name]; done || !slices.Contains(cb.Volumes, c.Name) {
@@ -144,8 +144,8 @@ func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
 			return nil, r.undoCopyBack(ctx, cb, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("rolling back with --copy-back (services %s stay stopped; fix it and run --rollback --copy-back again): %w",
-				strings.Join(services, ", "), err)
+			return nil, mark(fmt.Errorf("copying the volumes back (services %s stay stopped): %w",
+				strings.Join(services, ", "), err), ErrRollbackStopped)
 		}
 		cb.Kept[c.Name] = res.Kept
 		if err := copyBackFile(j.Project).Save(cb, StepCopiedBack); err != nil {
@@ -160,13 +160,13 @@ func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
 func (r *runner) undoCopyBack(ctx context.Context, cb *copyBackJournal, err error) error {
 	if len(cb.Stopped) > 0 {
 		if e := r.compose(ctx, append([]string{"start"}, cb.Stopped...)...); e != nil {
-			return fmt.Errorf("rolling back with --copy-back: %w; starting the services %s again failed: %v", err, strings.Join(cb.Stopped, ", "), e)
+			return fmt.Errorf("copying the volumes back: %w; starting the services %s again failed: %v", err, strings.Join(cb.Stopped, ", "), e)
 		}
 	}
 	if e := copyBackFile(r.j.Project).Remove(); e != nil {
-		return fmt.Errorf("rolling back with --copy-back: %w; %v", err, e)
+		return fmt.Errorf("copying the volumes back: %w; %v", err, e)
 	}
-	return fmt.Errorf("rolling back with --copy-back (fix that, or roll back without --copy-back): %w", err)
+	return fmt.Errorf("copying the volumes back: %w", err)
 }
 
 // services are the services that mount the volumes to copy back.

@@ -21,7 +21,7 @@ import (
 func migrated(tb testing.TB) *live {
 	tb.Helper()
 	l := newLive(tb)
-	if _, err := Run(context.Background(), dockertest.Engine(tb), l.opts); err != nil {
+	if _, err := Run(context.Background(), dockertest.Engine(tb), fresh(tb, l.opts)); err != nil {
 		tb.Fatal(err)
 	}
 	l.compose(tb, "exec", "-T", "app", "sh", "-c", "echo from the service >/data/new.txt")
@@ -80,7 +80,7 @@ func TestRollbackCopyBack(t *testing.T) {
 			steps = append(steps, fmt.Sprintf("%s %s -> %s", e.Step, e.Target, e.Source))
 		}
 	}
-	rep, err := Rollback(context.Background(), eng, l.opts)
+	rep, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestRollbackCopyBackNothingWritten(t *testing.T) {
 	cmd.Env = append(os.Environ(), crashAfter("migrate", StepVerified))
 	cmd.Run()
 	l.opts.CopyBack = true
-	rep, err := Rollback(context.Background(), dockertest.Engine(t), l.opts)
+	rep, err := Rollback(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestRollbackCopyBackRefused(t *testing.T) {
 	must(os.Rename(l.state, l.state+".real"))
 	must(os.Symlink(l.state+".real", l.state))
 	l.opts.CopyBack = true
-	_, err := Rollback(context.Background(), eng, l.opts)
+	_, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 	if err == nil || !strings.Contains(err.Error(), "is a symlink, not a directory") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v, want one line refusing the symlink", err)
 	}
@@ -150,7 +150,7 @@ func TestRollbackCopyBackRefused(t *testing.T) {
 	l.opts.CopyBack = false
 	must(os.Remove(l.state))
 	must(os.Rename(l.state+".real", l.state))
-	rep, err := Rollback(context.Background(), eng, l.opts)
+	rep, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestRollbackCopyBackCrash(t *testing.T) {
 				t.Fatalf("got %v (%s), want the child killed after %s", err, out, tt.step)
 			}
 			l.opts.CopyBack = tt.copyBack
-			rep, err := Rollback(context.Background(), eng, l.opts)
+			rep, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -212,10 +212,10 @@ func TestRollbackCopyBackVolumes(t *testing.T) {
 	}
 	dockertest.Docker(t, "compose", "-f", file, "up", "-d")
 	l := &live{name: name, file: file}
-	l.opts.Compose.Files = []string{file}
+	l.opts.Project = selecting(file)
 	l.opts.Helper.Binary = bin
 	l.opts.WaitTimeout = time.Second
-	if _, err := Run(context.Background(), eng, l.opts); err != nil {
+	if _, err := Run(context.Background(), eng, fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	l.compose(t, "exec", "-T", "app", "sh", "-c", "echo new1 >/s1/new && echo new2 >/s2/new")
@@ -237,7 +237,7 @@ func TestRollbackCopyBackVolumes(t *testing.T) {
 			copies = append(copies, e.Target)
 		}
 	}
-	rep, err := Rollback(context.Background(), eng, l.opts)
+	rep, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,13 +174,13 @@ func corpusEntry(t *testing.T, name string) []string {
 	if len(plan.Edits) == 0 {
 		return violations
 	}
-	before := corpusConfig(t, project, opts)
+	before := corpusConfig(t, project)
 	for _, e := range plan.Edits {
 		if err := os.WriteFile(e.Path, e.New, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after := corpusConfig(t, project, opts)
+	after := corpusConfig(t, project)
 	compareConverted(t, before, after, plan)
 
 	// Planning the rewritten project again converts nothing.
@@ -267,7 +267,7 @@ func corpusProject(t *testing.T, name string) (root, dir string) {
 // the device of every bind-backed volume and the files of secrets and
 // configs: a directory holding one file, or a file when the name says so
 // (an extension) or the entry lists it. Paths outside root are the machine's own.
-func makeSources(tb testing.TB, root, dir string, p *types.Project, regular []string) {
+func makeSources(tb testing.TB, root, dir string, p *compose.Project, regular []string) {
 	tb.Helper()
 	files := map[string]bool{}
 	for _, r := range regular {
@@ -355,10 +355,10 @@ func compareGolden(tb testing.TB, path string, got []byte) {
 
 // corpusConfig runs the real `docker compose config --format json` with every
 // profile enabled.
-func corpusConfig(tb testing.TB, p *types.Project, opts compose.Options) map[string]any {
+func corpusConfig(tb testing.TB, p *compose.Project) map[string]any {
 	tb.Helper()
 	dockertest.Compose(tb)
-	args := append([]string{"compose"}, compose.Args(p, opts)...)
+	args := append([]string{"compose"}, p.Args()...)
 	args = append(args, "--profile", "*", "config", "--format", "json")
 	out := dockertest.Docker(tb, args...)
 	var m map[string]any
@@ -477,7 +477,7 @@ func countMounts(p *Plan) int {
 // converted for some of the services that bind it only (in any profile), and
 // no converted directory contains a path still bound from the host or read by
 // compose secrets: or configs:. It returns one line per failure.
-func checkNoSplit(plan *Plan, all *types.Project) []string {
+func checkNoSplit(plan *Plan, all *compose.Project) []string {
 	var out []string
 	converted := map[string]bool{}
 	for _, c := range plan.Conversions {

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
-
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
@@ -71,7 +69,7 @@ func (r *runner) report() *Report {
 // createVolumes creates the volumes (journaling each one it created, for the undo).
 func (r *runner) createVolumes(ctx context.Context) error {
 	j := r.j
-	cli, err := r.composeCLI(ctx)
+	cli, err := r.opts.Project.CLI(ctx)
 	if err != nil {
 		return r.abort(ctx, err)
 	}
@@ -192,8 +190,8 @@ func (r *runner) rewrite(ctx context.Context) error {
 	if err := applyEdits(j.Edits, false); errors.Is(err, compose.ErrChanged) {
 		return r.changed(ctx, err)
 	} else if err != nil {
-		return fmt.Errorf("rewriting the compose files (services %s stay stopped; fix the file or run --rollback): %w",
-			strings.Join(j.Running, ", "), err)
+		return mark(fmt.Errorf("rewriting the compose files (services %s stay stopped): %w",
+			strings.Join(j.Running, ", "), err), ErrResumable)
 	}
 	return nil
 }
@@ -204,12 +202,12 @@ func (r *runner) rewrite(ctx context.Context) error {
 // them together (settle).
 func (r *runner) remountAll(ctx context.Context) error {
 	j := r.j
-	project, err := compose.Load(ctx, r.opts.Compose)
+	project, err := r.opts.Project.Reload(ctx)
 	if err != nil {
 		return fmt.Errorf("loading the rewritten project: %w", err)
 	}
 	var lastUp time.Time
-	for _, s := range remount.Order(project, j.Services) {
+	for _, s := range remount.Order(project.Project, j.Services) {
 		if slices.Contains(j.Remounted, s) || slices.Contains(j.Skipped, s) {
 			continue
 		}
@@ -222,7 +220,7 @@ func (r *runner) remountAll(ctx context.Context) error {
 		case errors.Is(err, remount.ErrNoContainer):
 			j.Skipped = append(j.Skipped, s)
 		case err != nil:
-			return fmt.Errorf("remounting service %s onto its volumes (finish with --resume or undo with --rollback): %w", s, err)
+			return mark(fmt.Errorf("remounting service %s onto its volumes: %w", s, err), ErrResumable)
 		default:
 			j.Remounted = append(j.Remounted, s)
 			lastUp = up
@@ -240,9 +238,9 @@ func (r *runner) remountAll(ctx context.Context) error {
 
 // remountOne remounts service s onto its volumes (resuming its interrupted
 // remount on Resume) and returns when it was up again.
-func (r *runner) remountOne(ctx context.Context, project *types.Project, s string) (time.Time, error) {
+func (r *runner) remountOne(ctx context.Context, project *compose.Project, s string) (time.Time, error) {
 	r.emit(progress.Event{Step: progress.Remount, Target: s})
-	ro := remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
+	ro := remount.Options{Project: project, Service: s,
 		WaitTimeout: r.opts.WaitTimeout, Locked: true, NoWait: true, NoDependents: true}
 	t := time.Now()
 	var res *remount.Result
@@ -283,7 +281,7 @@ func (r *runner) settle(ctx context.Context) error {
 	if len(check) > 0 {
 		r.emit(progress.Event{Step: progress.Check, Targets: check})
 		if err := r.check(ctx, check); err != nil {
-			return fmt.Errorf("%w (the compose files use the volumes now: see `docker compose logs`, then --resume to check again or --rollback)", err)
+			return mark(fmt.Errorf("%w (the compose files use the volumes now; `docker compose logs` shows why)", err), ErrResumable)
 		}
 	}
 	if len(stop) > 0 {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
@@ -55,7 +54,7 @@ func newClaw(tb testing.TB) *claw {
 		c.compose(tb, "exec", "-T", s, "sh", "-c", "echo "+s+" >/tmp/layer.txt")
 	}
 	c.before, _ = os.ReadFile(file)
-	c.opts = RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(tb)},
+	c.opts = RunOptions{Project: selecting(file), Helper: volumes.HelperOptions{Binary: staticMoltctl(tb)},
 		WaitTimeout: time.Second, Plan: PlanOptions{Owner: "0:0"}}
 	return c
 }
@@ -118,7 +117,7 @@ func TestRunJoined(t *testing.T) {
 		t.Fatalf("moltctl migrate --yes: %v\n%s", err, out)
 	}
 	c.check(t, "volume", true)
-	if _, err := Rollback(context.Background(), eng, c.opts); err != nil {
+	if _, err := Rollback(context.Background(), eng, fresh(t, c.opts)); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	c.checkRolledBack(t, true)
@@ -170,10 +169,10 @@ func TestRunJoinedFails(t *testing.T) {
 		t.Run(fmt.Sprintf("%s#%d", tc.method, tc.n), func(t *testing.T) {
 			c := newClaw(t)
 			eng := &faultyRun{RunEngine: dockertest.Engine(t), method: tc.method, n: tc.n, calls: map[string]int{}}
-			if _, err := Run(context.Background(), eng, c.opts); !errors.Is(err, errInjected) {
+			if _, err := Run(context.Background(), eng, fresh(t, c.opts)); !errors.Is(err, errInjected) {
 				t.Fatalf("migrate: got %v, want the injected failure", err)
 			}
-			if _, err := Rollback(context.Background(), eng, c.opts); err != nil {
+			if _, err := Rollback(context.Background(), eng, fresh(t, c.opts)); err != nil {
 				t.Fatalf("rollback: %v", err)
 			}
 			c.checkRolledBack(t, tc.composeKeeps)
@@ -200,13 +199,13 @@ func TestRunJoinedKilled(t *testing.T) {
 				t.Fatalf("got %v (%s), want the child killed after %s", err, out, tc.step)
 			}
 			if tc.mode == "resume" {
-				if _, err := Resume(context.Background(), eng, c.opts); err != nil {
+				if _, err := Resume(context.Background(), eng, fresh(t, c.opts)); err != nil {
 					t.Fatal(err)
 				}
 				c.check(t, "volume", true)
 				return
 			}
-			if _, err := Rollback(context.Background(), eng, c.opts); err != nil {
+			if _, err := Rollback(context.Background(), eng, fresh(t, c.opts)); err != nil {
 				t.Fatal(err)
 			}
 			c.checkRolledBack(t, true)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/volumes"
@@ -128,9 +127,9 @@ func TestRunRefusesRunningInactive(t *testing.T) {
 	t.Cleanup(func() { dockertest.Run("docker", "compose", "-f", file, "--profile", "side", "down", "--timeout", "0") })
 	dockertest.Docker(t, "compose", "-f", file, "--profile", "side", "up", "-d")
 	before, _ := os.ReadFile(file)
-	opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(t)},
+	opts := RunOptions{Project: selecting(file), Helper: volumes.HelperOptions{Binary: staticMoltctl(t)},
 		WaitTimeout: time.Second}
-	_, err := Run(context.Background(), dockertest.Engine(t), opts)
+	_, err := Run(context.Background(), dockertest.Engine(t), fresh(t, opts))
 	if !errors.Is(err, remount.ErrUnsupported) || !strings.Contains(err.Error(), "service side") {
 		t.Fatalf("got %v, want a refusal naming service side", err)
 	}

@@ -81,7 +81,7 @@ func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project,
 			return OwnerUnknown, OwnerFromUnknown, nil
 		}
 		if err != nil {
-			return "", "", fmt.Errorf("resolving --owner %s: %w", flag, err)
+			return "", "", fmt.Errorf("resolving the owner %s: %w", flag, err)
 		}
 		return o, OwnerFromFlag, nil
 	}
@@ -114,8 +114,8 @@ func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project,
 	case len(owners) == 1:
 		return owners[0], froms[0], nil
 	}
-	return "", "", fmt.Errorf("resolving the owner of %s: its services run as different users (%s); choose one with --owner: %w",
-		c.Source, strings.Join(owners, ", "), ErrInvalid)
+	return "", "", mark(fmt.Errorf("resolving the owner of %s: its services run as different users (%s): %w",
+		c.Source, strings.Join(owners, ", "), ErrInvalid), ErrOwnersDiffer)
 }
 
 // unknown reports whether err is an image not present, recording the
@@ -210,7 +210,7 @@ func (r *ownerResolver) serviceOwner(ctx context.Context, project *types.Project
 	}
 	image := imageName(project, svc)
 	if r.eng == nil {
-		return "", "", fmt.Errorf("reading the USER of image %s (or use --owner): %w", image, ErrNoEngine)
+		return "", "", fmt.Errorf("reading the USER of image %s: %w", image, ErrNoEngine)
 	}
 	res, err := r.eng.ImageInspect(ctx, image)
 	if cerrdefs.IsNotFound(err) {
@@ -312,7 +312,7 @@ func (r *ownerResolver) userDB(ctx context.Context, image string) (*userDB, erro
 		return db, nil
 	}
 	if r.eng == nil {
-		return nil, fmt.Errorf("reading the users of image %s (or use --owner uid:gid): %w", image, ErrNoEngine)
+		return nil, fmt.Errorf("reading the users of image %s: %w", image, ErrNoEngine)
 	}
 	db, err := readUserDB(ctx, r.eng, image)
 	if err != nil {

@@ -192,7 +192,8 @@ type PlanOptions struct {
 // checked against the engine, and an owner that needs the image is
 // OwnerUnknown with Plan.NoEngine set. Errors wrap ErrInvalid for bad
 // options and compose.ErrCannotEdit for mounts the rewrite refuses.
-func Prepare(ctx context.Context, eng Engine, project *types.Project, opts PlanOptions) (*Plan, error) {
+func Prepare(ctx context.Context, eng Engine, p *compose.Project, opts PlanOptions) (*Plan, error) {
+	project := p.Project
 	for _, s := range opts.Services {
 		if _, ok := project.Services[s]; !ok {
 			return nil, fmt.Errorf("planning the migration: no service %q in project %s: %w", s, project.Name, ErrInvalid)
@@ -478,7 +479,7 @@ func volumeNames(project *types.Project, flags map[string]string) (_ map[string]
 	}
 	for src, key := range flags {
 		if !validKey(key) {
-			return nil, nil, fmt.Errorf("planning the migration: --volume-name %s=%s: invalid volume key (letters, digits, '.', '_', '-'; not a single letter): %w", src, key, ErrInvalid)
+			return nil, nil, fmt.Errorf("planning the migration: invalid volume key %s for %s (letters, digits, '.', '_', '-'; not a single letter): %w", key, src, ErrInvalid)
 		}
 		out[abs(src)] = key
 		flagged[abs(src)] = true

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -71,7 +70,7 @@ func newFixture(tb testing.TB, compose string) fixture {
 	return fixture{dir: dir, file: file}
 }
 
-func load(tb testing.TB, f fixture, name string) *types.Project {
+func load(tb testing.TB, f fixture, name string) *compose.Project {
 	tb.Helper()
 	p, err := compose.Load(context.Background(), compose.Options{Files: []string{f.file}, ProjectName: name})
 	if err != nil {

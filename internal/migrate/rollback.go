@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
@@ -58,7 +57,7 @@ func Rollback(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, err
 	if err := r.restoreFiles(); err != nil {
 		return nil, err
 	}
-	project, err := compose.Load(ctx, opts.Compose)
+	project, err := opts.Project.Reload(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading the restored project: %w", err)
 	}
@@ -140,8 +139,8 @@ func (r *runner) restoreFiles() error {
 }
 
 // rollbackRemount are the remount options of service s of the restored project.
-func (r *runner) rollbackRemount(project *types.Project, s string) remount.Options {
-	return remount.Options{Project: project, Compose: r.opts.Compose, ComposeEnv: r.opts.ComposeEnv, Service: s,
+func (r *runner) rollbackRemount(project *compose.Project, s string) remount.Options {
+	return remount.Options{Project: project, Service: s,
 		WaitTimeout: r.opts.WaitTimeout, Locked: true, NoDependents: true}
 }
 
@@ -150,7 +149,7 @@ func (r *runner) rollbackRemount(project *types.Project, s string) remount.Optio
 // the remounted ones stopped together (compose stops the services that join
 // others first), then remounted in order, what others join first, each
 // journaled.
-func (r *runner) remountBack(ctx context.Context, project *types.Project) error {
+func (r *runner) remountBack(ctx context.Context, project *compose.Project) error {
 	j := r.j
 	if j.Current != "" {
 		r.emit(progress.Event{Step: progress.RemountUndo, Target: j.Current})
@@ -164,15 +163,15 @@ func (r *runner) remountBack(ctx context.Context, project *types.Project) error 
 	}
 	if len(j.Remounted) > 0 {
 		if err := r.compose(ctx, append([]string{"stop"}, j.Remounted...)...); err != nil {
-			return fmt.Errorf("stopping the services (run --rollback again): %w", err)
+			return mark(fmt.Errorf("stopping the services: %w", err), ErrRollbackStopped)
 		}
-		j.Remounted = remount.Order(project, j.Remounted)
+		j.Remounted = remount.Order(project.Project, j.Remounted)
 	}
 	for len(j.Remounted) > 0 {
 		s := j.Remounted[0]
 		r.emit(progress.Event{Step: progress.RemountBinds, Target: s})
 		if _, err := remount.Run(ctx, r.eng, r.rollbackRemount(project, s)); err != nil && !errors.Is(err, remount.ErrNoContainer) {
-			return fmt.Errorf("remounting %s back onto its binds (run --rollback again): %w", s, err)
+			return mark(fmt.Errorf("remounting %s back onto its binds: %w", s, err), ErrRollbackStopped)
 		}
 		r.rep.Services = append(r.rep.Services, s)
 		j.Remounted = j.Remounted[1:]
@@ -186,9 +185,9 @@ func (r *runner) remountBack(ctx context.Context, project *types.Project) error 
 // rejoinStale remounts, joined and with its layer kept, a service that joins
 // one whose container was recreated (by a remount's rollback): it still
 // names the old one. It is started with the others (startAgain).
-func (r *runner) rejoinStale(ctx context.Context, project *types.Project) error {
+func (r *runner) rejoinStale(ctx context.Context, project *compose.Project) error {
 	j := r.j
-	for _, s := range remount.Order(project, j.Services) {
+	for _, s := range remount.Order(project.Project, j.Services) {
 		stale, err := remount.Stale(ctx, r.eng, j.Project, s)
 		if err != nil {
 			return err
@@ -200,7 +199,7 @@ func (r *runner) rejoinStale(ctx context.Context, project *types.Project) error 
 		o := r.rollbackRemount(project, s)
 		o.NoStart = true // started with the others, once what it joins runs
 		if _, err := remount.Run(ctx, r.eng, o); err != nil {
-			return fmt.Errorf("remounting %s joined to what it joins (run --rollback again): %w", s, err)
+			return mark(fmt.Errorf("remounting %s joined to what it joins: %w", s, err), ErrRollbackStopped)
 		}
 	}
 	return nil
@@ -208,8 +207,8 @@ func (r *runner) rejoinStale(ctx context.Context, project *types.Project) error 
 
 // startAgain starts, in order, the services that ran before the migration
 // and those the copy-back stopped.
-func (r *runner) startAgain(ctx context.Context, project *types.Project, cb *copyBackJournal) error {
-	start := remount.Order(project, r.j.Running)
+func (r *runner) startAgain(ctx context.Context, project *compose.Project, cb *copyBackJournal) error {
+	start := remount.Order(project.Project, r.j.Running)
 	if cb != nil {
 		for _, s := range cb.Stopped {
 			if !slices.Contains(start, s) {

@@ -55,7 +55,7 @@ type keepRules struct {
 	uses    map[string][]bindUse // by clean source
 	exclude map[string]string    // clean absolute source -> where it was said
 	include map[string]string
-	// flag-given sources -> the flag as given, for errors
+	// sources given in PlanOptions.Exclude and Include -> the value as given, for errors
 	flaggedExclude, flaggedInclude map[string]string
 }
 
@@ -84,11 +84,11 @@ func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bi
 	}
 	for _, s := range opts.Exclude {
 		k.add(extensionExcludeKey, projectPath(project, s), "--exclude")
-		k.flaggedExclude[projectPath(project, s)] = fmt.Sprintf("--exclude %q", s)
+		k.flaggedExclude[projectPath(project, s)] = s
 	}
 	for _, s := range opts.Include {
 		k.add(extensionIncludeKey, projectPath(project, s), "--include")
-		k.flaggedInclude[projectPath(project, s)] = fmt.Sprintf("--include %q", s)
+		k.flaggedInclude[projectPath(project, s)] = s
 	}
 	for src := range k.include {
 		if k.excluded(src) != "" {
@@ -108,7 +108,8 @@ func newKeepRules(project *types.Project, opts PlanOptions, uses map[string][]bi
 		for _, src := range slices.Sorted(maps.Keys(flagged)) {
 			_, bound := uses[src]
 			if !bound && !slices.Contains(known, src) && !(excluding && k.holdsSource(src)) {
-				return nil, fmt.Errorf("planning the migration: %s: no bind mount of the project has the source %q: %w", flagged[src], src, ErrInvalid)
+				return nil, fmt.Errorf("planning the migration: %w", &OptionError{Option: []string{"exclude", "include"}[i], Value: flagged[src],
+					Err: fmt.Errorf("no bind mount of the project has the source %q: %w", src, ErrInvalid)})
 			}
 		}
 	}
@@ -192,11 +193,11 @@ func (k *keepRules) reason(src string) string {
 func (k *keepRules) checkIncludes(reasons map[string]string) error {
 	for _, src := range slices.Sorted(maps.Keys(k.include)) {
 		if r := reasons[src]; r != "" {
-			what := k.flaggedInclude[src]
-			if what == "" {
-				what = fmt.Sprintf("%s.%s %q", extensionKey, extensionIncludeKey, src)
+			err := fmt.Errorf("the source stays a bind (%s), which include can't override: %w", r, ErrInvalid)
+			if v, ok := k.flaggedInclude[src]; ok {
+				return fmt.Errorf("planning the migration: %w", &OptionError{Option: "include", Value: v, Err: err})
 			}
-			return fmt.Errorf("planning the migration: %s: the source stays a bind (%s), which include can't override: %w", what, r, ErrInvalid)
+			return fmt.Errorf("planning the migration: %s.%s %q: %w", extensionKey, extensionIncludeKey, src, err)
 		}
 	}
 	return nil

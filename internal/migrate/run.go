@@ -27,7 +27,7 @@ import (
 // Errors Run, Resume and Rollback return for callers to branch on with errors.Is.
 var (
 	// ErrInterrupted: an interrupted migration's journal exists; resume or roll it back first.
-	ErrInterrupted = errors.New("an interrupted migration must be resumed (--resume) or rolled back (--rollback) first")
+	ErrInterrupted = errors.New("an interrupted migration must be resumed or rolled back first")
 	// ErrNoJournal: Resume or Rollback found no migration to finish or undo.
 	ErrNoJournal = errors.New("no migration to resume or roll back")
 	// ErrAborted: the migration stopped before the compose files changed and put
@@ -45,11 +45,9 @@ type RunEngine interface {
 
 // RunOptions describe a migration.
 type RunOptions struct {
-	// Compose selects the project, as the global flags do; the project is loaded
-	// (and loaded again after the rewrite) with it. Required.
-	Compose compose.Options
-	// ComposeEnv is extra environment for the docker compose CLI (DOCKER_HOST=…).
-	ComposeEnv []string
+	// Project is the loaded compose project (reloaded after the rewrite; its
+	// CLI runs compose). Required.
+	Project *compose.Project
 	// Plan tunes the plan (services, owner, volume names); Run only.
 	Plan PlanOptions
 	// KeepOwner keeps the sources' numeric owners instead of the planned owner.
@@ -114,7 +112,6 @@ type runner struct {
 	t0   time.Time
 	// resumeCurrent: the service whose remount was interrupted (Resume).
 	resumeCurrent string
-	cli           *remount.Compose // see composeCLI
 	// resuming: Resume runs; a compose file changed since the plan is then
 	// refused (the journal stays) instead of aborting the migration.
 	resuming bool
@@ -154,12 +151,9 @@ func (r *runner) emit(e progress.Event) {
 // ErrInterrupted when an interrupted migration exists, remount.ErrLocked when
 // another run holds the lock.
 func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
-	if err := opts.Compose.CheckRereadable(); err != nil {
+	project := opts.Project
+	if err := project.CheckRereadable(); err != nil {
 		return nil, err
-	}
-	project, err := compose.Load(ctx, opts.Compose)
-	if err != nil {
-		return nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -190,7 +184,7 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	}
 	// The services that join one of them (a shared namespace, volumes_from)
 	// are stopped and recreated with them, after what they join.
-	plan.Services = remount.WithDependents(project, plan.Services)
+	plan.Services = remount.WithDependents(project.Project, plan.Services)
 	if err := r.checkReplicas(ctx, project.Name, plan.Services, project.Services); err != nil {
 		return nil, err
 	}
@@ -240,12 +234,9 @@ func Resume(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error
 }
 
 func open(ctx context.Context, eng RunEngine, opts RunOptions) (*runner, func(), error) {
-	if err := opts.Compose.CheckRereadable(); err != nil {
+	project := opts.Project
+	if err := project.CheckRereadable(); err != nil {
 		return nil, nil, err
-	}
-	project, err := compose.Load(ctx, opts.Compose)
-	if err != nil {
-		return nil, nil, err // it names the operation
 	}
 	unlock, err := remount.LockEngine(ctx, eng, project.Name)
 	if err != nil {
@@ -311,7 +302,7 @@ func (r *runner) abort(ctx context.Context, err error) error {
 		}
 	}
 	if len(undo) > 0 {
-		return fmt.Errorf("%w; undoing it failed (run --rollback): %s", err, strings.Join(undo, "; "))
+		return mark(fmt.Errorf("%w; undoing it failed: %s", err, strings.Join(undo, "; ")), ErrUndoFailed)
 	}
 	volumes.RemoveHelper(ctx, r.eng, r.opts.Helper)
 	if e := r.j.remove(); e != nil {
@@ -324,7 +315,7 @@ func (r *runner) abort(ctx context.Context, err error) error {
 // (nothing changed), a resume refuses and keeps the journal for --rollback.
 func (r *runner) changed(ctx context.Context, err error) error {
 	if r.resuming {
-		return fmt.Errorf("%w; fix the file or run --rollback", err)
+		return mark(err, ErrResumable)
 	}
 	return r.abort(ctx, err)
 }
@@ -353,7 +344,7 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 			return fmt.Errorf("service %s has scale %d: %w (its replicas can't keep their layers); scale it to 1 first",
 				s, n, remount.ErrUnsupported)
 		}
-		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -374,14 +365,14 @@ func (r *runner) checkReplicas(ctx context.Context, project string, services []s
 // binds: it would go on writing to the host after the migration.
 func (r *runner) checkInactive(ctx context.Context, project string, services []string) error {
 	for _, s := range services {
-		cs, err := remount.ServiceContainers(ctx, r.eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, project, s)
 		if err != nil {
 			return err
 		}
 		for _, c := range cs {
 			if c.State == container.StateRunning {
-				return fmt.Errorf("service %s (of a profile not active) runs on the binds the migration converts: %w; stop it or activate its profile (--profile)",
-					s, remount.ErrUnsupported)
+				return mark(fmt.Errorf("service %s (of a profile not active) runs on the binds the migration converts: %w",
+					s, remount.ErrUnsupported), ErrProfileInactive)
 			}
 		}
 	}
@@ -393,7 +384,7 @@ func (r *runner) check(ctx context.Context, services []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range services {
 		g.Go(func() error {
-			cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, s)
+			cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, s)
 			if err != nil {
 				return err
 			}
@@ -411,7 +402,7 @@ func (r *runner) check(ctx context.Context, services []string) error {
 
 // running reports whether the service has a running container.
 func (r *runner) running(ctx context.Context, service string) (bool, error) {
-	cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, service)
+	cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, service)
 	if err != nil {
 		return false, err
 	}
@@ -453,25 +444,12 @@ func applyEdits(edits []fileEdit, reverse bool) error {
 	return write(todo)
 }
 
-// compose runs a docker compose subcommand on the project, with the CLI
-// found (and the project loaded) once per run.
+// compose runs a docker compose subcommand on the project.
 func (r *runner) compose(ctx context.Context, args ...string) error {
-	cli, err := r.composeCLI(ctx)
+	cli, err := r.opts.Project.CLI(ctx)
 	if err != nil {
 		return err
 	}
-	return cli.Run(ctx, args...)
-}
-
-func (r *runner) composeCLI(ctx context.Context) (*remount.Compose, error) {
-	if r.cli == nil {
-		project, err := compose.Load(ctx, r.opts.Compose)
-		if err != nil {
-			return nil, err
-		}
-		if r.cli, err = remount.FindCompose(ctx, project, r.opts.Compose, r.opts.ComposeEnv); err != nil {
-			return nil, err
-		}
-	}
-	return r.cli, nil
+	_, err = cli.Run(ctx, args...)
+	return err
 }

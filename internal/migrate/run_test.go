@@ -106,6 +106,25 @@ type live struct {
 	opts                   RunOptions
 }
 
+// selecting is a project selected by its compose files and not loaded yet:
+// fresh loads it.
+func selecting(files ...string) *compose.Project {
+	return &compose.Project{Options: compose.Options{Files: files}}
+}
+
+// fresh returns opts with its project loaded now from its options, as each
+// moltctl command loads it: a test that runs several commands with one
+// RunOptions gives each the compose files as they are then.
+func fresh(tb testing.TB, opts RunOptions) RunOptions {
+	tb.Helper()
+	p, err := compose.Load(context.Background(), opts.Project.Options)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts.Project = p
+	return opts
+}
+
 func newLive(tb testing.TB) *live {
 	tb.Helper()
 	l := &live{}
@@ -127,7 +146,7 @@ func newLive(tb testing.TB) *live {
 	os.Symlink("a.txt", filepath.Join(l.state, "link"))
 	l.compose(tb, "up", "-d")
 	l.compose(tb, "exec", "-T", "app", "sh", "-c", "echo layer >/tmp/layer.txt")
-	l.opts = RunOptions{Compose: compose.Options{Files: []string{l.file}}, Helper: volumes.HelperOptions{Binary: staticMoltctl(tb)},
+	l.opts = RunOptions{Project: selecting(l.file), Helper: volumes.HelperOptions{Binary: staticMoltctl(tb)},
 		WaitTimeout: time.Second}
 	return l
 }
@@ -184,7 +203,7 @@ func TestRunEndToEnd(t *testing.T) {
 	before, _ := os.ReadFile(l.file)
 	var events []progress.Event
 	l.opts.Progress = func(e progress.Event) { events = append(events, e) }
-	rep, err := Run(ctx, eng, l.opts)
+	rep, err := Run(ctx, eng, fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,13 +246,13 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("got container %s after compose up, want %s kept", got, id)
 	}
 	// Again: nothing to do.
-	rep, err = Run(ctx, eng, l.opts)
+	rep, err = Run(ctx, eng, fresh(t, l.opts))
 	if err != nil || !rep.Nothing {
 		t.Fatalf("got %+v, %v on the second run, want nothing to migrate", rep, err)
 	}
 	// Rollback after the completed migration: back onto the bind, layer kept, warning.
 	dockertest.Docker(t, "exec", id, "sh", "-c", "echo new >/data/new.txt")
-	rep, err = Rollback(ctx, eng, l.opts)
+	rep, err = Rollback(ctx, eng, fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +264,7 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	l.checkRunning(t, "bind")
 	l.checkSource(t)
-	if _, err := Rollback(ctx, eng, l.opts); !errors.Is(err, ErrNoJournal) {
+	if _, err := Rollback(ctx, eng, fresh(t, l.opts)); !errors.Is(err, ErrNoJournal) {
 		t.Errorf("got %v rolling back twice, want ErrNoJournal", err)
 	}
 }
@@ -280,7 +299,7 @@ func TestRunAborts(t *testing.T) {
 					tt.do(l)
 				}
 			}
-			_, err := Run(context.Background(), eng, l.opts)
+			_, err := Run(context.Background(), eng, fresh(t, l.opts))
 			if !errors.Is(err, ErrAborted) || (tt.want != nil && !errors.Is(err, tt.want)) {
 				t.Fatalf("got %v, want ErrAborted (and %v)", err, tt.want)
 			}
@@ -344,19 +363,19 @@ func TestRunCrash(t *testing.T) {
 				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 					t.Fatalf("got %v (%s), want the child killed after %s", err, out, p.step)
 				}
-				if _, err := Run(context.Background(), eng, l.opts); !errors.Is(err, ErrInterrupted) {
+				if _, err := Run(context.Background(), eng, fresh(t, l.opts)); !errors.Is(err, ErrInterrupted) {
 					t.Errorf("got %v running again after the crash, want ErrInterrupted", err)
 				}
 				if mode == "resume" {
-					if _, err := Resume(context.Background(), eng, l.opts); err != nil {
+					if _, err := Resume(context.Background(), eng, fresh(t, l.opts)); err != nil {
 						t.Fatal(err)
 					}
 					l.checkRunning(t, "volume")
-					if rep, err := Run(context.Background(), eng, l.opts); err != nil || !rep.Nothing {
+					if rep, err := Run(context.Background(), eng, fresh(t, l.opts)); err != nil || !rep.Nothing {
 						t.Errorf("got %+v, %v after the resume, want nothing to migrate", rep, err)
 					}
 				} else {
-					if _, err := Rollback(context.Background(), eng, l.opts); err != nil {
+					if _, err := Rollback(context.Background(), eng, fresh(t, l.opts)); err != nil {
 						t.Fatal(err)
 					}
 					if got, _ := os.ReadFile(l.file); string(got) != string(before) {
@@ -382,7 +401,7 @@ func TestRunVolumeTaken(t *testing.T) {
 		"--label", "com.docker.compose.volume=state", vol)
 	dockertest.Docker(t, "run", "--rm", "-v", vol+":/v", dockertest.Busybox(t), "sh", "-c", "echo precious >/v/keep")
 	before, _ := os.ReadFile(l.file)
-	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	_, err := Run(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if !errors.Is(err, ErrAborted) || !errors.Is(err, volumes.ErrVolumeTaken) {
 		t.Fatalf("got %v, want ErrAborted and ErrVolumeTaken", err)
 	}
@@ -409,7 +428,7 @@ func TestResumeComposeChanged(t *testing.T) {
 	cmd.Run()
 	edited := append(append([]byte{}, before...), "# edited by hand\n"...)
 	os.WriteFile(l.file, edited, 0o644)
-	_, err := Resume(context.Background(), eng, l.opts)
+	_, err := Resume(context.Background(), eng, fresh(t, l.opts))
 	if !errors.Is(err, compose.ErrChanged) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v, want one line wrapping compose.ErrChanged", err)
 	}
@@ -419,7 +438,7 @@ func TestResumeComposeChanged(t *testing.T) {
 	if _, err := os.Stat(l.file + ".moltctl-backup"); err == nil {
 		t.Errorf("got a backup written by the refused resume")
 	}
-	if _, err := Rollback(context.Background(), eng, l.opts); err != nil {
+	if _, err := Rollback(context.Background(), eng, fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	l.checkRunning(t, "bind")
@@ -434,7 +453,7 @@ func TestRunScaled(t *testing.T) {
 	l := newLive(t)
 	l.compose(t, "up", "-d", "--scale", "app=2")
 	before, _ := os.ReadFile(l.file)
-	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	_, err := Run(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if !errors.Is(err, remount.ErrUnsupported) || !strings.Contains(err.Error(), "2 containers") {
 		t.Fatalf("got %v, want remount.ErrUnsupported naming 2 containers", err)
 	}
@@ -470,7 +489,7 @@ func TestRunVolumes(t *testing.T) {
 			}
 			dockertest.Docker(t, "compose", "-f", file, "up", "-d")
 			before, _ := os.ReadFile(file)
-			opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: bin},
+			opts := RunOptions{Project: selecting(file), Helper: volumes.HelperOptions{Binary: bin},
 				WaitTimeout: time.Second}
 			var once sync.Once
 			opts.Progress = func(e progress.Event) {
@@ -478,7 +497,7 @@ func TestRunVolumes(t *testing.T) {
 					once.Do(func() { os.WriteFile(filepath.Join(dir, "s2", "d", "f"), []byte("S2\n"), 0o644) })
 				}
 			}
-			rep, err := Run(context.Background(), eng, opts)
+			rep, err := Run(context.Background(), eng, fresh(t, opts))
 			if mismatch {
 				if !errors.Is(err, ErrAborted) || !errors.Is(err, volumes.ErrMismatch) || !strings.Contains(err.Error(), name+"_s2") {
 					t.Fatalf("got %v, want ErrAborted and ErrMismatch naming %s_s2", err, name)
@@ -530,7 +549,7 @@ func TestRunCancelled(t *testing.T) {
 					cancel()
 				}
 			}
-			_, err := Run(ctx, dockertest.Engine(t), l.opts)
+			_, err := Run(ctx, dockertest.Engine(t), fresh(t, l.opts))
 			if !errors.Is(err, ErrAborted) || !errors.Is(err, context.Canceled) {
 				t.Fatalf("got %v, want ErrAborted and context.Canceled", err)
 			}
@@ -566,22 +585,22 @@ func TestRunCheckFails(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "state"), 0o755)
 	os.WriteFile(filepath.Join(dir, "state", "a"), []byte("a\n"), 0o644)
 	dockertest.Docker(t, "compose", "-f", file, "up", "-d")
-	opts := RunOptions{Compose: compose.Options{Files: []string{file}}, Helper: volumes.HelperOptions{Binary: bin},
+	opts := RunOptions{Project: selecting(file), Helper: volumes.HelperOptions{Binary: bin},
 		WaitTimeout: 3 * time.Second, Plan: PlanOptions{Owner: "0:0"}}
 	opts.Progress = func(e progress.Event) {
 		if e.Step == progress.Check {
 			dockertest.Docker(t, "compose", "-f", file, "exec", "-T", "app", "touch", "/data/fail")
 		}
 	}
-	_, err := Run(context.Background(), eng, opts)
-	if err == nil || !strings.Contains(err.Error(), "checking service app on its volumes: the new container exited (code 3)") {
-		t.Fatalf("got %v, want the check of app failing with exit code 3", err)
+	_, err := Run(context.Background(), eng, fresh(t, opts))
+	if !errors.Is(err, ErrResumable) || !strings.Contains(err.Error(), "checking service app on its volumes: the new container exited (code 3)") {
+		t.Fatalf("got %v, want the check of app failing with exit code 3, resumable", err)
 	}
 	if _, err := os.Stat(JournalPath(name)); err != nil {
 		t.Fatalf("got no journal after the failed check: %v", err)
 	}
 	opts.Progress = nil
-	if _, err := Rollback(context.Background(), eng, opts); err != nil {
+	if _, err := Rollback(context.Background(), eng, fresh(t, opts)); err != nil {
 		t.Fatal(err)
 	}
 	out := dockertest.Docker(t, "compose", "-f", file, "ps", "--format", "{{.State}}", "app")

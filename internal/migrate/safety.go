@@ -95,8 +95,8 @@ func (r *runner) keepOnlyCopies(err error) error {
 	if stepIndex(r.j.Step) >= stepIndex(StepStopping) && len(r.j.Services) > 0 {
 		stopped = "services " + strings.Join(r.j.Services, ", ") + " stay stopped"
 	}
-	return fmt.Errorf("%w; %w: the full copy of %s (kept, with the journal %s); %s so that none starts on an empty directory: put the directory back and run --resume, or --rollback",
-		err, ErrOnlyCopy, strings.Join(where, ", "), JournalPath(r.j.Project), stopped)
+	return mark(fmt.Errorf("%w; %w: the full copy of %s (kept, with the journal %s); %s so that none starts on an empty directory",
+		err, ErrOnlyCopy, strings.Join(where, ", "), JournalPath(r.j.Project), stopped), ErrResumable)
 }
 
 // runningServices returns the services (of services) with a running container.
@@ -163,7 +163,7 @@ func (r *runner) checkFiles() error {
 func (r *runner) snapshotRoom(ctx context.Context) (int64, error) {
 	var total int64
 	for _, s := range r.j.Services {
-		cs, err := remount.ServiceContainers(ctx, r.eng, r.j.Project, s)
+		cs, err := compose.ServiceContainers(ctx, r.eng, r.j.Project, s)
 		if err != nil {
 			return 0, err
 		}
@@ -231,7 +231,7 @@ func missingSources(j *journal) error {
 	if len(where) == 0 {
 		return nil
 	}
-	return fmt.Errorf("rolling back onto the bind directories: %w: %s gone; put the directory back, or roll back with --copy-back",
+	return fmt.Errorf("rolling back onto the bind directories: %w: %s gone",
 		ErrOnlyCopy, strings.Join(where, ", "))
 }
 
@@ -245,8 +245,8 @@ func (r *runner) forwardNoted(ctx context.Context) (*Report, error) {
 		if stopped == "" {
 			stopped = "none were running"
 		}
-		return nil, fmt.Errorf("%w; the services may be stopped (%s): make room in the state directory %q, then --resume or --rollback",
-			err, stopped, filepath.Dir(JournalPath(r.j.Project)))
+		return nil, mark(fmt.Errorf("%w; the services may be stopped (%s) until there is room in the state directory %q",
+			err, stopped, filepath.Dir(JournalPath(r.j.Project))), ErrResumable)
 	}
 	return rep, err
 }

@@ -63,7 +63,7 @@ func TestRunRefusesPaused(t *testing.T) {
 	id := l.containerID(t)
 	dockertest.Docker(t, "pause", id)
 	t.Cleanup(func() { dockertest.Run("docker", "unpause", id) })
-	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	_, err := Run(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if !errors.Is(err, remount.ErrUnsupported) || !strings.Contains(err.Error(), "paused") {
 		t.Fatalf("got %v, want remount.ErrUnsupported saying paused", err)
 	}
@@ -75,7 +75,7 @@ func TestRunRefusesPaused(t *testing.T) {
 
 // TestRunRefusesStdin: -f - is refused before anything happens.
 func TestRunRefusesStdin(t *testing.T) {
-	opts := RunOptions{Compose: compose.Options{Files: []string{"-"}}}
+	opts := RunOptions{Project: selecting("-")}
 	for name, fn := range map[string]func(context.Context, RunEngine, RunOptions) (*Report, error){
 		"run": Run, "resume": Resume, "rollback": Rollback,
 	} {
@@ -99,7 +99,7 @@ func TestRunSymlinkedCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng := dockertest.Engine(t)
-	if _, err := Run(context.Background(), eng, l.opts); err != nil {
+	if _, err := Run(context.Background(), eng, fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(l.file); err != nil || fi.Mode()&os.ModeSymlink == 0 {
@@ -114,7 +114,7 @@ func TestRunSymlinkedCompose(t *testing.T) {
 	if j, _ := os.ReadFile(JournalPath(l.name)); len(j) == 0 || strings.Contains(string(j), base64.StdEncoding.EncodeToString(before)) {
 		t.Errorf("got journal %q, want it without the compose content", j)
 	}
-	if _, err := Rollback(context.Background(), eng, l.opts); err != nil {
+	if _, err := Rollback(context.Background(), eng, fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(real); string(got) != string(before) {
@@ -136,7 +136,7 @@ func TestRunReadOnlyComposeDir(t *testing.T) {
 		t.Fatalf("chattr +i: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("chattr", "-i", l.dir).Run() })
-	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	_, err := Run(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if !errors.Is(err, compose.ErrNotReplaceable) {
 		t.Fatalf("got %v, want compose.ErrNotReplaceable", err)
 	}
@@ -158,7 +158,7 @@ func TestRunSourceGone(t *testing.T) {
 			os.Rename(l.state, l.state+".moved")
 		}
 	}
-	_, err := Run(context.Background(), eng, l.opts)
+	_, err := Run(context.Background(), eng, fresh(t, l.opts))
 	if !errors.Is(err, ErrOnlyCopy) || errors.Is(err, ErrAborted) || !strings.Contains(err.Error(), l.name+"_state") {
 		t.Fatalf("got %v, want ErrOnlyCopy naming volume %s_state", err, l.name)
 	}
@@ -176,7 +176,7 @@ func TestRunSourceGone(t *testing.T) {
 	}
 	os.Rename(l.state+".moved", l.state)
 	l.opts.Progress = nil
-	if _, err := Resume(context.Background(), eng, l.opts); err != nil {
+	if _, err := Resume(context.Background(), eng, fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	l.checkRunning(t, "volume")
@@ -199,13 +199,13 @@ func TestRunEngineRestartBeforeStop(t *testing.T) {
 				t.Fatalf("got the service %s after the engine's crash, want exited", got)
 			}
 			if mode == "resume" {
-				if _, err := Resume(context.Background(), eng, l.opts); err != nil {
+				if _, err := Resume(context.Background(), eng, fresh(t, l.opts)); err != nil {
 					t.Fatal(err)
 				}
 				l.checkRunning(t, "volume")
 				return
 			}
-			if _, err := Rollback(context.Background(), eng, l.opts); err != nil {
+			if _, err := Rollback(context.Background(), eng, fresh(t, l.opts)); err != nil {
 				t.Fatal(err)
 			}
 			l.checkRunning(t, "bind")
@@ -226,7 +226,7 @@ func TestResumeEngineRestartAfterStart(t *testing.T) {
 	if got := l.status(t); got != "exited" {
 		t.Fatalf("got the service %s after the engine's crash, want exited", got)
 	}
-	if _, err := Resume(context.Background(), dockertest.Engine(t), l.opts); err != nil {
+	if _, err := Resume(context.Background(), dockertest.Engine(t), fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	l.checkRunning(t, "volume")
@@ -245,7 +245,7 @@ func TestRunStateDirFull(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	t.Setenv("MOLTCTL_STATE_DIR", dir)
-	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	_, err := Run(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if !errors.Is(err, statefile.ErrNoRoom) || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("got %v, want statefile.ErrNoRoom naming %s", err, dir)
 	}
@@ -259,7 +259,7 @@ func TestRollbackUnusedVolume(t *testing.T) {
 	l := newLive(t)
 	eng := dockertest.Engine(t)
 	l.crash(t, "remount", "created")
-	rep, err := Rollback(context.Background(), eng, l.opts)
+	rep, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,23 +270,10 @@ func TestRollbackUnusedVolume(t *testing.T) {
 		t.Errorf("got volume %s_state left by the rollback, want it removed", l.name)
 	}
 	l.checkRunning(t, "bind")
-	if _, err := Run(context.Background(), eng, l.opts); err != nil {
+	if _, err := Run(context.Background(), eng, fresh(t, l.opts)); err != nil {
 		t.Fatalf("migrating again: %v", err)
 	}
 	l.checkRunning(t, "volume")
-}
-
-// TestRunErrorNamesOnce: a project that does not load is named once.
-func TestRunErrorNamesOnce(t *testing.T) {
-	opts := RunOptions{Compose: compose.Options{Files: []string{filepath.Join(t.TempDir(), "nope.yaml")}}}
-	for name, fn := range map[string]func(context.Context, RunEngine, RunOptions) (*Report, error){
-		"run": Run, "resume": Resume, "rollback": Rollback,
-	} {
-		_, err := fn(context.Background(), nil, opts)
-		if err == nil || strings.Count(err.Error(), "loading") != 1 {
-			t.Errorf("%s: got %v, want the loading named once", name, err)
-		}
-	}
 }
 
 // TestRollbackSourceGone: a rollback after the migration when a bind directory
@@ -295,12 +282,12 @@ func TestRunErrorNamesOnce(t *testing.T) {
 func TestRollbackSourceGone(t *testing.T) {
 	l := newLive(t)
 	eng := dockertest.Engine(t)
-	if _, err := Run(context.Background(), eng, l.opts); err != nil {
+	if _, err := Run(context.Background(), eng, fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(l.file)
 	os.Rename(l.state, l.state+".moved")
-	_, err := Rollback(context.Background(), eng, l.opts)
+	_, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 	if !errors.Is(err, ErrOnlyCopy) || !strings.Contains(err.Error(), l.name+"_state") {
 		t.Fatalf("got %v, want ErrOnlyCopy naming volume %s_state", err, l.name)
 	}
@@ -331,13 +318,13 @@ func TestRunStateDirFillsAfterStop(t *testing.T) {
 			f.Close()
 		}
 	}
-	_, err := Run(context.Background(), dockertest.Engine(t), l.opts)
+	_, err := Run(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
 	if err == nil || !strings.Contains(err.Error(), "services may be stopped (app)") || !strings.Contains(err.Error(), "state directory "+strconv.Quote(filepath.Join(dir, l.name))) {
 		t.Fatalf("got %v, want it to say app may be stopped and name the state directory", err)
 	}
 	os.Remove(filepath.Join(dir, "filler"))
 	l.opts.Progress = nil
-	if _, err := Resume(context.Background(), dockertest.Engine(t), l.opts); err != nil {
+	if _, err := Resume(context.Background(), dockertest.Engine(t), fresh(t, l.opts)); err != nil {
 		t.Fatal(err)
 	}
 	l.checkRunning(t, "volume")

@@ -8,28 +8,25 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/compose-spec/compose-go/v2/types"
-
 	"github.com/moltctl/moltctl/internal/compose"
 )
 
 // planAndCheck plans p without an engine, applies the edits and checks with
 // the real `docker compose config` that only the converted mounts changed,
 // each keeping its options; it returns the plan.
-func planAndCheck(t *testing.T, p *types.Project, include ...string) *Plan {
+func planAndCheck(t *testing.T, p *compose.Project, include ...string) *Plan {
 	t.Helper()
 	plan, err := Prepare(context.Background(), nil, p, PlanOptions{Owner: "1000:1000", Include: include})
 	if err != nil {
 		t.Fatalf("got %v, want a plan", err)
 	}
-	opts := compose.Options{Files: p.ComposeFiles}
-	before := corpusConfig(t, p, opts)
+	before := corpusConfig(t, p)
 	for _, e := range plan.Edits {
 		if err := os.WriteFile(e.Path, e.New, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	compareConverted(t, before, corpusConfig(t, p, opts), plan)
+	compareConverted(t, before, corpusConfig(t, p), plan)
 	return plan
 }
 

@@ -53,7 +53,7 @@ func TestRunNoSpace(t *testing.T) {
 	id := l.containerID(t)
 	eng := dockertest.Engine(t)
 
-	_, err := Run(context.Background(), eng, l.opts)
+	_, err := Run(context.Background(), eng, fresh(t, l.opts))
 	if !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("got %v, want ErrNoSpace", err)
 	}

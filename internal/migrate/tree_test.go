@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
@@ -53,8 +52,8 @@ func TestRunTree(t *testing.T) {
 	var outside unix.Stat_t
 	must(t, unix.Lstat(tree.Secret, &outside))
 
-	rep, err := Run(context.Background(), eng, RunOptions{Compose: compose.Options{Files: []string{file}},
-		Helper: volumes.HelperOptions{Binary: staticMoltctl(t)}, WaitTimeout: time.Second})
+	rep, err := Run(context.Background(), eng, fresh(t, RunOptions{Project: selecting(file),
+		Helper: volumes.HelperOptions{Binary: staticMoltctl(t)}, WaitTimeout: time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,16 +8,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/progress"
 )
 
 // SnapshotOptions select the services whose containers Snapshot commits.
 type SnapshotOptions struct {
-	Project *types.Project
+	Project *compose.Project
 	// Services limits the snapshot; empty: every service of the project.
 	Services []string
 	// Locked says the caller already holds the project's Lock.
@@ -92,8 +92,7 @@ func Snapshot(ctx context.Context, eng Engine, opts SnapshotOptions) (*SnapshotR
 	if j, err := readJournal(p.Name); err != nil {
 		return nil, err
 	} else if j != nil {
-		return nil, fmt.Errorf("remount of service %s (step %s): %w: moltctl remount %s --resume or --rollback",
-			j.Service, j.Step, ErrInterrupted, j.Service)
+		return nil, interrupted(j)
 	}
 	rep := &SnapshotReport{Project: p.Name, Snapshots: []Snapshotted{}}
 	maxLayers := MaxLayers(ctx, eng)
@@ -121,8 +120,8 @@ func Snapshot(ctx context.Context, eng Engine, opts SnapshotOptions) (*SnapshotR
 
 // snapshotCheck inspects the container of service n and what its snapshot will
 // sit on; ok is false when the service has no container.
-func snapshotCheck(ctx context.Context, eng Engine, p *types.Project, n string, maxLayers int) (t snapshotTarget, ok bool, err error) {
-	cs, err := ServiceContainers(ctx, eng, p.Name, n)
+func snapshotCheck(ctx context.Context, eng Engine, p *compose.Project, n string, maxLayers int) (t snapshotTarget, ok bool, err error) {
+	cs, err := compose.ServiceContainers(ctx, eng, p.Name, n)
 	if err != nil || len(cs) == 0 {
 		return t, false, err
 	}
@@ -155,7 +154,7 @@ func snapshotCheck(ctx context.Context, eng Engine, p *types.Project, n string, 
 		}
 	}
 	if t.layers+1 > maxLayers {
-		return t, false, fmt.Errorf("container %s runs an image of %d layers and moltctl caps images at %d: %w; remount it with --flatten first",
+		return t, false, fmt.Errorf("container %s runs an image of %d layers and moltctl caps images at %d: %w",
 			name, t.layers, maxLayers, ErrTooDeep)
 	}
 	if base, err := eng.ImageInspect(ctx, t.base); err == nil {

@@ -69,7 +69,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	f.checkComposeKeeps(t)
 	f.checkNoJournal(t)
 
-	st, err := remount.Status(ctx, f.eng, remount.StatusOptions{Project: p, Compose: f.copts})
+	st, err := remount.Status(ctx, f.eng, remount.StatusOptions{Project: p})
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}

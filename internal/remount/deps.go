@@ -9,6 +9,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/container"
+
+	"github.com/moltctl/moltctl/internal/compose"
 )
 
 // joins reports whether service s of project p joins service target: it runs in
@@ -191,7 +193,7 @@ func (r *run) rejoinModes(ctx context.Context, labels map[string]string, hc *con
 
 // currentContainer is the ID of the one container of the service.
 func (r *run) currentContainer(ctx context.Context, service string) (string, error) {
-	cs, err := ServiceContainers(ctx, r.eng, r.opts.Project.Name, service)
+	cs, err := compose.ServiceContainers(ctx, r.eng, r.opts.Project.Name, service)
 	if err != nil {
 		return "", err
 	}

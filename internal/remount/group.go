@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
@@ -74,8 +75,7 @@ func noGroup(opts Options) error {
 		return err
 	}
 	if g != nil {
-		return fmt.Errorf("remount of service %s and the services joining it (step %s, %s): %w: moltctl remount %s --resume or --rollback",
-			g.Service, g.Step, GroupJournalPath(g.Project), ErrInterrupted, g.Service)
+		return &InterruptedError{Service: g.Service, Step: g.Step, Journal: GroupJournalPath(g.Project), Joined: true}
 	}
 	return nil
 }
@@ -87,8 +87,7 @@ func noJournal(project string) error {
 		return err
 	}
 	if j != nil {
-		return fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
-			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
+		return interrupted(j)
 	}
 	return nil
 }
@@ -159,7 +158,7 @@ func runGroup(ctx context.Context, eng Engine, opts Options, deps []string) (*Re
 
 // serviceRunning reports whether one of the service's containers runs.
 func serviceRunning(ctx context.Context, eng Engine, project, service string) (bool, error) {
-	cs, err := ServiceContainers(ctx, eng, project, service)
+	cs, err := compose.ServiceContainers(ctx, eng, project, service)
 	if err != nil {
 		return false, err
 	}
@@ -170,7 +169,7 @@ func serviceRunning(ctx context.Context, eng Engine, project, service string) (b
 // with its stop_signal and stop_grace_period.
 func stopServices(ctx context.Context, eng Engine, opts Options, project string, services []string) error {
 	for _, s := range slices.Backward(services) {
-		cs, err := ServiceContainers(ctx, eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -194,7 +193,7 @@ func stopServices(ctx context.Context, eng Engine, opts Options, project string,
 // startServices starts the containers of the services, in order.
 func startServices(ctx context.Context, eng Engine, opts Options, project string, services []string) error {
 	for _, s := range services {
-		cs, err := ServiceContainers(ctx, eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -307,7 +306,7 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 func checkServices(ctx context.Context, eng Engine, project string, services []string, timeout time.Duration) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range services {
-		cs, err := ServiceContainers(ctx, eng, project, s)
+		cs, err := compose.ServiceContainers(ctx, eng, project, s)
 		if err != nil {
 			return err
 		}
@@ -328,8 +327,8 @@ func (g *groupJournal) fail(ctx context.Context, eng Engine, opts Options, step 
 	ctx = context.WithoutCancel(ctx) // the undo runs to its end after Ctrl-C
 	restored, err := g.rollback(ctx, eng, opts)
 	if err != nil {
-		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)",
-			err, g.Service, GroupJournalPath(g.Project))}
+		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v (journal kept: %s)",
+			err, GroupJournalPath(g.Project)), Pending: g.Service}
 	}
 	return &StepError{Step: step, Err: cause, Restored: restored, RolledBack: true}
 }
@@ -437,7 +436,7 @@ func recoverGroup(ctx context.Context, eng Engine, opts Options, g *groupJournal
 // namespace container:<id>) a container that is gone: the service it joins was
 // recreated, so it can't start, and compose would recreate it.
 func Stale(ctx context.Context, eng Engine, project, service string) (bool, error) {
-	cs, err := ServiceContainers(ctx, eng, project, service)
+	cs, err := compose.ServiceContainers(ctx, eng, project, service)
 	if err != nil {
 		return false, err
 	}

@@ -248,7 +248,7 @@ func TestRemountJoinedKilled(t *testing.T) {
 			if _, err := remount.Run(context.Background(), f.eng, f.opts(t, cli)); !errors.Is(err, remount.ErrInterrupted) {
 				t.Errorf("remount over a journal: got %v, want ErrInterrupted", err)
 			}
-			rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})
+			rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t)})
 			if err != nil || rep.InterruptedService != gateway {
 				t.Errorf("status after the kill: got %+v, %v, want the interrupted remount of %s", rep, err, gateway)
 			}

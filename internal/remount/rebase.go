@@ -581,7 +581,7 @@ func (res *UpResult) planRebases(ctx context.Context, eng UpEngine, opts UpOptio
 			continue
 		}
 		seen[pl.Service] = true
-		r, err := Run(ctx, eng, Options{Project: opts.Project, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: pl.Service,
+		r, err := Run(ctx, eng, Options{Project: opts.Project, Service: pl.Service,
 			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, DryRun: true, Rebase: true, RebaseConflicts: opts.RebaseConflicts})
 		if err != nil {
 			return fmt.Errorf("planning the rebase of %s: %w", pl.Service, err)

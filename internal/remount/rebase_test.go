@@ -119,7 +119,7 @@ func (f *rebaseFixture) options(tb testing.TB) remount.Options {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return remount.Options{Project: p, Compose: f.copts, Service: "web", WaitTimeout: 500 * time.Millisecond, Rebase: true}
+	return remount.Options{Project: p, Service: "web", WaitTimeout: 500 * time.Millisecond, Rebase: true}
 }
 
 // files returns what the running container has at the paths the test looks at.
@@ -278,7 +278,7 @@ func TestUpRebase(t *testing.T) {
 	dockertest.Docker(t, "tag", f.v2, f.cur)
 	up := func(dry, rebase bool) (*remount.UpResult, error) {
 		o := f.options(t)
-		return remount.Up(context.Background(), f.eng, remount.UpOptions{Project: o.Project, Compose: o.Compose,
+		return remount.Up(context.Background(), f.eng, remount.UpOptions{Project: o.Project,
 			WaitTimeout: o.WaitTimeout, DryRun: dry, Rebase: rebase})
 	}
 	if _, err := up(false, false); !errors.Is(err, remount.ErrImageChanged) {
@@ -369,7 +369,7 @@ func TestUpRebaseJoined(t *testing.T) {
 	i := strings.Index(content, dockertest.BusyboxImage)
 	f.write(t, content[:i]+rebuilt+content[i+len(dockertest.BusyboxImage):])
 	o := f.opts(t, gateway)
-	if _, err := remount.Up(context.Background(), f.eng, remount.UpOptions{Project: o.Project, Compose: o.Compose, WaitTimeout: o.WaitTimeout, Rebase: true}); err != nil {
+	if _, err := remount.Up(context.Background(), f.eng, remount.UpOptions{Project: o.Project, WaitTimeout: o.WaitTimeout, Rebase: true}); err != nil {
 		t.Fatalf("up --rebase: %v", err)
 	}
 	for _, tc := range []struct{ service, kept string }{{gateway, "gateway"}, {cli, "cli"}} {

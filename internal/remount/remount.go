@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -51,8 +50,6 @@ type Engine interface {
 var (
 	// ErrLocked: another moltctl run holds the project's lock (statefile.ErrLocked).
 	ErrLocked = statefile.ErrLocked
-	// ErrCompose: no usable docker compose v2+ CLI.
-	ErrCompose = errors.New("docker compose v2+ is required")
 	// ErrNoContainer: the service has no container, so there is nothing to preserve.
 	ErrNoContainer = errors.New("the service has no container: nothing to preserve, use docker compose up")
 	// ErrUnsupported: a compose shape remount refuses before changing anything.
@@ -63,6 +60,8 @@ var (
 	ErrInterrupted = errors.New("an interrupted remount must be resumed or rolled back first")
 	// ErrNoJournal: Resume or Rollback found no interrupted remount.
 	ErrNoJournal = errors.New("no interrupted remount")
+	// ErrKeep: fewer than 2 snapshots to keep (Options.Keep): the running one and the previous one.
+	ErrKeep = errors.New("must keep at least 2 (the running snapshot and the previous one)")
 	// ErrRolledBack: a step failed and the service was restored (see StepError).
 	ErrRolledBack = errors.New("remount rolled back")
 )
@@ -89,12 +88,8 @@ const DefaultWaitTimeout = 10 * time.Second
 
 // Options select the service and tune a remount.
 type Options struct {
-	// Project is the loaded compose project and Compose the options it was loaded
-	// with; both are required (compose's CLI is run with the same flags).
-	Project *types.Project
-	Compose compose.Options
-	// ComposeEnv is extra environment for the docker compose CLI (DOCKER_HOST=…).
-	ComposeEnv []string
+	// Project is the loaded compose project (its CLI runs compose). Required.
+	Project *compose.Project
 	// Service is the compose service to remount. Required.
 	Service string
 	// Keep is how many snapshots of the service to keep, the running one
@@ -183,12 +178,14 @@ type Result struct {
 }
 
 // StepError is a remount step's failure; Restored says what was restored.
-// It wraps Err, and ErrRolledBack when RolledBack.
+// It wraps Err, and ErrRolledBack when RolledBack. Pending, when rolling back
+// failed too, is the service whose remount waits (journal kept) for Rollback.
 type StepError struct {
 	Step       string
 	Err        error
 	Restored   string
 	RolledBack bool
+	Pending    string
 }
 
 func (e *StepError) Error() string {
@@ -208,7 +205,7 @@ func (e *StepError) Unwrap() []error {
 type run struct {
 	eng  Engine
 	opts Options
-	cli  *composeCLI
+	cli  *compose.CLI
 	j    *journal
 	t0   time.Time
 	res  *Result
@@ -222,7 +219,7 @@ func (o *Options) defaults() error {
 	if o.Project == nil {
 		return errors.New("no compose project")
 	}
-	if err := o.Compose.CheckRereadable(); err != nil {
+	if err := o.Project.CheckRereadable(); err != nil {
 		return err
 	}
 	if o.Service == "" {
@@ -232,7 +229,7 @@ func (o *Options) defaults() error {
 		o.Keep = 2
 	}
 	if o.Keep < 2 {
-		return fmt.Errorf("--keep %d: must be at least 2 (the running snapshot and the previous one)", o.Keep)
+		return fmt.Errorf("keep %d snapshots: %w", o.Keep, ErrKeep)
 	}
 	if o.MaxLayers == 0 {
 		o.MaxLayers = DefaultMaxLayers
@@ -245,7 +242,7 @@ func (o *Options) defaults() error {
 
 // Run remounts opts.Service. It takes the project's lock unless opts.Locked. Before
 // anything changes it refuses, with an error wrapping ErrNoContainer, ErrUnsupported,
-// ErrTooDeep, ErrInterrupted, ErrLocked or ErrCompose, what it can't do safely. A
+// ErrTooDeep, ErrInterrupted, ErrLocked or compose.ErrNoCLI, what it can't do safely. A
 // failing commit leaves the container as it was (started again if it was running);
 // a failure after the commit rolls back and returns a *StepError wrapping
 // ErrRolledBack and the cause.
@@ -265,7 +262,7 @@ func Run(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 		return runReplicas(ctx, eng, opts)
 	}
 	if !opts.NoDependents {
-		if deps := Dependents(opts.Project, opts.Service); len(deps) > 0 {
+		if deps := Dependents(opts.Project.Project, opts.Service); len(deps) > 0 {
 			return runGroup(ctx, eng, opts, deps)
 		}
 	}
@@ -283,8 +280,7 @@ func runOne(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	if j, err := readJournal(opts.Project.Name); err != nil {
 		return nil, err
 	} else if j != nil {
-		return nil, fmt.Errorf("remount of service %s (step %s, %s): %w: moltctl remount %s --resume or --rollback",
-			j.Service, j.Step, JournalPath(j.Project), ErrInterrupted, j.Service)
+		return nil, interrupted(j)
 	}
 	if err := noGroup(opts); err != nil {
 		return nil, err
@@ -368,31 +364,16 @@ func recoverJournal(ctx context.Context, eng Engine, opts Options, rollback bool
 		r.res.NewID = r.res.OldID
 		return r.res, nil
 	}
-	cli, err := findCompose(ctx, opts.Project, opts.Compose, opts.ComposeEnv)
-	if err != nil {
+	if r.cli, err = opts.Project.CLI(ctx); err != nil {
 		return nil, err
 	}
-	r.cli = cli
 	r.resumed = true
 	return r.forward(ctx)
 }
 
-// ServiceContainers lists every container compose made for the service
-// (running or not; one-off `run` containers excluded).
-func ServiceContainers(ctx context.Context, eng Engine, project, service string) ([]container.Summary, error) {
-	f := client.Filters{}
-	f.Add("label", "com.docker.compose.project="+project, "com.docker.compose.service="+service,
-		"com.docker.compose.oneoff=False", "com.docker.compose.config-hash")
-	res, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
-	if err != nil {
-		return nil, fmt.Errorf("listing the containers of service %s: %w", service, err)
-	}
-	return res.Items, nil
-}
-
 // selectServices returns names sorted (a copy), or every service of p when
 // names is empty. A name that is not an enabled service of p is an error.
-func selectServices(p *types.Project, names []string) ([]string, error) {
+func selectServices(p *compose.Project, names []string) ([]string, error) {
 	if len(names) == 0 {
 		return slices.Sorted(slices.Values(p.ServiceNames())), nil
 	}
@@ -425,11 +406,9 @@ func (r *run) preflight(ctx context.Context) error {
 		return err
 	}
 	p := r.opts.Project
-	cli, err := findCompose(ctx, p, r.opts.Compose, r.opts.ComposeEnv)
-	if err != nil {
+	if r.cli, err = p.CLI(ctx); err != nil {
 		return err
 	}
-	r.cli = cli
 	// The journal (two container inspects) is written after the stop.
 	if err := statefile.CheckRoom(statefile.ProjectDir(p.Name), 1<<20, 16); err != nil {
 		return err
@@ -452,7 +431,7 @@ func (r *run) oldContainer(ctx context.Context) (container.InspectResponse, erro
 	if _, err := selectServices(p, []string{name}); err != nil {
 		return container.InspectResponse{}, err
 	}
-	cs, err := ServiceContainers(ctx, r.eng, p.Name, name)
+	cs, err := compose.ServiceContainers(ctx, r.eng, p.Name, name)
 	if err != nil {
 		return container.InspectResponse{}, err
 	}
@@ -513,7 +492,7 @@ func (r *run) checkImages(ctx context.Context, c container.InspectResponse) (ima
 	}
 	im.layers = len(cur.RootFS.Layers)
 	if !r.opts.Flatten && im.layers+1 > r.opts.MaxLayers {
-		return im, fmt.Errorf("container %s runs an image of %d layers and the engine refuses more than %d: %w; use --flatten",
+		return im, fmt.Errorf("container %s runs an image of %d layers and the engine refuses more than %d: %w",
 			strings.TrimPrefix(c.Name, "/"), im.layers, r.opts.MaxLayers, ErrTooDeep)
 	}
 	if cur.Config != nil && cur.Config.Labels[LabelService] == name && cur.Config.Labels[LabelProject] == p.Name {
@@ -686,10 +665,10 @@ func (r *run) composeNew(ctx context.Context) error {
 		return err
 	}
 	r.opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: []string{"up", "--no-start", j.Service}})
-	if err := r.cli.createService(ctx, j.Service); err != nil {
+	if err := r.cli.Create(ctx, j.Service); err != nil {
 		return r.fail(ctx, "creating the container with docker compose", err)
 	}
-	cs, err := ServiceContainers(ctx, r.eng, j.Project, j.Service)
+	cs, err := compose.ServiceContainers(ctx, r.eng, j.Project, j.Service)
 	if err != nil {
 		return r.fail(ctx, "finding compose's container", err)
 	}
@@ -854,7 +833,7 @@ func (r *run) fail(ctx context.Context, step string, cause error) error {
 	ctx = context.WithoutCancel(ctx) // as in abort
 	restored, err := r.rollback(ctx)
 	if err != nil {
-		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v; run moltctl remount %s --rollback (journal: %s)", err, r.j.Service, JournalPath(r.j.Project))}
+		return &StepError{Step: step, Err: cause, Restored: fmt.Sprintf("rolling back failed too: %v (journal kept: %s)", err, JournalPath(r.j.Project)), Pending: r.j.Service}
 	}
 	return &StepError{Step: step, Err: cause, Restored: restored, RolledBack: true}
 }
@@ -895,7 +874,7 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 	if err := json.Unmarshal(j.Old, &old); err != nil {
 		return "", fmt.Errorf("reading the journal: %w", err)
 	}
-	cs, err := ServiceContainers(ctx, r.eng, j.Project, j.Service)
+	cs, err := compose.ServiceContainers(ctx, r.eng, j.Project, j.Service)
 	if err != nil {
 		return "", err
 	}

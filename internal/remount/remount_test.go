@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
@@ -61,7 +60,7 @@ func child(mode string) int {
 	if service == "" {
 		service = "web"
 	}
-	opts := remount.Options{Project: p, Compose: copts, Service: service, WaitTimeout: 500 * time.Millisecond,
+	opts := remount.Options{Project: p, Service: service, WaitTimeout: 500 * time.Millisecond,
 		Rebase: os.Getenv("REMOUNT_TEST_REBASE") != ""}
 	switch mode {
 	case "run":
@@ -194,10 +193,10 @@ func (f *fixture) options(tb testing.TB) remount.Options {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return remount.Options{Project: p, Compose: f.copts, Service: "web", WaitTimeout: 500 * time.Millisecond}
+	return remount.Options{Project: p, Service: "web", WaitTimeout: 500 * time.Millisecond}
 }
 
-func (f *fixture) project(tb testing.TB) *types.Project { tb.Helper(); return f.options(tb).Project }
+func (f *fixture) project(tb testing.TB) *compose.Project { tb.Helper(); return f.options(tb).Project }
 
 func (f *fixture) containerID(tb testing.TB) string {
 	tb.Helper()
@@ -305,7 +304,7 @@ func TestRemount(t *testing.T) {
 		t.Errorf("got commit event %+v and wait event %+v, want the commit of a container into %s and a wait of %s", commit, wait, res.Snapshot, opts.WaitTimeout)
 	}
 
-	rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})
+	rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t)})
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -324,7 +323,7 @@ func TestRemount(t *testing.T) {
 	// and with --keep 2 the first snapshot stays.
 	f.compose(t, "exec", "-T", "web", "sh", "-c", "echo two > /opt/two")
 	f.write(t, strings.Replace(withIP, `ADDED: "yes"`, `ADDED: "again"`, 1))
-	rep, err = remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})
+	rep, err = remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t)})
 	if err != nil || !rep.Containers[0].WouldRecreate || rep.Containers[0].Remount != "moltctl remount web" {
 		t.Errorf("status after a config change: got %+v, %v, want would_recreate with the remount command", rep, err)
 	}
@@ -588,8 +587,8 @@ func TestRemountRefuses(t *testing.T) {
 		want    error
 		path    string
 	}{
-		{"compose v1 only", baseCompose, nil, remount.ErrCompose, fakeV1},
-		{"no compose", baseCompose, nil, remount.ErrCompose, t.TempDir()},
+		{"compose v1 only", baseCompose, nil, compose.ErrNoCLI, fakeV1},
+		{"no compose", baseCompose, nil, compose.ErrNoCLI, t.TempDir()},
 		{"service image changed", strings.Replace(baseCompose, dockertest.BusyboxImage, other, 1), nil, remount.ErrUnsupported, ""},
 		{"too deep", baseCompose, func(o *remount.Options) { o.MaxLayers = 3 }, remount.ErrTooDeep, ""},
 		{"no container", baseCompose + `  other:
@@ -667,8 +666,10 @@ func TestRemountKilled(t *testing.T) {
 				t.Fatalf("journal after the kill: %v", err)
 			}
 			// A new remount is refused until the journal is dealt with.
-			if _, err := remount.Run(context.Background(), f.eng, f.options(t)); !errors.Is(err, remount.ErrInterrupted) {
-				t.Errorf("remount over a journal: got %v, want ErrInterrupted", err)
+			_, err = remount.Run(context.Background(), f.eng, f.options(t))
+			var ie *remount.InterruptedError
+			if !errors.Is(err, remount.ErrInterrupted) || !errors.As(err, &ie) || ie.Service != "web" || strings.Contains(err.Error(), "--") {
+				t.Errorf("remount over a journal: got %v, want an InterruptedError of web, wrapping ErrInterrupted, naming no flag", err)
 			}
 			if tc.rollback {
 				if _, err := remount.Rollback(context.Background(), f.eng, f.options(t)); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/progress"
 )
 
@@ -51,7 +52,7 @@ func replicas(ctx context.Context, eng Engine, opts Options) (bool, error) {
 	if svc.GetScale() > 1 {
 		return true, nil
 	}
-	cs, err := ServiceContainers(ctx, eng, opts.Project.Name, opts.Service)
+	cs, err := compose.ServiceContainers(ctx, eng, opts.Project.Name, opts.Service)
 	return len(cs) > 1, err
 }
 
@@ -75,10 +76,10 @@ func runReplicas(ctx context.Context, eng Engine, opts Options) (*Result, error)
 	if err := noJournal(opts.Project.Name); err != nil {
 		return nil, err
 	}
-	if deps := Dependents(opts.Project, opts.Service); len(deps) > 0 {
+	if deps := Dependents(opts.Project.Project, opts.Service); len(deps) > 0 {
 		return nil, fmt.Errorf("service %s has replicas and %s join it: %w", opts.Service, strings.Join(deps, ", "), ErrUnsupported)
 	}
-	cs, err := ServiceContainers(ctx, eng, opts.Project.Name, opts.Service)
+	cs, err := compose.ServiceContainers(ctx, eng, opts.Project.Name, opts.Service)
 	if err != nil {
 		return nil, err
 	}
@@ -140,15 +141,15 @@ func number(c container.Summary) int {
 // current config, and returns its inspect after removing it (and its
 // anonymous volumes).
 func template(ctx context.Context, eng Engine, opts Options, cs []container.Summary) (container.InspectResponse, error) {
-	cli, err := findCompose(ctx, opts.Project, opts.Compose, opts.ComposeEnv)
+	cli, err := opts.Project.CLI(ctx)
 	if err != nil {
 		return container.InspectResponse{}, err
 	}
-	if _, err := cli.run(ctx, "up", "--no-start", "--no-deps", "--no-recreate", "--pull", "never", "--no-build",
+	if _, err := cli.Run(ctx, "up", "--no-start", "--no-deps", "--no-recreate", "--pull", "never", "--no-build",
 		"--scale", fmt.Sprintf("%s=%d", opts.Service, len(cs)+1), opts.Service); err != nil {
 		return container.InspectResponse{}, err
 	}
-	now, err := ServiceContainers(ctx, eng, opts.Project.Name, opts.Service)
+	now, err := compose.ServiceContainers(ctx, eng, opts.Project.Name, opts.Service)
 	if err != nil {
 		return container.InspectResponse{}, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/progress"
 )
 
@@ -56,7 +57,7 @@ func (r *run) restoreLatest(ctx context.Context) (res *Result, ok bool, err erro
 	if r.opts.DryRun {
 		return r.res, true, nil
 	}
-	cli, err := findCompose(ctx, p, r.opts.Compose, r.opts.ComposeEnv)
+	cli, err := p.CLI(ctx)
 	if err != nil {
 		return nil, true, err
 	}
@@ -71,13 +72,13 @@ func (r *run) restoreLatest(ctx context.Context) (res *Result, ok bool, err erro
 
 // restoreOn creates the service's container with compose, clones it onto tag and
 // starts it; on failure every container of the service is removed again.
-func (r *run) restoreOn(ctx context.Context, cli *composeCLI, tag string) (string, error) {
+func (r *run) restoreOn(ctx context.Context, cli *compose.CLI, tag string) (string, error) {
 	name := r.opts.Service
 	p := r.opts.Project
 	undo := func(step string, cause error) error {
 		ctx := context.WithoutCancel(ctx)
 		restored := fmt.Sprintf("service %s has no container again, as before; snapshot %s kept", name, tag)
-		cs, err := ServiceContainers(ctx, r.eng, p.Name, name)
+		cs, err := compose.ServiceContainers(ctx, r.eng, p.Name, name)
 		if err == nil {
 			for _, c := range cs {
 				if rerr := r.removeContainer(ctx, c.ID); rerr != nil && err == nil {
@@ -91,10 +92,10 @@ func (r *run) restoreOn(ctx context.Context, cli *composeCLI, tag string) (strin
 		return &StepError{Step: step, Err: cause, Restored: restored}
 	}
 	r.opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: []string{"up", "--no-start", name}})
-	if err := cli.createService(ctx, name); err != nil {
+	if err := cli.Create(ctx, name); err != nil {
 		return "", undo("creating the container with docker compose", err)
 	}
-	cs, err := ServiceContainers(ctx, r.eng, p.Name, name)
+	cs, err := compose.ServiceContainers(ctx, r.eng, p.Name, name)
 	if err != nil {
 		return "", undo("finding compose's container", err)
 	}

@@ -140,7 +140,7 @@ func TestRemountPrunesChain(t *testing.T) {
 
 // TestRemountRefusesStdin: -f - is refused before anything is looked at.
 func TestRemountRefusesStdin(t *testing.T) {
-	opts := remount.Options{Project: &types.Project{Name: "x"}, Compose: compose.Options{Files: []string{"-"}}, Service: "web"}
+	opts := remount.Options{Project: &compose.Project{Project: &types.Project{Name: "x"}, Options: compose.Options{Files: []string{"-"}}}, Service: "web"}
 	for name, fn := range map[string]func(context.Context, remount.Engine, remount.Options) (*remount.Result, error){
 		"run": remount.Run, "resume": remount.Resume, "rollback": remount.Rollback,
 	} {

@@ -13,7 +13,7 @@ func TestStatusWritableBytes(t *testing.T) {
 	f := setup(t) // wrote "kept\n" into /opt/kept
 	const n = 200_000
 	f.compose(t, "exec", "-T", "web", "sh", "-c", "head -c 200000 /dev/zero > /opt/big")
-	rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t), Compose: f.copts})
+	rep, err := remount.Status(context.Background(), f.eng, remount.StatusOptions{Project: f.project(t)})
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}

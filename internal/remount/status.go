@@ -14,9 +14,7 @@ import (
 
 // StatusOptions select the project whose services Status reports.
 type StatusOptions struct {
-	Project    *types.Project
-	Compose    compose.Options
-	ComposeEnv []string
+	Project *compose.Project
 	// Services limits the report; empty: every service of the project.
 	Services []string
 }
@@ -71,18 +69,18 @@ type Report struct {
 // Status reports each service's containers: the image or snapshot they run, its
 // age and depth, the writable layer's size, baked keys, whether a plain
 // `docker compose up` would recreate them, and what `moltctl up` would do (PlanUp). It asks the compose CLI (--dry-run)
-// for the last; it returns an error wrapping ErrCompose when that is missing.
+// for the last; it returns an error wrapping compose.ErrNoCLI when that is missing.
 func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, error) {
 	p := opts.Project
 	names, err := selectServices(p, opts.Services)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := findCompose(ctx, p, opts.Compose, opts.ComposeEnv)
+	cli, err := p.CLI(ctx)
 	if err != nil {
 		return nil, err
 	}
-	recreate, err := cli.wouldRecreate(ctx, names...)
+	recreate, err := cli.WouldRecreate(ctx, names...)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +102,7 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 	containerd := ContainerdStore(ctx, eng)
 	for _, n := range names {
 		svc := p.Services[n]
-		cs, err := ServiceContainers(ctx, eng, p.Name, n)
+		cs, err := compose.ServiceContainers(ctx, eng, p.Name, n)
 		if err != nil {
 			return nil, err
 		}

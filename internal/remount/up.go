@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -42,9 +41,7 @@ type UpEngine interface {
 
 // UpOptions select the project and services of Up and PlanUp.
 type UpOptions struct {
-	Project    *types.Project
-	Compose    compose.Options
-	ComposeEnv []string
+	Project *compose.Project
 	// Services limits Up to these services (and, as compose does, what they
 	// depend on); empty: every service.
 	Services []string
@@ -93,25 +90,25 @@ type UpResult struct {
 // (`docker compose --dry-run up -d`) what it would create, start and recreate,
 // and looks at the writable layer of each container compose would recreate.
 func PlanUp(ctx context.Context, eng UpEngine, opts UpOptions) ([]UpPlan, error) {
-	cli, err := findCompose(ctx, opts.Project, opts.Compose, opts.ComposeEnv)
+	cli, err := opts.Project.CLI(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return planUp(ctx, eng, cli, opts)
 }
 
-func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) ([]UpPlan, error) {
+func planUp(ctx context.Context, eng UpEngine, cli *compose.CLI, opts UpOptions) ([]UpPlan, error) {
 	p := opts.Project
 	if _, err := selectServices(p, opts.Services); err != nil {
 		return nil, err
 	}
-	verbs, err := cli.dryRunUp(ctx, opts.Services...)
+	verbs, err := cli.DryRunUp(ctx, false, opts.Services...)
 	if err != nil {
 		return nil, err
 	}
 	var plan []UpPlan
 	for _, name := range p.ServiceNames() {
-		cs, err := ServiceContainers(ctx, eng, p.Name, name)
+		cs, err := compose.ServiceContainers(ctx, eng, p.Name, name)
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +152,7 @@ func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) 
 		}
 		if !touched {
 			for n, v := range verbs {
-				if (v["Creating"] || v["Create"]) && slices.Contains(containerNames(p, name), n) {
+				if (v["Creating"] || v["Create"]) && slices.Contains(containerNames(p.Project, name), n) {
 					plan = append(plan, UpPlan{Service: name, Container: n, Action: UpCreate})
 				}
 			}
@@ -167,7 +164,7 @@ func planUp(ctx context.Context, eng UpEngine, cli *composeCLI, opts UpOptions) 
 		if pl.Action != UpRecreate {
 			continue
 		}
-		for _, d := range Dependents(p, pl.Service) {
+		for _, d := range Dependents(p.Project, pl.Service) {
 			if slices.ContainsFunc(plan, func(o UpPlan) bool { return o.Service == d && o.Action == UpRemount }) {
 				plan[i].Action = UpRemount
 				break
@@ -220,7 +217,7 @@ func onSnapshot(ctx context.Context, eng Engine, id string) (bool, error) {
 
 // imageChanged reports whether the service's image is no longer the one the
 // container's writable layer sits on (for a snapshot: its base image).
-func imageChanged(ctx context.Context, eng Engine, p *types.Project, service, id string) (bool, error) {
+func imageChanged(ctx context.Context, eng Engine, p *compose.Project, service, id string) (bool, error) {
 	ins, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		return false, fmt.Errorf("inspecting container %s: %w", id, err)
@@ -238,30 +235,6 @@ func imageChanged(ctx context.Context, eng Engine, p *types.Project, service, id
 		lineage = cur.Config.Labels[LabelBaseImageID]
 	}
 	return lineage != "" && lineage != baseIm.ID, nil
-}
-
-// dryRunUp runs `docker compose --dry-run up -d` and returns, per container
-// name, the verbs compose printed for it (Recreate, Creating, Starting, Running…).
-func (c *composeCLI) dryRunUp(ctx context.Context, services ...string) (map[string]map[string]bool, error) {
-	args := append([]string{"--dry-run", "up", "-d", "--pull", "never", "--no-build"}, services...)
-	out, err := c.raw(ctx, append(append([]string{}, c.global...), args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("docker compose --dry-run up: %w", err)
-	}
-	res := map[string]map[string]bool{}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		// "DRY-RUN MODE -  Container p-web-1  Recreate"
-		for i := 0; i+2 < len(f); i++ {
-			if f[i] == "Container" {
-				if res[f[i+1]] == nil {
-					res[f[i+1]] = map[string]bool{}
-				}
-				res[f[i+1]][f[i+2]] = true
-			}
-		}
-	}
-	return res, nil
 }
 
 // Up converges the project as `docker compose up -d` does — creates what is
@@ -286,7 +259,7 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 	if err := noGroup(Options{Project: p}); err != nil {
 		return nil, err
 	}
-	cli, err := findCompose(ctx, p, opts.Compose, opts.ComposeEnv)
+	cli, err := p.CLI(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -325,12 +298,12 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		return res, nil
 	}
 	done := map[string]bool{}
-	for _, s := range Order(p, remount) {
+	for _, s := range Order(p.Project, remount) {
 		if done[s] {
 			continue
 		}
 		opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
-		r, err := Run(ctx, eng, Options{Project: p, Compose: opts.Compose, ComposeEnv: opts.ComposeEnv, Service: s,
+		r, err := Run(ctx, eng, Options{Project: p, Service: s,
 			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress,
 			Rebase: opts.Rebase, RebaseConflicts: opts.RebaseConflicts})
 		if err != nil {
@@ -365,7 +338,7 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 	}
 	args := append([]string{"up", "-d", "--pull", "never", "--no-build"}, opts.Services...)
 	opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: args})
-	if _, err := cli.run(ctx, args...); err != nil {
+	if _, err := cli.Run(ctx, args...); err != nil {
 		return res, err
 	}
 	res.Compose = true

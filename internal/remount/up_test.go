@@ -83,7 +83,7 @@ func TestUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return remount.UpOptions{Project: p, Compose: f.copts}
+		return remount.UpOptions{Project: p}
 	}
 	o := opts()
 	o.DryRun = true
@@ -100,7 +100,7 @@ func TestUp(t *testing.T) {
 		}
 	}
 	// status says the same per service.
-	rep, err := remount.Status(context.Background(), eng, remount.StatusOptions{Project: o.Project, Compose: f.copts})
+	rep, err := remount.Status(context.Background(), eng, remount.StatusOptions{Project: o.Project})
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -162,7 +162,7 @@ func TestUpJoined(t *testing.T) {
 	f.write(t, clawFile("2", "1", runLoop))
 	opts := func() remount.UpOptions {
 		o := f.opts(t, gateway)
-		return remount.UpOptions{Project: o.Project, Compose: o.Compose}
+		return remount.UpOptions{Project: o.Project}
 	}
 	o := opts()
 	o.DryRun = true
@@ -218,14 +218,14 @@ func TestUpJoinedEmptyParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := remount.PlanUp(context.Background(), eng, remount.UpOptions{Project: p, Compose: f.copts})
+	plan, err := remount.PlanUp(context.Background(), eng, remount.UpOptions{Project: p})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := actions(plan); got[gateway] != remount.UpRemount || got[cli] != remount.UpRemount {
 		t.Errorf("plan: got %v, want both remounted", got)
 	}
-	if _, err := remount.Up(context.Background(), eng, remount.UpOptions{Project: p, Compose: f.copts}); err != nil {
+	if _, err := remount.Up(context.Background(), eng, remount.UpOptions{Project: p}); err != nil {
 		t.Fatalf("up: %v", err)
 	}
 	if got := f.compose(t, "exec", "-T", cli, "cat", "/kept"); got != "cli" {

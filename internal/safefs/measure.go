@@ -1,7 +1,9 @@
 package safefs
 
 import (
+	"errors"
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,21 +13,24 @@ import (
 // of entries below the root. It stays on the root's mount (mounts are not
 // copied either) and out of the directories in prune (relative paths; each
 // counts as one entry), and skips what it can't read below the root: it is
-// the estimate a copy checks the destination's room against.
+// the estimate a copy checks the destination's room against. Its errors
+// leave root for the caller to name.
 func Measure(root string, prune []string) (bytes, files int64, err error) {
 	d, err := OpenRoot(root)
-	if err != nil {
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		return 0, 0, fmt.Errorf("opening it: %w", pe.Err)
+	} else if err != nil {
 		return 0, 0, err
 	}
 	defer d.Close()
 	fd := int(d.Fd())
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, 0, fmt.Errorf("reading %q: %w", root, err)
+		return 0, 0, fmt.Errorf("reading it: %w", err)
 	}
 	m := &measure{mounts: NewMountRoots(uint64(st.Dev)), prune: set(prune)}
 	if err := m.dir(fd, "."); err != nil {
-		return 0, 0, fmt.Errorf("listing %q: %w", root, err)
+		return 0, 0, fmt.Errorf("listing it: %w", err)
 	}
 	return m.bytes, m.files, nil
 }

@@ -114,7 +114,7 @@ func notInUse(ctx context.Context, eng Engine, volume, target string) error {
 	for _, v := range []string{volume, target} {
 		res, err := eng.ContainerList(ctx, client.ContainerListOptions{Filters: client.Filters{}.Add("volume", v)})
 		if err != nil {
-			return fmt.Errorf("listing the containers using %s: %w", v, err)
+			return fmt.Errorf("listing the containers using %q: %w", v, err)
 		}
 		for _, c := range res.Items {
 			if _, helper := c.Labels[LabelHelper]; helper {
@@ -124,7 +124,7 @@ func notInUse(ctx context.Context, eng Engine, volume, target string) error {
 			if len(c.Names) > 0 {
 				n = strings.TrimPrefix(c.Names[0], "/")
 			}
-			return fmt.Errorf("running container %s uses %s (stop it first): %w", n, v, ErrRefused)
+			return fmt.Errorf("running container %s uses %q (stop it first): %w", n, v, ErrRefused)
 		}
 	}
 	return nil

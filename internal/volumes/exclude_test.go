@@ -1,8 +1,10 @@
 package volumes
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -40,5 +42,15 @@ func TestMeasureExclude(t *testing.T) {
 	must(t, err)
 	if all.Files != 3 || out.Files != 2 || all.Bytes-out.Bytes < 10000 {
 		t.Errorf("got %+v measured, %+v without the workspace, want 3 and 2 entries, the workspace's 10000 bytes left out", all, out)
+	}
+}
+
+// TestMeasureErrorNamesPathOnce: "measuring "/x": open /x: …" named the
+// path twice.
+func TestMeasureErrorNamesPathOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "missing")
+	_, err := Measure(p)
+	if err == nil || strings.Count(err.Error(), p) != 1 || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v, want one error naming %q once, wrapping ErrNotExist", err, p)
 	}
 }

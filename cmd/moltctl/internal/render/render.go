@@ -52,6 +52,16 @@ func OptionsFor(tty bool, getenv func(string) string) Options {
 	return Options{TTY: true, Color: getenv("NO_COLOR") == ""}
 }
 
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
 // TerminalSize returns a function giving the columns and rows of the
 // terminal w is (0, 0 when w has no file descriptor or is no terminal).
 func TerminalSize(w io.Writer) func() (int, int) {
@@ -163,6 +173,15 @@ func New(w io.Writer, o Options) *Progress {
 		o.Bytes = func(n int64) string { return strconv.FormatInt(n, 10) + "B" }
 	}
 	return &Progress{w: w, o: o}
+}
+
+// Func is p.Event as a progress.Func, nil when p is nil (--quiet): the
+// library then builds no events.
+func (p *Progress) Func() progress.Func {
+	if p == nil {
+		return nil
+	}
+	return p.Event
 }
 
 // Options returns the renderer's options, defaults applied.

@@ -432,10 +432,13 @@ func openPTY(tb testing.TB) *os.File {
 	return pts
 }
 
-func TestTerminalSize(t *testing.T) {
+func TestTerminal(t *testing.T) {
 	pts := openPTY(t)
 	if err := unix.IoctlSetWinsize(int(pts.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: 101, Row: 33}); err != nil {
 		t.Fatal(err)
+	}
+	if !IsTerminal(pts) {
+		t.Errorf("a pty: got no terminal")
 	}
 	if cols, rows := TerminalSize(pts)(); cols != 101 || rows != 33 {
 		t.Errorf("got size %dx%d, want 101x33", cols, rows)
@@ -446,6 +449,9 @@ func TestTerminalSize(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
+	if IsTerminal(w) || IsTerminal(&bytes.Buffer{}) {
+		t.Errorf("a pipe or a buffer: got a terminal")
+	}
 	if cols, rows := TerminalSize(w)(); cols != 0 || rows != 0 {
 		t.Errorf("size of a pipe: got %dx%d, want 0x0", cols, rows)
 	}
@@ -641,5 +647,22 @@ func TestProgressGroups(t *testing.T) {
 	}
 	if got := show(t, 40, buf.String()).text(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got screen\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestProgressPlainCopyBack(t *testing.T) {
+	back := progress.Event{Step: progress.CopyBack, Target: "v", Source: "/srv/data"}
+	running, done := back, back
+	running.Phase, running.Bytes, running.Files = progress.Running, 2*mib, 20
+	done.Phase, done.Bytes, done.Files = progress.Done, 3*mib, 30
+	p, buf, clock := run(t, Options{Prefix: "migrate"}, []step{ev(0, back), ev(3*time.Second, running), ev(4*time.Second, done)})
+	clock.at(5 * time.Second)
+	p.Close(nil)
+	want := `migrate: copy back v -> /srv/data
+migrate: copy back v: 2.0MiB, 20 files, 682.7KiB/s
+migrate: copy back v done: 30 files, 3.0MiB in 4.0s, 768.0KiB/s
+`
+	if got := buf.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
