@@ -44,6 +44,8 @@ func remountAdvice(err error, flatten string) error {
 		return fmt.Errorf("%w; %s", err, flatten)
 	case errors.Is(err, remount.ErrImageChanged):
 		return fmt.Errorf("%w%s", err, rebaseAdvice(err))
+	case errors.Is(err, remount.ErrNoContainer):
+		return fmt.Errorf("%w; create it with docker compose up", err)
 	}
 	return err
 }

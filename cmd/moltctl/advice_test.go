@@ -49,6 +49,8 @@ func TestAdvice(t *testing.T) {
 			"remount of service web (step stopped, /s/p/remount.json): an interrupted remount must be resumed or rolled back first; run moltctl remount web --resume or --rollback"},
 		{"remount rollback failed", remountAdvice(&remount.StepError{Step: "starting", Err: cause, Restored: "rolling back failed too: boom (journal kept: j)", Pending: "db"}, ""),
 			"starting: cause; rolling back failed too: boom (journal kept: j); run moltctl remount db --rollback"},
+		{"no container", remountAdvice(fmt.Errorf("service web: %w", remount.ErrNoContainer), ""),
+			"service web: the service has no container: nothing to preserve; create it with docker compose up"},
 		{"too deep", remountAdvice(fmt.Errorf("container c: %w", remount.ErrTooDeep), "use --flatten"), "container c: too many image layers; use --flatten"},
 		{"keep", validateKeep(1), "--keep 1: must keep at least 2 (the running snapshot and the previous one)"},
 		{"option", migrateAdvice(fmt.Errorf("planning the migration: %w", &migrate.OptionError{Option: "exclude", Value: "x", Err: cause}), &migrateOptions{}),
@@ -65,5 +67,24 @@ func TestAdvice(t *testing.T) {
 				t.Errorf("got %v, want %q", tt.got, tt.want)
 			}
 		})
+	}
+}
+
+// TestValidationNamesCommand: a bad flag is refused before the project is
+// loaded, and the message names the command once.
+func TestValidationNamesCommand(t *testing.T) {
+	t.Chdir(t.TempDir()) // no compose file: loading would fail
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"remount", "--keep", "1", "web"}, "moltctl: remount: --keep 1: must keep at least 2 (the running snapshot and the previous one)\n"},
+		{[]string{"up", "--keep", "0"}, "moltctl: up: --keep 0: must keep at least 2 (the running snapshot and the previous one)\n"},
+		{[]string{"up", "--rebase-conflicts", "mine"}, "moltctl: up: --rebase-conflicts \"mine\": want image or layer\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := execute(context.Background(), tc.args, &stdout, &stderr); code != 1 || stderr.String() != tc.want {
+			t.Errorf("%v: got exit code %d, stderr %q; want 1 and %q", tc.args, code, stderr.String(), tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,9 +169,15 @@ func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, n
 	if connErr == nil {
 		defer c.Close()
 		eng = c
+		// The sources' inspection and the free space use one helper image:
+		// imported once, removed at the end unless it was there before.
+		if present, err := volumes.HelperPresent(ctx, c, volumes.HelperOptions{}); err == nil && !present {
+			defer volumes.RemoveHelper(context.WithoutCancel(ctx), c, volumes.HelperOptions{})
+		}
 	}
 	plan, err := migrate.Prepare(ctx, eng, project, migrate.PlanOptions{
 		Services: o.services, Owner: o.ownerAll, Owners: o.ownerBySource, VolumeNames: names, Exclude: o.exclude, Include: o.include,
+		KeepHelper: true,
 	})
 	if err != nil {
 		if errors.Is(err, migrate.ErrNoEngine) {
@@ -182,7 +189,7 @@ func runMigrateDryRun(cmd *cobra.Command, g *globalOptions, o *migrateOptions, n
 	case connErr != nil:
 		plan.SpaceError = "the Docker Engine is unreachable"
 	case len(plan.Conversions) > 0:
-		if err := migrate.MeasureSpace(ctx, c, plan, volumes.HelperOptions{}, false); err != nil {
+		if err := migrate.MeasureSpace(ctx, c, plan, volumes.HelperOptions{}, true); err != nil {
 			plan.SpaceError = err.Error()
 		}
 	}

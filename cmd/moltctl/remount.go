@@ -36,9 +36,12 @@ remount is finished with --resume or undone with --rollback.`,
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateKeep(o.keep); err != nil {
-				return err
+				return fmt.Errorf("remount: %w", err)
 			}
-			return o.rebase.validate()
+			if err := o.rebase.validate(); err != nil {
+				return fmt.Errorf("remount: %w", err)
+			}
+			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.service = args[0]

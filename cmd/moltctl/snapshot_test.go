@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -26,6 +27,7 @@ func TestSnapshotCommand(t *testing.T) {
 	file := filepath.Join(dir, "compose.yaml")
 	dockertest.Docker(t, "compose", "-p", name, "-f", file, "up", "-d")
 	id := dockertest.Docker(t, "compose", "-p", name, "-f", file, "ps", "-q", "web")
+	dockertest.Docker(t, "exec", id, "sh", "-c", "echo kept > /kept")
 
 	if _, err := runMoltctl(t, "-p", name, "-f", file, "snapshot", "nope"); err == nil || !strings.Contains(err.Error(), "no service nope") {
 		t.Errorf("snapshot of an unknown service: got %v, want no service nope", err)
@@ -51,5 +53,26 @@ func TestSnapshotCommand(t *testing.T) {
 	}
 	if !strings.Contains(out, "SNAPSHOT") || !strings.Contains(out, want) {
 		t.Errorf("status: got %q, want the snapshot %s listed", out, want)
+	}
+
+	// The container is gone (as after an engine's store switch): up brings it
+	// back on the snapshot, and says so first in its dry run.
+	dockertest.Docker(t, "rm", "-f", id)
+	out, err = runMoltctl(t, "-p", name, "-f", file, "up", "--dry-run")
+	if err != nil {
+		t.Fatalf("up --dry-run: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^web +`+name+`-web-1 +restore +- *$`).MatchString(out) || !strings.Contains(out, "would restore web on its latest snapshot "+want) {
+		t.Errorf("up --dry-run: got %q, want web restored on %s", out, want)
+	}
+	out, err = runMoltctl(t, "-p", name, "-f", file, "up")
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if !strings.Contains(out, "restored web on its latest snapshot "+want) {
+		t.Errorf("up: got %q, want web restored on %s", out, want)
+	}
+	if got := dockertest.Docker(t, "compose", "-p", name, "-f", file, "exec", "-T", "web", "cat", "/kept"); got != "kept" {
+		t.Errorf("web's layer after up: got %q, want kept", got)
 	}
 }

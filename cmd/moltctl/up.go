@@ -30,14 +30,19 @@ func newUpCmd(g *globalOptions) *cobra.Command {
 		Long: `up converges the project as docker compose up -d does: it creates what is missing, starts
 what is stopped and leaves what is current. A container compose would recreate is recreated
 by compose when its writable layer is empty, and remounted (moltctl remount, with the services
-that join it, in dependency order, rolled back on failure) when it is not. A container whose
+that join it, in dependency order, rolled back on failure) when it is not. A service with no
+container but a snapshot (moltctl snapshot, e.g. before an engine's store switch) comes back on
+its latest snapshot with its layers instead of a fresh container. A container whose
 image changed under a non-empty layer is refused before anything changes, unless --rebase
 carries the layer onto the new image (see moltctl remount --help).`,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateKeep(o.keep); err != nil {
-				return err
+				return fmt.Errorf("up: %w", err)
 			}
-			return o.rebase.validate()
+			if err := o.rebase.validate(); err != nil {
+				return fmt.Errorf("up: %w", err)
+			}
+			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
@@ -45,7 +50,7 @@ carries the layer onto the new image (see moltctl remount --help).`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&o.dryRun, "dry-run", false, "print what up would do per service (create, start, keep, recreate, remount, rebase) and change nothing")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print what up would do per service (create, restore, start, keep, recreate, remount, rebase) and change nothing")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON")
 	f.IntVar(&o.keep, "keep", 2, "snapshots of each remounted service to keep, the running one included (minimum 2)")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", remount.DefaultWaitTimeout, "how long each remounted container must keep running (or has to turn healthy)")
@@ -94,11 +99,22 @@ func printUp(w io.Writer, o *upOptions, res *remount.UpResult) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Service, p.Container, p.Action, changes)
 	}
 	tw.Flush()
+	if res.DryRun {
+		for _, p := range res.Plan {
+			if p.Action == remount.UpRestore {
+				fmt.Fprintf(w, "would restore %s on its latest snapshot %s (%d layers)\n", p.Service, p.From, p.Layers)
+			}
+		}
+	}
 	for _, r := range res.Rebases {
 		fmt.Fprintf(w, "would rebase %s:\n", r.Service)
 		printRebase(w, "  ", r.Rebase)
 	}
 	for _, r := range res.Remounted {
+		if r.Restored {
+			fmt.Fprintf(w, "restored %s on its latest snapshot %s (%d layers)\n", r.Service, r.Snapshot, r.Layers)
+			continue
+		}
 		names := []string{r.Service}
 		for _, j := range r.Joined {
 			names = append(names, j.Service)

@@ -34,7 +34,15 @@ func Connect(ctx context.Context, opts Options) (*client.Client, error) {
 		return nil, err
 	}
 	copts := []client.Opt{client.FromEnv}
-	if host != "" {
+	where := host
+	if where == "" {
+		where = os.Getenv("DOCKER_HOST")
+	}
+	if ssh, err := sshOpts(where); err != nil {
+		return nil, err
+	} else if ssh != nil {
+		copts = append(copts, ssh...)
+	} else if host != "" {
 		copts = append(copts, client.WithHost(host))
 	}
 	c, err := client.New(copts...)
@@ -43,7 +51,6 @@ func Connect(ctx context.Context, opts Options) (*client.Client, error) {
 	}
 	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		c.Close()
-		where := host
 		if where == "" {
 			where = c.DaemonHost()
 		}

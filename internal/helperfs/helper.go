@@ -25,7 +25,7 @@ const (
 
 // Request is the one argument of `moltctl copy-helper`.
 type Request struct {
-	Op        string `json:"op"` // copy, verify, finish, probe, copyback, statfs
+	Op        string `json:"op"` // copy, verify, finish, probe, copyback, statfs, sources
 	Owner     string `json:"owner,omitempty"`
 	KeepOwner bool   `json:"keep_owner,omitempty"`
 	Pass      Pass   `json:"pass,omitempty"`
@@ -44,6 +44,8 @@ type Request struct {
 	Name       string `json:"name,omitempty"`
 	ID         string `json:"id,omitempty"`
 	CrashAfter string `json:"crash_after,omitempty"`
+	// sources: the bind sources to look at (volumes.InspectSources).
+	Sources []SourceArg `json:"sources,omitempty"`
 }
 
 // Line is one JSON line the helper writes on stdout.
@@ -54,6 +56,7 @@ type Line struct {
 	Probe    *ProbeResult    `json:"probe,omitempty"`
 	CopyBack *CopyBackResult `json:"copy_back,omitempty"`
 	Space    *Space          `json:"space,omitempty"`
+	Sources  []SourceInfo    `json:"sources,omitempty"`
 	Error    string          `json:"error,omitempty"`
 	Kind     string          `json:"kind,omitempty"`
 }
@@ -122,6 +125,8 @@ func runHelper(ctx context.Context, args []string, emit func(Line)) error {
 		l.Probe, err = probe(req.To)
 	case "statfs":
 		l.Space, err = statfsSpace(req.To)
+	case "sources":
+		l.Sources, err = Sources(req.Sources, HelperPlaces)
 	case "copyback":
 		l.CopyBack, err = copyBackTree(ctx, copyBackTreeOptions{Src: req.From, Parent: req.To, Name: req.Name, ID: req.ID,
 			Progress: progress, Hook: crashHook(req.CrashAfter)})

@@ -10,6 +10,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // Reasons of bind-backed named volumes.
@@ -44,8 +45,8 @@ func bindVolumeDevice(v types.VolumeConfig) (string, bool) {
 // include (absolute, or relative to the project directory), when it becomes a
 // conversion from the volume into a new, plain named volume, with the same
 // copy and ownership as a bind. bySource holds the bind conversions so far;
-// the new conversions are added to it.
-func planBindVolumes(project *types.Project, include []string, declared map[compose.MountRef]string, bySource map[string]*Conversion) []Kept {
+// the new conversions are added to it. facts are what is at the directories.
+func planBindVolumes(project *types.Project, include []string, declared map[compose.MountRef]string, facts map[string]*volumes.SourceInfo, bySource map[string]*Conversion) []Kept {
 	included := map[string]bool{}
 	for _, s := range include {
 		if !filepath.IsAbs(s) {
@@ -77,7 +78,7 @@ func planBindVolumes(project *types.Project, include []string, declared map[comp
 		case !included[dev]:
 			reason = ReasonBindVolume
 		default:
-			reason = classify(dev)
+			reason = classify(dev, facts[dev])
 		}
 		var mounts []Mount
 		for _, name := range slices.Sorted(maps.Keys(project.Services)) {

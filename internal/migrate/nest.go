@@ -9,9 +9,10 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // Reasons of the nesting rules; the plan appends the other path and who uses it.
@@ -74,17 +75,21 @@ func describeUse(src string, u bindUse) string {
 // It repeats until nothing changes and returns, per converted source, the
 // paths (relative, slash-separated) of the converted sources directly below
 // it: the outer copy leaves them out.
-func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[string]bool, reasons map[string]string) map[string][]string {
+func nestSources(uses map[string][]bindUse, extra []hostReader, facts map[string]*volumes.SourceInfo, convert map[string]bool, reasons map[string]string) map[string][]string {
 	sources := slices.Sorted(maps.Keys(uses))
-	// Compared as the engine binds them: symlinks resolved.
-	real := map[string]string{}
-	for _, src := range sources {
-		real[src] = resolve(src)
+	// Compared as the engine's host binds them: symlinks and bind mounts
+	// resolved (volumes.SourceInfo.Under).
+	inside := func(p, o string) bool {
+		rel, ok := under(facts, p, o)
+		return ok && rel != "."
 	}
-	inside := func(p, o string) bool { return strings.HasPrefix(real[p], real[o]+"/") }
+	same := func(p, o string) bool {
+		rel, ok := under(facts, p, o)
+		return ok && rel == "."
+	}
 	relative := func(p, o string) string {
-		rel, _ := filepath.Rel(real[o], real[p])
-		return filepath.ToSlash(rel)
+		rel, _ := under(facts, p, o)
+		return rel
 	}
 	firstUse := func(src string) string {
 		if len(uses[src]) == 0 {
@@ -106,12 +111,12 @@ func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[stri
 				continue // a view of the host as a whole (/:/host:ro), not a shared directory
 			}
 			for _, x := range extra {
-				if convert[o] && strings.HasPrefix(resolve(x.path), real[o]+"/") {
+				if convert[o] && inside(x.path, o) {
 					keep(o, fmt.Sprintf("%s %s (%s)", ReasonHolds, x.path, x.who))
 				}
 			}
 			for _, p := range sources {
-				if p != o && real[p] == real[o] { // one directory under two names (a link)
+				if p != o && same(p, o) { // one directory under two names (a link, a bind mount)
 					keep(p, ReasonOverlap+" "+firstUse(o))
 					keep(o, ReasonOverlap+" "+firstUse(p))
 					continue
@@ -152,12 +157,4 @@ func nestSources(uses map[string][]bindUse, extra []hostReader, convert map[stri
 		slices.Sort(excludes[o])
 	}
 	return excludes
-}
-
-// resolve returns p with its symlinks resolved, or p when that fails.
-func resolve(p string) string {
-	if r, err := filepath.EvalSymlinks(p); err == nil {
-		return r
-	}
-	return p
 }

@@ -18,6 +18,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // ProbeLabel marks the containers Prepare creates (never starts) to copy an
@@ -37,15 +39,17 @@ type dbEntry struct {
 
 type ownerResolver struct {
 	eng Engine
-	dbs map[string]*userDB
+	// facts: the owners of the sources where the engine runs
+	facts map[string]*volumes.SourceInfo
+	dbs   map[string]*userDB
 	// missing are the images found not present locally, each once, in order.
 	missing []string
 	// noEngine: an owner needed an image and there was no engine to ask.
 	noEngine bool
 }
 
-func newOwnerResolver(eng Engine) *ownerResolver {
-	return &ownerResolver{eng: eng, dbs: map[string]*userDB{}}
+func newOwnerResolver(eng Engine, facts map[string]*volumes.SourceInfo) *ownerResolver {
+	return &ownerResolver{eng: eng, facts: facts, dbs: map[string]*userDB{}}
 }
 
 // Where a conversion's owner came from (Conversion.OwnerFrom); the variables an
@@ -106,11 +110,11 @@ func (r *ownerResolver) volumeOwner(ctx context.Context, project *types.Project,
 	case unknown:
 		return OwnerUnknown, OwnerFromUnknown, nil
 	case len(owners) == 0:
-		o, err := statOwner(c.Source)
-		if err != nil {
-			return "", "", fmt.Errorf("resolving the owner of %s: %w", c.Source, err)
+		f := r.facts[c.Source]
+		if f == nil || f.Owner == "" {
+			return "", "", fmt.Errorf("resolving the owner of %s: the source was not inspected", c.Source)
 		}
-		return o, OwnerFromSource, nil
+		return f.Owner, OwnerFromSource, nil
 	case len(owners) == 1:
 		return owners[0], froms[0], nil
 	}

@@ -9,22 +9,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // Engine lists the Docker Engine calls planning makes: it checks volume names
@@ -71,6 +69,11 @@ type Plan struct {
 	// when not measured. SpaceError says why it could not be measured.
 	Space      *Space `json:"space,omitempty"`
 	SpaceError string `json:"space_error,omitempty"`
+	// SourcesLocal: an engine answered, but the bind sources were read on
+	// this host's file system, not where the engine runs (a moltctl build
+	// that can't be the helper: not static). Without an engine they are
+	// always read here.
+	SourcesLocal bool `json:"sources_local,omitempty"`
 	// Inactive are services of profiles not active whose mounts are rewritten
 	// too: they are not recreated, and use the volumes when started.
 	Inactive []string `json:"inactive,omitempty"`
@@ -170,6 +173,11 @@ type PlanOptions struct {
 	// rules for build contexts and read-only mounts keep them, and the
 	// directories of bind-backed named volumes; added to x-moltctl.include.
 	Include []string
+	// Helper is the helper container's binary the bind sources are inspected
+	// with where the engine runs (see Prepare); KeepHelper keeps a helper
+	// image that had to be imported for that (a run copies next).
+	Helper     volumes.HelperOptions
+	KeepHelper bool
 }
 
 // Prepare plans the migration of project's host directory bind mounts into named
@@ -187,194 +195,276 @@ type PlanOptions struct {
 // else the directory's current owner (Conversion.OwnerFrom says which). An
 // owner that needs an image that is not present locally is OwnerUnknown, the
 // image listed once in Plan.MissingImages: planning goes on (Plan.Check
-// refuses the plan for a real run). Each source is measured (Bytes, Files) on
-// this host. eng may be nil when no engine answers: volume names are then not
+// refuses the plan for a real run). What is at each source (kind, emptiness,
+// owner, size, mount points, nesting) is learned where the engine runs when
+// eng is also a volumes.Engine (a *client.Client is): one helper container
+// made from opts.Helper, so the client needs no access to the engine's file
+// system; else on this host (Plan.SourcesLocal). eng may be nil when no
+// engine answers: the sources are read on this host, volume names are not
 // checked against the engine, and an owner that needs the image is
-// OwnerUnknown with Plan.NoEngine set. Errors wrap ErrInvalid for bad
-// options and compose.ErrCannotEdit for mounts the rewrite refuses.
-func Prepare(ctx context.Context, eng Engine, p *compose.Project, opts PlanOptions) (*Plan, error) {
-	project := p.Project
+// OwnerUnknown with Plan.NoEngine set. Errors wrap ErrInvalid for bad options
+// and compose.ErrCannotEdit for mounts the rewrite refuses.
+func Prepare(ctx context.Context, eng Engine, cp *compose.Project, opts PlanOptions) (*Plan, error) {
+	p, err := newPlanner(eng, cp.Project, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.inspectSources(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.classifySources(); err != nil {
+		return nil, err
+	}
+	if err := p.chooseConversions(); err != nil {
+		return nil, err
+	}
+	p.collectMounts()
+	if err := p.completeConversions(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.finish(); err != nil {
+		return nil, err
+	}
+	return p.plan, nil
+}
+
+// planner carries a plan through Prepare's steps.
+type planner struct {
+	eng     Engine
+	opts    PlanOptions
+	project *types.Project // with every service, whatever the active profiles (rules.go)
+	active  types.Services // the services of the active profiles
+	// names and flagged: volumeNames; ownerFlags: --owner SOURCE=, by absolute source
+	names      map[string]string
+	flagged    map[string]bool
+	ownerFlags map[string]string
+	declared   map[compose.MountRef]string // where each mount is written
+	binds      []bindUse                   // every bind mount, by service then order
+	uses       map[string][]bindUse        // the binds by clean source
+	rules      *keepRules
+	// facts are what the engine's host has at each source (inspectSources).
+	facts map[string]*volumes.SourceInfo
+	// reasons: why each distinct source stays a bind ("" to convert); dirs:
+	// the sources to convert by those reasons, convert: those still converted.
+	reasons  map[string]string
+	dirs     []string
+	convert  map[string]bool
+	excludes map[string][]string // nestSources
+	bySource map[string]*Conversion
+	owners   *ownerResolver
+	plan     *Plan
+}
+
+// newPlanner checks the options and collects the project's bind mounts.
+func newPlanner(eng Engine, project *types.Project, opts PlanOptions) (*planner, error) {
 	for _, s := range opts.Services {
 		if _, ok := project.Services[s]; !ok {
 			return nil, fmt.Errorf("planning the migration: no service %q in project %s: %w", s, project.Name, ErrInvalid)
 		}
 	}
-	names, flagged, err := volumeNames(project, opts.VolumeNames)
-	if err != nil {
+	p := &planner{eng: eng, opts: opts, active: project.Services, reasons: map[string]string{}, convert: map[string]bool{},
+		bySource: map[string]*Conversion{},
+		plan:     &Plan{Project: project.Name, Conversions: []Conversion{}, Kept: []Kept{}, Services: []string{}}}
+	var err error
+	if p.names, p.flagged, err = volumeNames(project, opts.VolumeNames); err != nil {
 		return nil, err
 	}
-	ownerFlags := absKeys(project, opts.Owners)
-	declared, err := compose.Locate(project.ComposeFiles, project.Environment)
-	if err != nil {
+	p.ownerFlags = absKeys(project, opts.Owners)
+	if p.declared, err = compose.Locate(project.ComposeFiles, project.Environment); err != nil {
 		return nil, fmt.Errorf("planning the migration: %w", err)
 	}
-	plan := &Plan{Project: project.Name, Conversions: []Conversion{}, Kept: []Kept{}, Services: []string{}}
-
-	// Every service counts, whatever the active profiles (rules.go).
-	active := project.Services
-	project = withAllServices(project)
-	type bind = bindUse
-	var binds []bind
-	for _, name := range slices.Sorted(maps.Keys(project.Services)) {
-		for _, v := range project.Services[name].Volumes {
+	p.project = withAllServices(project)
+	for _, name := range slices.Sorted(maps.Keys(p.project.Services)) {
+		for _, v := range p.project.Services[name].Volumes {
 			if v.Type == types.VolumeTypeBind {
-				binds = append(binds, bind{name, v})
+				p.binds = append(p.binds, bindUse{name, v})
 			}
 		}
 	}
-	uses := usesBySource(binds)
-	rules, err := newKeepRules(project, opts, uses)
-	if err != nil {
+	p.uses = usesBySource(p.binds)
+	if p.rules, err = newKeepRules(p.project, opts, p.uses); err != nil {
 		return nil, err
 	}
-	selected := func(s string) bool { return len(opts.Services) == 0 || slices.Contains(opts.Services, s) }
+	return p, nil
+}
 
-	// Classify each distinct source once.
-	reasons := map[string]string{}
-	var dirs []string
-	for _, b := range binds {
+func (p *planner) selected(service string) bool {
+	return len(p.opts.Services) == 0 || slices.Contains(p.opts.Services, service)
+}
+
+// pathReason is why src stays a bind whatever is there: a host tree, the
+// project directory, the default rules, exclude and include (rules.go).
+func (p *planner) pathReason(src string) string {
+	if r := systemReason(src); r != "" {
+		return r
+	}
+	if wd := p.project.WorkingDir; src == wd || strings.HasPrefix(wd, strings.TrimSuffix(src, "/")+"/") {
+		return ReasonProject
+	}
+	return p.rules.reason(src)
+}
+
+// classifySources gives each distinct source its reason to stay a bind, or
+// "" (then it is one of dirs), and checks the includes against them.
+func (p *planner) classifySources() error {
+	for _, b := range p.binds {
 		src := filepath.Clean(b.vol.Source)
-		if _, done := reasons[src]; done {
+		if _, done := p.reasons[src]; done {
 			continue
 		}
-		r := classify(src)
-		if r == "" && (src == project.WorkingDir || strings.HasPrefix(project.WorkingDir, strings.TrimSuffix(src, "/")+"/")) {
-			r = ReasonProject
-		}
+		r := kindReason(p.facts[src])
 		if r == "" {
-			r = rules.reason(src) // the default rules of rules.go, exclude and include
+			r = p.pathReason(src)
 		}
-		reasons[src] = r
+		p.reasons[src] = r
 		if r == "" {
-			dirs = append(dirs, src)
+			p.dirs = append(p.dirs, src)
 		}
 	}
-	if err := rules.checkIncludes(reasons); err != nil {
-		return nil, err
-	}
-	// Per-mount reasons: options, declaration, selection.
-	convert := map[string]bool{}
-	for _, b := range binds {
+	sort.Strings(p.dirs)
+	return p.rules.checkIncludes(p.reasons)
+}
+
+// chooseConversions decides which directories convert: every mount of one
+// must convert (options, declaration, selection), mounts written once for
+// several services alike, none inside the directories of earlier
+// migrations, and the nesting rules (nest.go).
+func (p *planner) chooseConversions() error {
+	for _, b := range p.binds {
 		src := filepath.Clean(b.vol.Source)
-		if reasons[src] != "" || !selected(b.service) {
+		if p.reasons[src] != "" || !p.selected(b.service) {
 			continue
 		}
-		if mountReason(b.vol, declared, b.service) == "" {
-			convert[src] = true
+		if mountReason(b.vol, p.declared, b.service) == "" {
+			p.convert[src] = true
 		}
 	}
-	// A source is converted only if every mount of it can be.
-	for _, b := range binds {
+	for _, b := range p.binds {
 		src := filepath.Clean(b.vol.Source)
-		if convert[src] && mountReason(b.vol, declared, b.service) != "" {
-			delete(convert, src)
+		if p.convert[src] && mountReason(b.vol, p.declared, b.service) != "" {
+			delete(p.convert, src)
 		}
 	}
-	if err := keepUnevenShares(project, convert, reasons); err != nil {
-		return nil, err
+	if err := keepUnevenShares(p.project, p.facts, p.convert, p.reasons); err != nil {
+		return err
 	}
 	// Binds inside the directories of earlier migrations (recorded in the
-	// volumes' x-moltctl-source) stay binds; then nested and overlapping
-	// sources (nest.go).
-	sort.Strings(dirs)
-	previous := convertedBefore(project)
-	for _, d := range dirs {
-		if !convert[d] {
+	// volumes' x-moltctl-source) stay binds.
+	previous := convertedBefore(p.project)
+	for _, d := range p.dirs {
+		if !p.convert[d] {
 			continue
 		}
 		for _, o := range previous {
 			if o != d && strings.HasPrefix(d, o+"/") {
-				delete(convert, d)
-				reasons[d] = ReasonNested + " " + o
+				delete(p.convert, d)
+				p.reasons[d] = ReasonNested + " " + o
 				break
 			}
 		}
 	}
-	excludes := nestSources(uses, composeFiles(project), convert, reasons)
+	p.excludes = nestSources(p.uses, composeFiles(p.project), p.facts, p.convert, p.reasons)
+	return nil
+}
 
-	taken := map[string]bool{}
-	for k := range project.Volumes {
-		taken[k] = true
-	}
-	owners := newOwnerResolver(eng)
-	bySource := map[string]*Conversion{}
-	for _, b := range binds {
+// collectMounts puts each bind mount in its conversion or in Kept with its
+// reason, and adds the bind-backed named volumes.
+func (p *planner) collectMounts() {
+	for _, b := range p.binds {
 		src := filepath.Clean(b.vol.Source)
 		target := path.Clean(b.vol.Target)
-		if !convert[src] {
-			r := reasons[src]
+		if !p.convert[src] {
+			r := p.reasons[src]
 			if r == "" {
-				r = mountReason(b.vol, declared, b.service)
+				r = mountReason(b.vol, p.declared, b.service)
 			}
-			if r == "" && !selected(b.service) {
+			if r == "" && !p.selected(b.service) {
 				r = ReasonUnselected
 			}
 			if r == "" {
-				r = siblingReason(binds, src, declared)
+				r = siblingReason(p.binds, src, p.declared)
 			}
-			plan.Kept = append(plan.Kept, Kept{Service: b.service, Source: src, Target: target, Reason: r})
+			p.plan.Kept = append(p.plan.Kept, Kept{Service: b.service, Source: src, Target: target, Reason: r})
 			continue
 		}
-		c := bySource[src]
+		c := p.bySource[src]
 		if c == nil {
-			c = &Conversion{Source: src, Exclude: excludes[src]}
-			bySource[src] = c
+			c = &Conversion{Source: src, Exclude: p.excludes[src]}
+			p.bySource[src] = c
 		}
 		c.Mounts = append(c.Mounts, Mount{Service: b.service, Target: target, ReadOnly: b.vol.ReadOnly,
-			File: declared[compose.MountRef{Service: b.service, Target: target}]})
+			File: p.declared[compose.MountRef{Service: b.service, Target: target}]})
 	}
-	plan.Kept = append(plan.Kept, planBindVolumes(project, slices.Sorted(maps.Keys(rules.include)), declared, bySource)...)
-	for _, c := range bySource {
-		plan.Conversions = append(plan.Conversions, *c)
+	p.plan.Kept = append(p.plan.Kept, planBindVolumes(p.project, slices.Sorted(maps.Keys(p.rules.include)), p.declared, p.facts, p.bySource)...)
+	for _, c := range p.bySource {
+		p.plan.Conversions = append(p.plan.Conversions, *c)
 	}
-	slices.SortFunc(plan.Conversions, func(a, b Conversion) int { return strings.Compare(a.Source, b.Source) })
-	bases := keyBases(plan.Conversions)
-	for i := range plan.Conversions {
-		c := &plan.Conversions[i]
-		key, err := chooseKey(ctx, eng, project, c, names[c.Source], bases[c.Source], taken)
+	slices.SortFunc(p.plan.Conversions, func(a, b Conversion) int { return strings.Compare(a.Source, b.Source) })
+}
+
+// completeConversions gives each conversion its key, emptiness, owner and
+// size, and lists the services to recreate.
+func (p *planner) completeConversions(ctx context.Context) error {
+	taken := map[string]bool{}
+	for k := range p.project.Volumes {
+		taken[k] = true
+	}
+	p.owners = newOwnerResolver(p.eng, p.facts)
+	bases := keyBases(p.plan.Conversions)
+	for i := range p.plan.Conversions {
+		c := &p.plan.Conversions[i]
+		key, err := chooseKey(ctx, p.eng, p.project, c, p.names[c.Source], bases[c.Source], taken)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		c.Volume, c.Name = key, project.Name+"_"+key
+		c.Volume, c.Name = key, p.project.Name+"_"+key
 		taken[key] = true
-		if c.Empty, err = isEmpty(c.Source); err != nil {
-			return nil, fmt.Errorf("planning the migration: %w", err)
+		f := p.facts[c.Source]
+		c.Empty = f.Empty
+		if c.Owner, c.OwnerFrom, err = p.owners.volumeOwner(ctx, p.project, c, cmp.Or(p.ownerFlags[c.Source], p.opts.Owner)); err != nil {
+			return err
 		}
-		if c.Owner, c.OwnerFrom, err = owners.volumeOwner(ctx, project, c, cmp.Or(ownerFlags[c.Source], opts.Owner)); err != nil {
-			return nil, err
+		if !f.Measured {
+			return fmt.Errorf("planning the migration: %q was not measured", c.Source)
 		}
-		if err := measure(plan, c); err != nil {
-			return nil, err
-		}
+		c.Bytes, c.Files = f.Bytes, f.Files // a nested volume is counted once, in its own conversion
+		p.plan.Bytes += c.Bytes
+		p.plan.Files += c.Files
 		for _, m := range c.Mounts {
-			if _, ok := active[m.Service]; !ok {
-				if !slices.Contains(plan.Inactive, m.Service) {
-					plan.Inactive = append(plan.Inactive, m.Service)
+			if _, ok := p.active[m.Service]; !ok {
+				if !slices.Contains(p.plan.Inactive, m.Service) {
+					p.plan.Inactive = append(p.plan.Inactive, m.Service)
 				}
-			} else if !slices.Contains(plan.Services, m.Service) {
-				plan.Services = append(plan.Services, m.Service)
+			} else if !slices.Contains(p.plan.Services, m.Service) {
+				p.plan.Services = append(p.plan.Services, m.Service)
 			}
 		}
 	}
-	for src, key := range names {
-		if _, ok := bySource[src]; !ok && flagged[src] {
-			return nil, fmt.Errorf("planning the migration: volume name %s=%s: %s is not a directory bind mount this plan converts: %w", src, key, src, ErrInvalid)
+	return nil
+}
+
+// finish checks the flags against the conversions, notes the variables and
+// the missing images, and computes the compose file edits.
+func (p *planner) finish() error {
+	plan := p.plan
+	for src, key := range p.names {
+		if _, ok := p.bySource[src]; !ok && p.flagged[src] {
+			return fmt.Errorf("planning the migration: volume name %s=%s: %s is not a directory bind mount this plan converts: %w", src, key, src, ErrInvalid)
 		}
 	}
-	if err := checkOwnerFlags(ownerFlags, bySource); err != nil {
-		return nil, err
+	if err := checkOwnerFlags(p.ownerFlags, p.bySource); err != nil {
+		return err
 	}
-	plan.MissingImages = slices.Sorted(slices.Values(owners.missing))
-	plan.NoEngine = owners.noEngine
-	if err := noteVariables(project, plan); err != nil {
-		return nil, err
+	plan.MissingImages = slices.Sorted(slices.Values(p.owners.missing))
+	plan.NoEngine = p.owners.noEngine
+	if err := noteVariables(p.project, plan); err != nil {
+		return err
 	}
 	sort.Strings(plan.Services)
 	sort.Strings(plan.Inactive)
 	slices.SortFunc(plan.Kept, func(a, b Kept) int {
 		return strings.Compare(a.Service+"\x00"+a.Target, b.Service+"\x00"+b.Target)
 	})
-
 	var convs []compose.Conversion
 	for _, c := range plan.Conversions {
 		cc := compose.Conversion{Key: c.Volume, Source: c.Source, NoCopy: c.Empty, FromVolume: c.FromVolume}
@@ -383,28 +473,39 @@ func Prepare(ctx context.Context, eng Engine, p *compose.Project, opts PlanOptio
 		}
 		convs = append(convs, cc)
 	}
-	if plan.Edits, err = compose.Rewrite(project.ComposeFiles, project.Environment, convs); err != nil {
-		return nil, fmt.Errorf("planning the migration: %w", err)
+	var err error
+	if plan.Edits, err = compose.Rewrite(p.project.ComposeFiles, p.project.Environment, convs); err != nil {
+		return fmt.Errorf("planning the migration: %w", err)
 	}
-	return plan, nil
+	return nil
 }
 
-// classify returns why the source stays a bind, or "" for a directory to convert.
-func classify(src string) string {
-	fi, err := os.Stat(src)
-	if err != nil {
+// kindReason returns why a source stays a bind for what it is (missing, a
+// file, a socket, a device), or "" for a directory.
+func kindReason(f *volumes.SourceInfo) string {
+	if f == nil {
 		return ReasonMissing
 	}
-	m := fi.Mode()
-	switch {
-	case m&os.ModeSocket != 0:
+	switch f.Kind {
+	case volumes.KindDir:
+		return ""
+	case volumes.KindSocket:
 		return ReasonSocket
-	case m&os.ModeDevice != 0:
+	case volumes.KindDevice:
 		return ReasonDevice
-	case m.IsRegular():
+	case volumes.KindFile:
 		return ReasonFile
-	case !m.IsDir():
+	case volumes.KindOther:
 		return ReasonOther
+	}
+	return ReasonMissing
+}
+
+// classify returns why the source stays a bind for what it is or where, or
+// "" for a directory to convert (the other rules aside).
+func classify(src string, f *volumes.SourceInfo) string {
+	if r := kindReason(f); r != "" {
+		return r
 	}
 	return systemReason(src)
 }
@@ -418,22 +519,6 @@ func mountReason(v types.ServiceVolumeConfig, declared map[compose.MountRef]stri
 		return ReasonUndeclared
 	}
 	return ""
-}
-
-func isEmpty(dir string) (bool, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", dir, err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if len(names) > 0 {
-		return false, nil
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return false, fmt.Errorf("reading %s: %w", dir, err)
-	}
-	return true, nil
 }
 
 // convertedBefore lists the sources recorded by earlier rewrites.
@@ -585,17 +670,4 @@ func foreignVolume(ctx context.Context, eng Engine, project, key string) (bool, 
 	}
 	l := res.Volume.Labels
 	return !(l["com.docker.compose.project"] == project && l["com.docker.compose.volume"] == key), nil
-}
-
-// statOwner returns the uid:gid of path.
-func statOwner(p string) (string, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return "", err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", fmt.Errorf("no owner for %s", p)
-	}
-	return fmt.Sprintf("%d:%d", st.Uid, st.Gid), nil
 }

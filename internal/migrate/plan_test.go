@@ -17,6 +17,7 @@ import (
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // userImage builds, once per test, an image FROM the busybox test image with
@@ -424,7 +425,11 @@ func TestClassify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
-			if got := classify(tt.src); got != tt.want && !(tt.src == "/var/lib/docker" && got == ReasonMissing) {
+			facts, err := volumes.InspectSourcesLocal([]volumes.SourceRequest{{Path: tt.src}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := classify(tt.src, facts[tt.src]); got != tt.want && !(tt.src == "/var/lib/docker" && got == ReasonMissing) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})

@@ -167,13 +167,16 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	if old != nil && old.Step != StepDone {
 		return nil, fmt.Errorf("project %s (step %s): %w", project.Name, old.Step, ErrInterrupted)
 	}
-	plan, err := Prepare(ctx, eng, project, opts.Plan)
+	planOpts := opts.Plan
+	planOpts.Helper, planOpts.KeepHelper = opts.Helper, true // the copy needs it next
+	plan, err := Prepare(ctx, eng, project, planOpts)
 	if err != nil {
 		return nil, err
 	}
 	r := &runner{eng: eng, opts: opts, rep: &Report{Project: project.Name}, t0: time.Now()}
 	if len(plan.Conversions) == 0 {
 		r.rep.Nothing = true
+		volumes.RemoveHelper(context.WithoutCancel(ctx), eng, opts.Helper) // imported to inspect the sources; best effort
 		return r.rep, nil
 	}
 	if err := r.checkInactive(ctx, project.Name, plan.Inactive); err != nil {

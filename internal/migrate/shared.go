@@ -11,6 +11,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/moltctl/moltctl/internal/compose"
+	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // Reasons of the rules of this file.
@@ -33,7 +34,7 @@ const (
 //     with the label kept, unless it is empty (see ReasonSELinuxEmpty).
 //
 // Nothing else is held back: every other source converts as planned.
-func keepUnevenShares(project *types.Project, convert map[string]bool, reasons map[string]string) error {
+func keepUnevenShares(project *types.Project, facts map[string]*volumes.SourceInfo, convert map[string]bool, reasons map[string]string) error {
 	decls, err := compose.Declarations(project.ComposeFiles, project.Environment)
 	if err != nil {
 		return fmt.Errorf("planning the migration: %w", err)
@@ -74,11 +75,7 @@ func keepUnevenShares(project *types.Project, convert map[string]bool, reasons m
 		if !convert[src] {
 			continue
 		}
-		empty, err := isEmpty(src)
-		if err != nil {
-			return fmt.Errorf("planning the migration: %w", err)
-		}
-		if empty {
+		if facts[src].Empty {
 			delete(convert, src)
 			reasons[src] = ReasonSELinuxEmpty
 		}

@@ -124,18 +124,6 @@ func preflight(ctx context.Context, eng volumes.Engine, plan *Plan, helper volum
 	return nil
 }
 
-// measure sets the size of c's source and adds it to the plan's totals.
-func measure(plan *Plan, c *Conversion) error {
-	sz, err := volumes.Measure(c.Source, c.Exclude...) // a nested volume is counted once, in its own conversion
-	if err != nil {
-		return fmt.Errorf("planning the migration: %w", err)
-	}
-	c.Bytes, c.Files = sz.Bytes, sz.Files
-	plan.Bytes += sz.Bytes
-	plan.Files += sz.Files
-	return nil
-}
-
 // absKeys keys a SOURCE=VALUE flag map by absolute, clean source (relative
 // sources are relative to the project directory).
 func absKeys(project *types.Project, m map[string]string) map[string]string {

@@ -14,6 +14,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/dockertest"
 )
 
 // commitRecorder is an Engine whose ContainerCommit takes a while, records how
@@ -106,5 +108,56 @@ func TestCommitLockHeldElsewhere(t *testing.T) {
 	unix.Flock(int(other.Fd()), unix.LOCK_UN)
 	if _, err := commit(context.Background(), e, "c", client.ContainerCommitOptions{}); err != nil || e.calls.Load() != 1 {
 		t.Errorf("commit after the lock was released: got %v after %d calls, want one call", err, e.calls.Load())
+	}
+}
+
+// TestCommitConcurrentOnTheEngine commits containers of one base image from
+// several goroutines at once on the real engine (on the containerd image store
+// such commits can collide): every commit succeeds and holds its own
+// container's layer, two empty layers included.
+func TestCommitConcurrentOnTheEngine(t *testing.T) {
+	t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
+	eng := dockertest.Engine(t)
+	dockertest.Busybox(t)
+	name := dockertest.Name("commits")
+	writes := []string{"one", "two", "three", "", ""}
+	ids := make([]string, len(writes))
+	for i, w := range writes {
+		cmd := "sleep 300"
+		if w != "" {
+			cmd = "echo " + w + " > /f; sleep 300"
+		}
+		ids[i] = dockertest.Docker(t, "run", "-d", "--name", fmt.Sprintf("%s-%d", name, i), dockertest.BusyboxImage, "sh", "-c", cmd)
+		t.Cleanup(func() { dockertest.Run("docker", "rm", "-f", ids[i]) })
+	}
+	for i, w := range writes {
+		for w != "" && dockertest.Docker(t, "exec", ids[i], "sh", "-c", "cat /f 2>/dev/null || true") != w {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	images := make([]string, len(writes))
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i := range writes {
+		wg.Go(func() {
+			res, err := commit(context.Background(), eng, ids[i], client.ContainerCommitOptions{Reference: fmt.Sprintf("%s:%d", name, i)})
+			images[i], errs[i] = res.ID, err
+		})
+	}
+	wg.Wait()
+	for i := range images {
+		if images[i] != "" {
+			t.Cleanup(func() { dockertest.Run("docker", "rmi", "-f", images[i]) })
+		}
+	}
+	for i, w := range writes {
+		if errs[i] != nil {
+			t.Errorf("commit %d: %v", i, errs[i])
+			continue
+		}
+		got, _ := dockertest.Run("docker", "run", "--rm", images[i], "sh", "-c", "cat /f 2>/dev/null || echo none")
+		if want := w; want == "" && got != "none" || want != "" && got != want {
+			t.Errorf("image of commit %d: got /f %q, want %q", i, got, w)
+		}
 	}
 }

@@ -458,7 +458,7 @@ func (r *run) rebaseLayer(ctx context.Context) error {
 	}
 	cfg.Labels[LabelParent] = r.j.SnapshotTag
 	cfg.Labels[LabelSeq] = strconv.Itoa(r.j.Seq + 1)
-	res, err := r.eng.ContainerCommit(ctx, tmp, client.ContainerCommitOptions{Reference: rs.Tag, NoPause: true, Config: cfg,
+	res, err := commit(ctx, r.eng, tmp, client.ContainerCommitOptions{Reference: rs.Tag, NoPause: true, Config: cfg,
 		Comment: "moltctl rebase of " + r.j.OldName + "'s writable layer"})
 	if err != nil {
 		return fmt.Errorf("committing the rebased layer: %w", err)

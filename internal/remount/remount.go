@@ -51,7 +51,7 @@ var (
 	// ErrLocked: another moltctl run holds the project's lock (statefile.ErrLocked).
 	ErrLocked = statefile.ErrLocked
 	// ErrNoContainer: the service has no container, so there is nothing to preserve.
-	ErrNoContainer = errors.New("the service has no container: nothing to preserve, use docker compose up")
+	ErrNoContainer = errors.New("the service has no container: nothing to preserve")
 	// ErrUnsupported: a compose shape remount refuses before changing anything.
 	ErrUnsupported = errors.New("not supported by remount")
 	// ErrTooDeep: one more commit would pass the engine's layer limit; use Flatten.

@@ -35,10 +35,7 @@ func (r *run) restoreLatest(ctx context.Context) (res *Result, ok bool, err erro
 	if err != nil {
 		return nil, true, fmt.Errorf("inspecting snapshot %s: %w", tag, err)
 	}
-	base := p.Services[name].Image
-	if base == "" {
-		base = p.Name + "-" + name
-	}
+	base := serviceImage(p, name)
 	baseIm, err := r.eng.ImageInspect(ctx, base)
 	if err != nil {
 		return nil, true, fmt.Errorf("inspecting the service's image %s: %w", base, err)

@@ -49,8 +49,8 @@ type ContainerStatus struct {
 	// command to run instead.
 	WouldRecreate bool   `json:"would_recreate"`
 	Remount       string `json:"remount,omitempty"`
-	// Up is what `moltctl up` would do to it: UpCreate, UpStart, UpKeep,
-	// UpRecreate, UpRemount or UpRebase ("" when up would not touch it).
+	// Up is what `moltctl up` would do to it: UpCreate, UpRestore, UpStart,
+	// UpKeep, UpRecreate, UpRemount or UpRebase ("" when up would not touch it).
 	Up string `json:"up,omitempty"`
 }
 
@@ -109,8 +109,8 @@ func Status(ctx context.Context, eng UpEngine, opts StatusOptions) (*Report, err
 		if len(cs) == 0 {
 			st := ContainerStatus{Service: n, State: "no container"}
 			for _, pl := range plan {
-				if pl.Service == n && pl.Action == UpCreate {
-					st.Up = UpCreate
+				if pl.Service == n && (pl.Action == UpCreate || pl.Action == UpRestore) {
+					st.Up = pl.Action
 				}
 			}
 			rep.Containers = append(rep.Containers, st)

@@ -20,6 +20,7 @@ import (
 // What Up does to a service's container (UpPlan.Action).
 const (
 	UpCreate   = "create"   // no container: compose creates it
+	UpRestore  = "restore"  // no container but a snapshot: brought back on its latest snapshot (its layers), not a fresh container
 	UpStart    = "start"    // stopped and current: compose starts it
 	UpKeep     = "keep"     // running and current: nothing to do
 	UpRecreate = "recreate" // compose recreates it: its writable layer is empty, nothing is lost
@@ -70,6 +71,12 @@ type UpPlan struct {
 	// layers of earlier remounts are in it).
 	Changes  int  `json:"layer_changes"`
 	Snapshot bool `json:"snapshot,omitempty"`
+	// From is the snapshot an UpRestore brings the service back on, Layers
+	// its layer count; ImageChanged says the service's image is no longer the
+	// one it was made on (Up refuses it).
+	From         string `json:"from,omitempty"`
+	Layers       int    `json:"layers,omitempty"`
+	ImageChanged bool   `json:"image_changed,omitempty"`
 }
 
 // UpResult is the result of Up.
@@ -151,11 +158,20 @@ func planUp(ctx context.Context, eng UpEngine, cli *compose.CLI, opts UpOptions)
 			plan = append(plan, pl)
 		}
 		if !touched {
+			var creates []UpPlan
 			for n, v := range verbs {
 				if (v["Creating"] || v["Create"]) && slices.Contains(containerNames(p.Project, name), n) {
-					plan = append(plan, UpPlan{Service: name, Container: n, Action: UpCreate})
+					creates = append(creates, UpPlan{Service: name, Container: n, Action: UpCreate})
 				}
 			}
+			if len(cs) == 0 && len(creates) == 1 {
+				// The container is gone (removed, or left in the old store by an
+				// engine's store switch): a snapshot of it brings its layers back.
+				if err := restorePlan(ctx, eng, p, &creates[0]); err != nil {
+					return nil, err
+				}
+			}
+			plan = append(plan, creates...)
 		}
 	}
 	// A service compose would recreate (empty layer) that a remounted one joins
@@ -172,6 +188,43 @@ func planUp(ctx context.Context, eng UpEngine, cli *compose.CLI, opts UpOptions)
 		}
 	}
 	return plan, nil
+}
+
+// restorePlan turns pl (compose would create the service's only container)
+// into UpRestore when the service has a snapshot: Up brings it back on the
+// latest one (remount's restore) instead of a fresh container from its image.
+func restorePlan(ctx context.Context, eng Engine, p *compose.Project, pl *UpPlan) error {
+	if svc := p.Services[pl.Service]; svc.GetScale() > 1 {
+		return nil // remount restores one container; a scaled service is created fresh
+	}
+	ss, err := snapshots(ctx, eng, p.Name, pl.Service)
+	if err != nil || len(ss) == 0 {
+		return err
+	}
+	im, err := eng.ImageInspect(ctx, ss[0].ID)
+	if err != nil {
+		return fmt.Errorf("inspecting the latest snapshot of %s: %w", pl.Service, err)
+	}
+	base := serviceImage(p, pl.Service)
+	baseIm, err := eng.ImageInspect(ctx, base)
+	if err != nil {
+		return fmt.Errorf("inspecting the service's image %s: %w", base, err)
+	}
+	pl.Action, pl.Snapshot, pl.Layers = UpRestore, true, len(im.RootFS.Layers)
+	pl.ImageChanged = !sameLineage(im, baseIm)
+	if pl.From = firstTag(ss[0].Tags); pl.From == "" {
+		pl.From = ss[0].ID
+	}
+	return nil
+}
+
+// serviceImage is the image of service: its image:, or the name compose gives
+// the image it builds.
+func serviceImage(p *compose.Project, service string) string {
+	if im := p.Services[service].Image; im != "" {
+		return im
+	}
+	return p.Name + "-" + service
 }
 
 // layerChanges counts the changes of a writable layer that are not the
@@ -222,10 +275,7 @@ func imageChanged(ctx context.Context, eng Engine, p *compose.Project, service, 
 	if err != nil {
 		return false, fmt.Errorf("inspecting container %s: %w", id, err)
 	}
-	base := p.Services[service].Image
-	if base == "" {
-		base = p.Name + "-" + service
-	}
+	base := serviceImage(p, service)
 	baseIm, err := eng.ImageInspect(ctx, base)
 	if err != nil {
 		return false, fmt.Errorf("inspecting the service's image %s: %w", base, err)
@@ -241,8 +291,12 @@ func imageChanged(ctx context.Context, eng Engine, p *compose.Project, service, 
 // missing, starts what is stopped, leaves what is current — except that a
 // container with a non-empty writable layer compose would recreate is
 // remounted instead (Run: with the services that join it, in dependency
-// order, rolled back on failure). It refuses, before changing anything, a
-// container whose image changed under a non-empty layer (ErrImageChanged).
+// order, rolled back on failure), and a service with no container but a
+// snapshot (moltctl snapshot, or an earlier remount) comes back on its latest
+// snapshot with its layers (as remount does) instead of a fresh container. It
+// refuses, before changing anything, a container whose image changed under a
+// non-empty layer, or a snapshot to restore made on another image
+// (ErrImageChanged).
 // After the remounts it asks compose again and refuses to run
 // `docker compose up -d` if that would still recreate a non-empty layer.
 func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
@@ -281,6 +335,12 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 			}
 			return nil, fmt.Errorf("container %s: %w (its layer sits on the old image's files): set image: back, or recreate it with docker compose up (the writable layer is lost)",
 				pl.Container, ErrImageChanged)
+		case UpRestore:
+			if pl.ImageChanged {
+				return nil, fmt.Errorf("service %s (no container, latest snapshot %s): %w (its layers sit on the old image's files): set image: back, or start it without them with docker compose up",
+					pl.Service, pl.From, ErrImageChanged)
+			}
+			remount = append(remount, pl.Service)
 		case UpRemount:
 			if !slices.Contains(remount, pl.Service) {
 				remount = append(remount, pl.Service)
@@ -302,12 +362,19 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		if done[s] {
 			continue
 		}
+		// A service without a container (UpRestore) comes back alone on its
+		// latest snapshot: what joins it is restored or created after it.
+		restore := slices.ContainsFunc(plan, func(pl UpPlan) bool { return pl.Service == s && pl.Action == UpRestore })
+		verb := "remounting"
+		if restore {
+			verb = "restoring"
+		}
 		opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
 		r, err := Run(ctx, eng, Options{Project: p, Service: s,
 			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress,
-			Rebase: opts.Rebase, RebaseConflicts: opts.RebaseConflicts})
+			Rebase: opts.Rebase, RebaseConflicts: opts.RebaseConflicts, NoDependents: restore})
 		if err != nil {
-			return res, fmt.Errorf("remounting %s: %w", s, err)
+			return res, fmt.Errorf("%s %s: %w", verb, s, err)
 		}
 		res.Remounted = append(res.Remounted, r)
 		done[s] = true

@@ -3,9 +3,11 @@ package remount_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moltctl/moltctl/internal/compose"
 	"github.com/moltctl/moltctl/internal/dockertest"
@@ -230,6 +232,116 @@ func TestUpJoinedEmptyParent(t *testing.T) {
 	}
 	if got := f.compose(t, "exec", "-T", cli, "cat", "/kept"); got != "cli" {
 		t.Errorf("cli layer after up: got %q, want cli", got)
+	}
+	ids := f.compose(t, "ps", "-q")
+	f.compose(t, "up", "-d")
+	if got := f.compose(t, "ps", "-q"); got != ids {
+		t.Errorf("docker compose up -d after moltctl up: got %q, want %q", got, ids)
+	}
+}
+
+// upRestoreCompose: side joins web's network namespace; fresh has no snapshot.
+const upRestoreCompose = `services:
+  web:
+    image: moltctl-test/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+    environment: {GEN: "1"}
+  side:
+    image: moltctl-test/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+    network_mode: "service:web"
+  fresh:
+    image: moltctl-test/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+`
+
+// TestUpRestoresSnapshots: the services are snapshotted, their containers
+// removed (as an engine's store switch does), and up brings web and side (which
+// joins web) back on their latest snapshots with every layer and the compose
+// file's current config, creates fresh (no snapshot) from its image; up
+// --dry-run and status say so first, and a plain docker compose up -d
+// afterwards recreates nothing.
+func TestUpRestoresSnapshots(t *testing.T) {
+	eng := dockertest.Engine(t)
+	dockertest.Busybox(t)
+	dockertest.Compose(t)
+	ctx := context.Background()
+	name := dockertest.Name("uprestore")
+	t.Cleanup(func() {
+		ids, _ := dockertest.Run("docker", "images", "-q", "--filter", "label="+remount.LabelProject+"="+name)
+		for _, id := range strings.Fields(ids) {
+			dockertest.Run("docker", "rmi", "-f", id)
+		}
+	})
+	dir := dockertest.Project(t, name, upRestoreCompose)
+	t.Setenv("MOLTCTL_STATE_DIR", t.TempDir())
+	f := &fixture{name: name, dir: dir, eng: eng, copts: compose.Options{ProjectName: name, Files: []string{filepath.Join(dir, "compose.yaml")}}}
+	load := func() *compose.Project {
+		p, err := compose.Load(ctx, f.copts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	f.compose(t, "up", "-d", "web", "side")
+	f.compose(t, "exec", "-T", "web", "sh", "-c", "echo one > /one")
+	f.compose(t, "exec", "-T", "side", "sh", "-c", "echo side > /side")
+	if _, err := remount.Snapshot(ctx, eng, remount.SnapshotOptions{Project: load(), Services: []string{"web", "side"}}); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	f.compose(t, "exec", "-T", "web", "sh", "-c", "echo two > /two")
+	rep, err := remount.Snapshot(ctx, eng, remount.SnapshotOptions{Project: load(), Services: []string{"web"}})
+	if err != nil {
+		t.Fatalf("second snapshot: %v", err)
+	}
+	latest := rep.Snapshots[0]
+	// The engine drops the containers; the compose file changes meanwhile.
+	for _, s := range []string{"side", "web"} {
+		dockertest.Docker(t, "rm", "-f", f.compose(t, "ps", "-a", "-q", s))
+	}
+	f.write(t, strings.Replace(upRestoreCompose, `GEN: "1"`, `GEN: "2"`, 1))
+
+	want := map[string]string{"web": remount.UpRestore, "side": remount.UpRestore, "fresh": remount.UpCreate}
+	res, err := remount.Up(ctx, eng, remount.UpOptions{Project: load(), DryRun: true})
+	if err != nil {
+		t.Fatalf("up --dry-run: %v", err)
+	}
+	if got := actions(res.Plan); !maps.Equal(got, want) {
+		t.Errorf("dry run: got %v, want %v", got, want)
+	}
+	for _, pl := range res.Plan {
+		if pl.Service == "web" && (pl.From != latest.Snapshot || pl.Layers != latest.Layers) {
+			t.Errorf("dry run web: got from %q (%d layers), want %q (%d layers)", pl.From, pl.Layers, latest.Snapshot, latest.Layers)
+		}
+	}
+	st, err := remount.Status(ctx, eng, remount.StatusOptions{Project: load()})
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, c := range st.Containers {
+		if c.Up != want[c.Service] {
+			t.Errorf("status of %s: got up %q, want %q", c.Service, c.Up, want[c.Service])
+		}
+	}
+	if got := f.compose(t, "ps", "-a", "-q"); got != "" {
+		t.Fatalf("containers after the dry run: got %q, want none", got)
+	}
+
+	if _, err := remount.Up(ctx, eng, remount.UpOptions{Project: load(), WaitTimeout: 500 * time.Millisecond}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if got := f.compose(t, "exec", "-T", "web", "sh", "-c", "cat /one /two; echo $GEN"); got != "one\ntwo\n2" {
+		t.Errorf("web after up: got %q, want its layers (one, two) and GEN=2", got)
+	}
+	if got := f.compose(t, "exec", "-T", "side", "cat", "/side"); got != "side" {
+		t.Errorf("side after up: got %q, want its layer", got)
+	}
+	webID := f.compose(t, "ps", "-q", "web")
+	if got := dockertest.Docker(t, "inspect", "-f", "{{.HostConfig.NetworkMode}}", f.compose(t, "ps", "-q", "side")); got != "container:"+webID {
+		t.Errorf("side's network mode: got %s, want container:%s (joined to the restored web)", got, webID)
+	}
+	if got := f.compose(t, "ps", "--status", "running", "-q", "fresh"); got == "" {
+		t.Error("fresh: not running after up")
 	}
 	ids := f.compose(t, "ps", "-q")
 	f.compose(t, "up", "-d")
