@@ -30,7 +30,7 @@ var allowed = map[string][]string{
 	"internal/depgraph":                 nil,
 	"internal/dockertest":               {"internal/engine"},
 	"internal/engine":                   nil,
-	"internal/helperfs":                 {"internal/safefs"},
+	"internal/helperfs":                 {"internal/safefs", "internal/statefile"},
 	"internal/migrate":                  {"internal/compose", "internal/progress", "internal/remount", "internal/statefile", "internal/volumes"},
 	"internal/perms":                    {"internal/safefs"},
 	"internal/progress":                 nil,

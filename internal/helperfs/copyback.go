@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/safefs"
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // CopyBackResult says what CopyBack did.
@@ -61,17 +62,14 @@ type copyBackTreeOptions struct {
 	Hook func(step string)
 }
 
-// crashHook returns the helper's hook for CopyBackOptions.crashAfter: the
-// process exits at once, as if killed, after that step.
+// crashHook returns the helper's hook for Request.CrashAfter: the crash
+// point "copyback:<step>" (statefile.Arm; exit status 137 as the container's PID 1).
 func crashHook(step string) func(string) {
 	if step == "" {
 		return nil
 	}
-	return func(s string) {
-		if s == step {
-			os.Exit(137)
-		}
-	}
+	statefile.Arm("copyback:" + step)
+	return func(s string) { statefile.CrashPoint("copyback", s) }
 }
 
 func refused(format string, args ...any) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -12,13 +11,12 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/moltctl/moltctl/internal/progress"
-	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/statefile"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
 
 // Journal steps of a copy-back (Rollback with CopyBack), written to the
-// copy-back journal; crashHook accepts them too.
+// copy-back journal (crash points "migrate-copyback:<step>").
 const (
 	StepCopyBackStopping = "copyback-stopping" // the volumes to copy back and the services running on them are recorded
 	StepCopiedBack       = "copied-back"       // one more volume is copied back into its bind directory
@@ -29,7 +27,8 @@ const (
 // which services were stopped for it, which volumes are done. volumes.CopyBack
 // itself resumes an interrupted volume from the marks it leaves on disk.
 type copyBackJournal struct {
-	ID      string   `json:"id"`      // the migration's
+	ID string `json:"id"` // the migration's
+	statefile.Header
 	Volumes []string `json:"volumes"` // to copy back, in order
 	// Stopped are the services that were running on the volumes and were
 	// stopped for the copy; Rollback starts them again.
@@ -39,40 +38,24 @@ type copyBackJournal struct {
 	Kept map[string]string `json:"kept"`
 }
 
-// CopyBackPath returns the file the copy-back journal of project lives in.
-func CopyBackPath(project string) string {
-	return filepath.Join(remount.StateDir(), project, "migrate-copyback.json")
+func copyBackFile(project string) statefile.Journal[copyBackJournal, *copyBackJournal] {
+	return statefile.NewJournal[copyBackJournal](project, "migrate-copyback")
 }
+
+// CopyBackPath returns the file the copy-back journal of project lives in.
+func CopyBackPath(project string) string { return copyBackFile(project).Path() }
 
 // readCopyBack returns the copy-back journal of the migration j, or nil when
 // there is none (a journal of another migration is ignored).
 func readCopyBack(j *journal) (*copyBackJournal, error) {
-	var cb copyBackJournal
-	if ok, err := statefile.Load(CopyBackPath(j.Project), &cb); err != nil {
-		return nil, fmt.Errorf("reading the copy-back journal: %w", err)
-	} else if !ok || cb.ID != j.ID {
-		return nil, nil
+	cb, err := copyBackFile(j.Project).Load()
+	if err != nil || cb == nil || cb.ID != j.ID {
+		return nil, err
 	}
 	if cb.Kept == nil {
 		cb.Kept = map[string]string{}
 	}
-	return &cb, nil
-}
-
-// save writes the copy-back journal like the migrate journal, then the crash hook.
-func (cb *copyBackJournal) save(project, step string) error {
-	if err := statefile.Save(CopyBackPath(project), cb); err != nil {
-		return fmt.Errorf("writing the copy-back journal: %w", err)
-	}
-	statefile.CrashAfter(crashHook, step)
-	return nil
-}
-
-func removeCopyBack(project string) error {
-	if err := statefile.Remove(CopyBackPath(project)); err != nil {
-		return fmt.Errorf("removing the copy-back journal: %w", err)
-	}
-	return nil
+	return cb, nil
 }
 
 // writtenConversions are the conversions whose volumes a service may have
@@ -129,7 +112,7 @@ func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
 				cb.Stopped = append(cb.Stopped, s)
 			}
 		}
-		if err := cb.save(j.Project, StepCopyBackStopping); err != nil {
+		if err := copyBackFile(j.Project).Save(cb, StepCopyBackStopping); err != nil {
 			return nil, err
 		}
 	}
@@ -165,7 +148,7 @@ func (r *runner) copyBack(ctx context.Context) (*copyBackJournal, error) {
 				strings.Join(services, ", "), err), ErrRollbackStopped)
 		}
 		cb.Kept[c.Name] = res.Kept
-		if err := cb.save(j.Project, StepCopiedBack); err != nil {
+		if err := copyBackFile(j.Project).Save(cb, StepCopiedBack); err != nil {
 			return nil, err
 		}
 	}
@@ -180,7 +163,7 @@ func (r *runner) undoCopyBack(ctx context.Context, cb *copyBackJournal, err erro
 			return fmt.Errorf("copying the volumes back: %w; starting the services %s again failed: %v", err, strings.Join(cb.Stopped, ", "), e)
 		}
 	}
-	if e := removeCopyBack(r.j.Project); e != nil {
+	if e := copyBackFile(r.j.Project).Remove(); e != nil {
 		return fmt.Errorf("copying the volumes back: %w; %v", err, e)
 	}
 	return fmt.Errorf("copying the volumes back: %w", err)

@@ -100,7 +100,7 @@ func TestRollbackCopyBack(t *testing.T) {
 func TestRollbackCopyBackNothingWritten(t *testing.T) {
 	l := newLive(t)
 	cmd := exec.Command(staticMoltctl(t), "-f", l.file, "migrate", "--yes", "--quiet")
-	cmd.Env = append(os.Environ(), "MOLTCTL_MIGRATE_CRASH_AFTER="+StepVerified)
+	cmd.Env = append(os.Environ(), crashAfter("migrate", StepVerified))
 	cmd.Run()
 	l.opts.CopyBack = true
 	rep, err := Rollback(context.Background(), dockertest.Engine(t), fresh(t, l.opts))
@@ -178,7 +178,7 @@ func TestRollbackCopyBackCrash(t *testing.T) {
 			eng := dockertest.Engine(t)
 			before, _ := os.ReadFile(l.file + ".moltctl-backup")
 			cmd := exec.Command(staticMoltctl(t), "-f", l.file, "migrate", "--rollback", "--copy-back", "--quiet", "--wait-timeout", "1s")
-			cmd.Env = append(os.Environ(), "MOLTCTL_MIGRATE_CRASH_AFTER="+tt.step)
+			cmd.Env = append(os.Environ(), crashAfter("migrate-copyback", tt.step))
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -220,7 +220,7 @@ func TestRollbackCopyBackVolumes(t *testing.T) {
 	}
 	l.compose(t, "exec", "-T", "app", "sh", "-c", "echo new1 >/s1/new && echo new2 >/s2/new")
 	cmd := exec.Command(bin, "-f", file, "migrate", "--rollback", "--copy-back", "--quiet", "--wait-timeout", "1s")
-	cmd.Env = append(os.Environ(), "MOLTCTL_MIGRATE_CRASH_AFTER="+StepCopiedBack)
+	cmd.Env = append(os.Environ(), crashAfter("migrate-copyback", StepCopiedBack))
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Fatalf("got the rollback done (%s), want it killed after the first volume", out)
 	}

@@ -183,16 +183,16 @@ func TestRunJoinedFails(t *testing.T) {
 // TestRunJoinedKilled kills `moltctl migrate --yes` inside the gateway's remount
 // and after the remount step, then resumes or rolls back.
 func TestRunJoinedKilled(t *testing.T) {
-	for _, tc := range []struct{ hook, step, mode string }{
-		{"MOLTCTL_REMOUNT_CRASH_AFTER", "composed", "rollback"},
-		{"MOLTCTL_REMOUNT_CRASH_AFTER", "started", "resume"},
-		{"MOLTCTL_MIGRATE_CRASH_AFTER", StepRemounted, "rollback"},
+	for _, tc := range []struct{ journal, step, mode string }{
+		{"remount", "composed", "rollback"},
+		{"remount", "started", "resume"},
+		{"migrate", StepRemounted, "rollback"},
 	} {
 		t.Run(tc.step+"/"+tc.mode, func(t *testing.T) {
 			c := newClaw(t)
 			eng := dockertest.Engine(t)
 			cmd := exec.Command(staticMoltctl(t), "-f", c.file, "migrate", "--yes", "--quiet", "--owner", "0:0", "--wait-timeout", "1s")
-			cmd.Env = append(os.Environ(), tc.hook+"="+tc.step)
+			cmd.Env = append(os.Environ(), crashAfter(tc.journal, tc.step))
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {

@@ -3,14 +3,11 @@ package migrate
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/moltctl/moltctl/internal/compose"
-	"github.com/moltctl/moltctl/internal/remount"
 	"github.com/moltctl/moltctl/internal/statefile"
 )
 
@@ -28,10 +25,6 @@ const (
 	StepDone      = "done"      // volumes finished, helper removed: the migration stands
 )
 
-// crashHook names a step after whose journal write the process SIGKILLs itself;
-// tests use it to simulate a crash.
-const crashHook = "MOLTCTL_MIGRATE_CRASH_AFTER"
-
 // fileEdit is one compose file change as journaled: the content before and
 // after (the journal is 0600 in a 0700 directory).
 type fileEdit struct {
@@ -42,12 +35,11 @@ type fileEdit struct {
 	New       []byte `json:"new"`
 }
 
-// journal is the on-disk record of a migration, under
-// remount.StateDir()/<project>/migrate.json.
+// journal is the on-disk record of a migration (JournalPath).
 type journal struct {
-	ID          string       `json:"id"`
-	Project     string       `json:"project"`
-	Step        string       `json:"step"`
+	ID      string `json:"id"`
+	Project string `json:"project"`
+	statefile.Header
 	Conversions []Conversion `json:"conversions"`
 	Services    []string     `json:"services"`
 	Edits       []fileEdit   `json:"edits"`
@@ -69,47 +61,26 @@ type journal struct {
 	StoppedAt time.Time `json:"stopped_at,omitzero"`
 }
 
-// JournalPath returns the file the migrate journal of project lives in.
-func JournalPath(project string) string {
-	return filepath.Join(remount.StateDir(), project, "migrate.json")
+// journalFile is project's migrate journal (crash points "migrate:<step>").
+func journalFile(project string) statefile.Journal[journal, *journal] {
+	return statefile.NewJournal[journal](project, "migrate")
 }
+
+// JournalPath returns the file the migrate journal of project lives in.
+func JournalPath(project string) string { return journalFile(project).Path() }
 
 func sum(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }
 
-// errJournal is wrapped by save's error.
-var errJournal = errors.New("writing the journal")
+// save records step durably; its error wraps statefile.ErrJournal.
+func (j *journal) save(step string) error { return journalFile(j.Project).Save(j, step) }
 
-// save records step durably (statefile.Save), then the crash hook.
-func (j *journal) save(step string) error {
-	j.Step = step
-	if err := statefile.Save(JournalPath(j.Project), j); err != nil {
-		return fmt.Errorf("%w: %w", errJournal, err)
-	}
-	statefile.CrashAfter(crashHook, step)
-	return nil
-}
-
-func (j *journal) remove() error {
-	if err := statefile.Remove(JournalPath(j.Project)); err != nil {
-		return fmt.Errorf("removing the journal: %w", err)
-	}
-	return nil
-}
+func (j *journal) remove() error { return journalFile(j.Project).Remove() }
 
 // readJournal returns the project's journal, or nil when there is none.
-func readJournal(project string) (*journal, error) {
-	var j journal
-	if ok, err := statefile.Load(JournalPath(project), &j); !ok || err != nil {
-		if err != nil {
-			return nil, fmt.Errorf("reading the journal: %w", err)
-		}
-		return nil, nil
-	}
-	return &j, nil
-}
+func readJournal(project string) (*journal, error) { return journalFile(project).Load() }
 
 // dropContent forgets the compose files' content once the migration is done
 // (it may hold secrets): the hashes stay, and Rollback reads the content

@@ -17,6 +17,7 @@ import (
 	"github.com/moltctl/moltctl/internal/dockertest"
 	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/statefile"
 	"github.com/moltctl/moltctl/internal/volumes"
 )
 
@@ -50,7 +51,8 @@ func staticMoltctl(tb testing.TB) string {
 			return
 		}
 		p := filepath.Join(binDir, "moltctl")
-		cmd := exec.Command("go", "build", "-o", p, "./cmd/moltctl")
+		// The tag arms the crash point of $MOLTCTL_CRASH_AFTER (crashAfter).
+		cmd := exec.Command("go", "build", "-tags", "moltctl_crashhook", "-o", p, "./cmd/moltctl")
 		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -63,6 +65,12 @@ func staticMoltctl(tb testing.TB) string {
 		tb.Fatal(binErr)
 	}
 	return binPath
+}
+
+// crashAfter is the environment setting that kills the static moltctl right
+// after journal ("migrate", "migrate-copyback", "remount") recorded step.
+func crashAfter(journal, step string) string {
+	return statefile.CrashEnv + "=" + journal + ":" + step
 }
 
 // newProject makes the compose project of a migration test, named after
@@ -327,21 +335,21 @@ func TestRunAborts(t *testing.T) {
 // step boundaries, then finishes it with Resume or undoes it with Rollback:
 // either way the data, the writable layer and the compose file are intact.
 func TestRunCrash(t *testing.T) {
-	type point struct{ hook, step string }
+	type point struct{ journal, step string }
 	var points []point
 	// Every step boundary of the migration, then every one inside the remount of app.
 	for _, s := range steps {
 		if s != StepDone {
-			points = append(points, point{"MOLTCTL_MIGRATE_CRASH_AFTER", s})
+			points = append(points, point{"migrate", s})
 		}
 	}
 	for _, s := range []string{"begun", "stopped", "committed", "composing", "composed", "new-removed", "created", "started"} {
-		points = append(points, point{"MOLTCTL_REMOUNT_CRASH_AFTER", s})
+		points = append(points, point{"remount", s})
 	}
 	for _, p := range points {
 		for _, mode := range []string{"resume", "rollback"} {
 			name := p.step
-			if strings.Contains(p.hook, "REMOUNT") {
+			if p.journal == "remount" {
 				name = "remount-" + p.step
 			}
 			t.Run(name+"/"+mode, func(t *testing.T) {
@@ -349,7 +357,7 @@ func TestRunCrash(t *testing.T) {
 				eng := dockertest.Engine(t)
 				before, _ := os.ReadFile(l.file)
 				cmd := exec.Command(staticMoltctl(t), "-f", l.file, "migrate", "--yes", "--quiet", "--wait-timeout", "1s")
-				cmd.Env = append(os.Environ(), p.hook+"="+p.step)
+				cmd.Env = append(os.Environ(), crashAfter(p.journal, p.step))
 				out, err := cmd.CombinedOutput()
 				var ee *exec.ExitError
 				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -416,7 +424,7 @@ func TestResumeComposeChanged(t *testing.T) {
 	eng := dockertest.Engine(t)
 	before, _ := os.ReadFile(l.file)
 	cmd := exec.Command(staticMoltctl(t), "-f", l.file, "migrate", "--yes", "--quiet")
-	cmd.Env = append(os.Environ(), "MOLTCTL_MIGRATE_CRASH_AFTER="+StepVerified)
+	cmd.Env = append(os.Environ(), crashAfter("migrate", StepVerified))
 	cmd.Run()
 	edited := append(append([]byte{}, before...), "# edited by hand\n"...)
 	os.WriteFile(l.file, edited, 0o644)
@@ -544,6 +552,10 @@ func TestRunCancelled(t *testing.T) {
 			_, err := Run(ctx, dockertest.Engine(t), fresh(t, l.opts))
 			if !errors.Is(err, ErrAborted) || !errors.Is(err, context.Canceled) {
 				t.Fatalf("got %v, want ErrAborted and context.Canceled", err)
+			}
+			// Each layer names its own operation once: the volume appears once.
+			if n := strings.Count(err.Error(), l.name+"_state"); n != 1 {
+				t.Errorf("got %q naming the volume %d times, want once", err, n)
 			}
 			if got, _ := os.ReadFile(l.file); string(got) != string(before) {
 				t.Errorf("got the compose file changed")

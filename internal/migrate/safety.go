@@ -240,7 +240,7 @@ func missingSources(j *journal) error {
 // services may be stopped and what to do.
 func (r *runner) forwardNoted(ctx context.Context) (*Report, error) {
 	rep, err := r.forward(ctx)
-	if errors.Is(err, errJournal) && stepIndex(r.j.Step) >= stepIndex(StepStopped) && r.j.Step != StepDone {
+	if errors.Is(err, statefile.ErrJournal) && stepIndex(r.j.Step) >= stepIndex(StepStopped) && r.j.Step != StepDone {
 		stopped := strings.Join(r.j.Running, ", ")
 		if stopped == "" {
 			stopped = "none were running"

@@ -19,11 +19,11 @@ import (
 	"github.com/moltctl/moltctl/internal/statefile"
 )
 
-// crash runs `moltctl migrate` killed (SIGKILL) right after step of hook.
-func (l *live) crash(tb testing.TB, hook, step string) {
+// crash runs `moltctl migrate` killed (SIGKILL) right after journal recorded step.
+func (l *live) crash(tb testing.TB, journal, step string) {
 	tb.Helper()
 	cmd := exec.Command(staticMoltctl(tb), "-f", l.file, "migrate", "--yes", "--quiet", "--wait-timeout", "1s")
-	cmd.Env = append(os.Environ(), hook+"="+step)
+	cmd.Env = append(os.Environ(), crashAfter(journal, step))
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -191,7 +191,7 @@ func TestRunEngineRestartBeforeStop(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			pe := dockertest.NewPrivateEngine(t)
 			l := newLive(t)
-			l.crash(t, "MOLTCTL_MIGRATE_CRASH_AFTER", StepCopied)
+			l.crash(t, "migrate", StepCopied)
 			pe.Crash(t)
 			pe.Start(t)
 			eng := dockertest.Engine(t)
@@ -220,7 +220,7 @@ func TestRunEngineRestartBeforeStop(t *testing.T) {
 func TestResumeEngineRestartAfterStart(t *testing.T) {
 	pe := dockertest.NewPrivateEngine(t)
 	l := newLive(t)
-	l.crash(t, "MOLTCTL_REMOUNT_CRASH_AFTER", "started")
+	l.crash(t, "remount", "started")
 	pe.Crash(t)
 	pe.Start(t)
 	if got := l.status(t); got != "exited" {
@@ -258,7 +258,7 @@ func TestRunStateDirFull(t *testing.T) {
 func TestRollbackUnusedVolume(t *testing.T) {
 	l := newLive(t)
 	eng := dockertest.Engine(t)
-	l.crash(t, "MOLTCTL_REMOUNT_CRASH_AFTER", "created")
+	l.crash(t, "remount", "created")
 	rep, err := Rollback(context.Background(), eng, fresh(t, l.opts))
 	if err != nil {
 		t.Fatal(err)

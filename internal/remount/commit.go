@@ -2,16 +2,13 @@ package remount
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
-	"golang.org/x/sys/unix"
+
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // Commits are serialised. On the containerd image store (Docker 29's default) two
@@ -57,41 +54,15 @@ func collided(err error) bool {
 	return cerrdefs.IsAlreadyExists(err) || cerrdefs.IsConflict(err)
 }
 
-// lockCommits takes the process's commit mutex and the host's commit flock,
-// waiting for both (until ctx ends), and returns the function that releases them.
+// lockCommits takes the process's commit mutex and the host's commit flock
+// (statefile.LockWait), waiting for both (until ctx ends), and returns the
+// function that releases them.
 func lockCommits(ctx context.Context) (func(), error) {
 	commitMu.Lock()
-	dir := StateDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		commitMu.Unlock()
-		return nil, fmt.Errorf("creating the state directory: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "commit.lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	unlock, err := statefile.LockWait(ctx, "commit.lock")
 	if err != nil {
 		commitMu.Unlock()
-		return nil, fmt.Errorf("opening the commit lock: %w", err)
+		return nil, err
 	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			commitMu.Unlock()
-			return nil, fmt.Errorf("taking the commit lock: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			commitMu.Unlock()
-			return nil, fmt.Errorf("waiting for another moltctl's commit: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return func() {
-		unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		f.Close()
-		commitMu.Unlock()
-	}, nil
+	return func() { unlock(); commitMu.Unlock() }, nil
 }

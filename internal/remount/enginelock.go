@@ -16,6 +16,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // The engine lock is a container that is never started: creating a container
@@ -34,14 +36,14 @@ const (
 // LockContainer is the name of the engine lock of project.
 func LockContainer(project string) string { return "moltctl-lock-" + strings.ToLower(project) }
 
-// LockEngine takes the project's local lock (Lock), then its lock on the
+// LockEngine takes the project's local lock (statefile.Lock), then its lock on the
 // engine (a created, never started container LockContainer(project) labelled
 // with the owner, host, pid and start time), and returns the function that
 // releases both. A lock left by a process of this host that no longer runs is
 // stale and taken over. It returns an error wrapping ErrLocked, naming the
 // owner and the start time, when another run holds either.
 func LockEngine(ctx context.Context, eng Engine, project string) (unlock func(), err error) {
-	local, err := Lock(project)
+	local, err := statefile.Lock(project)
 	if err != nil {
 		return nil, err
 	}

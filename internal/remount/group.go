@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -18,11 +17,14 @@ import (
 	"github.com/moltctl/moltctl/internal/statefile"
 )
 
+// groupFile is project's group remount journal (crash points "remount-group:<step>").
+func groupFile(project string) statefile.Journal[groupJournal, *groupJournal] {
+	return statefile.NewJournal[groupJournal](project, "remount-group")
+}
+
 // GroupJournalPath returns the file the journal of a group remount (a service
 // and the services that join it) of project lives in.
-func GroupJournalPath(project string) string {
-	return filepath.Join(projectDir(project), "remount-group.json")
-}
+func GroupJournalPath(project string) string { return groupFile(project).Path() }
 
 // Steps of a group remount, as recorded in its journal (and crash hook names).
 const (
@@ -43,7 +45,7 @@ type groupJournal struct {
 	Services []string `json:"services"`
 	// Running are the services that ran before: started again at the end.
 	Running []string `json:"running"`
-	Step    string   `json:"step"`
+	statefile.Header
 	// Current is the service whose remount runs (its own journal tells the step).
 	Current string `json:"current,omitempty"`
 	// Done are the journals of the finished remounts, in order: a rollback puts
@@ -52,37 +54,16 @@ type groupJournal struct {
 	StoppedAt time.Time `json:"stopped_at,omitzero"`
 }
 
-func (g *groupJournal) save(step string) error {
-	g.Step = step
-	if err := statefile.Save(GroupJournalPath(g.Project), g); err != nil {
-		return fmt.Errorf("writing the group journal: %w", err)
-	}
-	statefile.CrashAfter(crashHook, step)
-	return nil
-}
+func (g *groupJournal) save(step string) error { return groupFile(g.Project).Save(g, step) }
 
-func (g *groupJournal) remove() error {
-	if err := statefile.Remove(GroupJournalPath(g.Project)); err != nil {
-		return fmt.Errorf("removing the group journal: %w", err)
-	}
-	return nil
-}
+func (g *groupJournal) remove() error { return groupFile(g.Project).Remove() }
 
 func (g *groupJournal) done(s string) bool {
 	return slices.ContainsFunc(g.Done, func(j journal) bool { return j.Service == s })
 }
 
 // readGroup returns the project's group journal, or nil when there is none.
-func readGroup(project string) (*groupJournal, error) {
-	var g groupJournal
-	if ok, err := statefile.Load(GroupJournalPath(project), &g); !ok || err != nil {
-		if err != nil {
-			return nil, fmt.Errorf("reading the group journal: %w", err)
-		}
-		return nil, nil
-	}
-	return &g, nil
-}
+func readGroup(project string) (*groupJournal, error) { return groupFile(project).Load() }
 
 // noGroup refuses a remount while an interrupted group remount waits.
 func noGroup(opts Options) error {

@@ -239,7 +239,7 @@ func TestRemountJoinedKilled(t *testing.T) {
 			f.write(t, clawFile("2", "2", runLoop))
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name, "REMOUNT_TEST_SERVICE="+gateway,
-				"REMOUNT_TEST_FILE="+f.file, "MOLTCTL_REMOUNT_CRASH_AFTER="+tc.step)
+				"REMOUNT_TEST_FILE="+f.file, crashAfter(tc.step))
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || !ee.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() {

@@ -30,7 +30,7 @@ type layerRecord struct {
 }
 
 func layerRecordPath(project, imageID string) string {
-	return filepath.Join(projectDir(project), "layers", strings.TrimPrefix(imageID, "sha256:")+".json")
+	return filepath.Join(statefile.ProjectDir(project), "layers", strings.TrimPrefix(imageID, "sha256:")+".json")
 }
 
 func loadLayerRecord(project, imageID string) (*layerRecord, error) {

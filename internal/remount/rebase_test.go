@@ -325,7 +325,7 @@ func TestRebaseKilled(t *testing.T) {
 			dockertest.Docker(t, "tag", f.v2, f.cur)
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name, "REMOUNT_TEST_REBASE=1",
-				"REMOUNT_TEST_FILE="+f.copts.Files[0], "MOLTCTL_REMOUNT_CRASH_AFTER="+tc.step)
+				"REMOUNT_TEST_FILE="+f.copts.Files[0], crashAfter(tc.step))
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || !ee.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() {

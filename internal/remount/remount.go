@@ -48,8 +48,8 @@ type Engine interface {
 
 // Errors callers branch on with errors.Is.
 var (
-	// ErrLocked: another moltctl run holds the project's lock.
-	ErrLocked = errors.New("another moltctl run holds the project's lock")
+	// ErrLocked: another moltctl run holds the project's lock (statefile.ErrLocked).
+	ErrLocked = statefile.ErrLocked
 	// ErrNoContainer: the service has no container, so there is nothing to preserve.
 	ErrNoContainer = errors.New("the service has no container: nothing to preserve")
 	// ErrUnsupported: a compose shape remount refuses before changing anything.
@@ -318,7 +318,7 @@ func lockUnless(ctx context.Context, eng Engine, opts Options) (func(), error) {
 		return func() {}, nil
 	}
 	if opts.DryRun {
-		return Lock(opts.Project.Name) // it changes nothing on the engine
+		return statefile.Lock(opts.Project.Name) // it changes nothing on the engine
 	}
 	return LockEngine(ctx, eng, opts.Project.Name)
 }
@@ -389,77 +389,125 @@ func selectServices(p *compose.Project, names []string) ([]string, error) {
 	return slices.Sorted(slices.Values(names)), nil
 }
 
-// preflight checks everything it can without changing anything and fills r.j.
+// preflight checks everything it can without changing anything and fills r.j
+// and the plan: the service's container (oldContainer), its images
+// (checkImages), the compose CLI and room for the journal.
 func (r *run) preflight(ctx context.Context) error {
-	p, name := r.opts.Project, r.opts.Service
-	if _, err := selectServices(p, []string{name}); err != nil {
-		return err
-	}
-	svc := p.Services[name]
-	cs, err := compose.ServiceContainers(ctx, r.eng, p.Name, name)
+	c, err := r.oldContainer(ctx)
 	if err != nil {
 		return err
 	}
-	if len(cs) == 0 {
-		return fmt.Errorf("service %s: %w", name, ErrNoContainer)
-	}
-	if cs, err = r.replica(cs); err != nil {
+	im, err := r.checkImages(ctx, c)
+	if err != nil {
 		return err
-	}
-	old, err := r.eng.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
-	if err != nil {
-		return fmt.Errorf("inspecting container %s: %w", cs[0].ID, err)
-	}
-	c := old.Container
-	if c.State != nil && (c.State.Restarting || c.State.Paused) {
-		return fmt.Errorf("container %s is %s: %w; wait until it runs or stops", strings.TrimPrefix(c.Name, "/"), c.State.Status, ErrUnsupported)
-	}
-	base := svc.Image
-	if base == "" {
-		base = p.Name + "-" + name // compose's default image name for build: services
-	}
-	baseIm, err := r.eng.ImageInspect(ctx, base)
-	if err != nil {
-		return fmt.Errorf("inspecting the service's image %s: %w", base, err)
-	}
-	cur, err := r.eng.ImageInspect(ctx, c.Image)
-	if err != nil {
-		return fmt.Errorf("inspecting the image of container %s: %w", strings.TrimPrefix(c.Name, "/"), err)
-	}
-	// The writable layer sits on the files of the image the container was created
-	// from: it can't be moved onto a different (pulled, rebuilt) service image.
-	lineage := c.Image
-	if cur.Config != nil && cur.Config.Labels[LabelService] != "" {
-		lineage = cur.Config.Labels[LabelBaseImageID] // "" for snapshots that predate the label
-	}
-	rebase := lineage != baseIm.ID && r.opts.Rebase
-	if lineage != "" && lineage != baseIm.ID && !rebase {
-		return fmt.Errorf("the image of service %s (%s) changed since container %s was created from it: %w: %w; its writable layer sits on the old image's files. Set image: back, or recreate with docker compose up (the writable layer is lost)",
-			name, base, strings.TrimPrefix(c.Name, "/"), ErrImageChanged, ErrUnsupported)
-	}
-	layers := len(cur.RootFS.Layers)
-	if !r.opts.Flatten && layers+1 > r.opts.MaxLayers {
-		return fmt.Errorf("container %s runs an image of %d layers and the engine refuses more than %d: %w",
-			strings.TrimPrefix(c.Name, "/"), layers, r.opts.MaxLayers, ErrTooDeep)
-	}
-	parent := ""
-	if cur.Config != nil && cur.Config.Labels[LabelService] == name && cur.Config.Labels[LabelProject] == p.Name {
-		parent = firstTag(cur.RepoTags)
-		if parent == "" {
-			parent = cur.ID
-		}
 	}
 	seq, err := r.nextSeq(ctx)
 	if err != nil {
 		return err
 	}
+	p := r.opts.Project
 	if r.cli, err = p.CLI(ctx); err != nil {
 		return err
 	}
 	// The journal (two container inspects) is written after the stop.
-	if err := statefile.CheckRoom(projectDir(p.Name), 1<<20, 16); err != nil {
+	if err := statefile.CheckRoom(statefile.ProjectDir(p.Name), 1<<20, 16); err != nil {
 		return err
 	}
+	if err := r.newJournal(c, im, seq); err != nil {
+		return err
+	}
+	r.plan(im)
+	if im.rebase {
+		return r.preflightRebase(ctx, c, im.lineage)
+	}
+	return nil
+}
+
+// oldContainer returns the inspect of the service's container (of the
+// replica remounted), refusing a service without one (ErrNoContainer) and a
+// container restarting or paused.
+func (r *run) oldContainer(ctx context.Context) (container.InspectResponse, error) {
+	p, name := r.opts.Project, r.opts.Service
+	if _, err := selectServices(p, []string{name}); err != nil {
+		return container.InspectResponse{}, err
+	}
+	cs, err := compose.ServiceContainers(ctx, r.eng, p.Name, name)
+	if err != nil {
+		return container.InspectResponse{}, err
+	}
+	if len(cs) == 0 {
+		return container.InspectResponse{}, fmt.Errorf("service %s: %w", name, ErrNoContainer)
+	}
+	if cs, err = r.replica(cs); err != nil {
+		return container.InspectResponse{}, err
+	}
+	old, err := r.eng.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return container.InspectResponse{}, fmt.Errorf("inspecting container %s: %w", cs[0].ID, err)
+	}
+	c := old.Container
+	if c.State != nil && (c.State.Restarting || c.State.Paused) {
+		return container.InspectResponse{}, fmt.Errorf("container %s is %s: %w; wait until it runs or stops", strings.TrimPrefix(c.Name, "/"), c.State.Status, ErrUnsupported)
+	}
+	return c, nil
+}
+
+// images is what preflight learns of the images of the service and of its container.
+type images struct {
+	base    string // the service's image reference
+	baseID  string
+	lineage string // the image the writable layer sits on
+	rebase  bool   // the layer moves onto base (Options.Rebase)
+	layers  int    // of the container's image
+	parent  string // the snapshot the container runs on, "" for none
+}
+
+// checkImages refuses a container whose writable layer can't be moved onto
+// the service's image: it sits on the files of the image the container was
+// created from (unless Options.Rebase), and the engine refuses images past
+// Options.MaxLayers (unless Options.Flatten).
+func (r *run) checkImages(ctx context.Context, c container.InspectResponse) (images, error) {
+	p, name := r.opts.Project, r.opts.Service
+	im := images{base: p.Services[name].Image}
+	if im.base == "" {
+		im.base = p.Name + "-" + name // compose's default image name for build: services
+	}
+	baseIm, err := r.eng.ImageInspect(ctx, im.base)
+	if err != nil {
+		return im, fmt.Errorf("inspecting the service's image %s: %w", im.base, err)
+	}
+	im.baseID = baseIm.ID
+	cur, err := r.eng.ImageInspect(ctx, c.Image)
+	if err != nil {
+		return im, fmt.Errorf("inspecting the image of container %s: %w", strings.TrimPrefix(c.Name, "/"), err)
+	}
+	im.lineage = c.Image
+	if cur.Config != nil && cur.Config.Labels[LabelService] != "" {
+		im.lineage = cur.Config.Labels[LabelBaseImageID] // "" for snapshots that predate the label
+	}
+	im.rebase = im.lineage != baseIm.ID && r.opts.Rebase
+	if im.lineage != "" && im.lineage != baseIm.ID && !im.rebase {
+		return im, fmt.Errorf("the image of service %s (%s) changed since container %s was created from it: %w: %w; its writable layer sits on the old image's files. Set image: back, or recreate with docker compose up (the writable layer is lost)",
+			name, im.base, strings.TrimPrefix(c.Name, "/"), ErrImageChanged, ErrUnsupported)
+	}
+	im.layers = len(cur.RootFS.Layers)
+	if !r.opts.Flatten && im.layers+1 > r.opts.MaxLayers {
+		return im, fmt.Errorf("container %s runs an image of %d layers and the engine refuses more than %d: %w",
+			strings.TrimPrefix(c.Name, "/"), im.layers, r.opts.MaxLayers, ErrTooDeep)
+	}
+	if cur.Config != nil && cur.Config.Labels[LabelService] == name && cur.Config.Labels[LabelProject] == p.Name {
+		im.parent = firstTag(cur.RepoTags)
+		if im.parent == "" {
+			im.parent = cur.ID
+		}
+	}
+	return im, nil
+}
+
+// newJournal fills r.j (not written yet) for the remount of container c as
+// snapshot number seq.
+func (r *run) newJournal(c container.InspectResponse, im images, seq int) error {
+	p, name := r.opts.Project, r.opts.Service
 	raw, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("recording container %s: %w", c.ID, err)
@@ -467,7 +515,7 @@ func (r *run) preflight(ctx context.Context) error {
 	r.j = &journal{
 		Version: 1, Project: p.Name, Service: name, Started: time.Now().UTC(), Flatten: r.opts.Flatten,
 		OldID: c.ID, OldName: strings.TrimPrefix(c.Name, "/"), Running: c.State != nil && c.State.Running,
-		Old: raw, BaseImage: base, BaseImageID: baseIm.ID, Parent: parent, Seq: seq, SnapshotTag: snapshotTag(p.Name, name, seq),
+		Old: raw, BaseImage: im.base, BaseImageID: im.baseID, Parent: im.parent, Seq: seq, SnapshotTag: snapshotTag(p.Name, name, seq),
 	}
 	if r.opts.template != nil {
 		if r.j.New, err = json.Marshal(replicaTemplate(*r.opts.template, c)); err != nil {
@@ -475,22 +523,24 @@ func (r *run) preflight(ctx context.Context) error {
 		}
 		r.j.Replica = r.j.OldName
 	}
-	r.res.Container, r.res.OldID, r.res.Snapshot, r.res.Parent, r.res.BaseImage = r.j.OldName, c.ID, r.j.SnapshotTag, parent, base
+	return nil
+}
+
+// plan fills the result's names and the plan a dry run shows.
+func (r *run) plan(im images) {
+	name := r.opts.Service
+	r.res.Container, r.res.OldID, r.res.Snapshot, r.res.Parent, r.res.BaseImage = r.j.OldName, r.j.OldID, r.j.SnapshotTag, im.parent, im.base
 	how := "commit (pause=false)"
 	if r.opts.Flatten {
 		how = "export and import as one layer (--flatten)"
 	}
 	r.res.Plan = []string{
 		fmt.Sprintf("stop %s (stop_signal and stop_grace_period of its config)", r.j.OldName),
-		fmt.Sprintf("%s its writable layer to %s (base %s, %d layers now)", how, r.j.SnapshotTag, base, layers),
+		fmt.Sprintf("%s its writable layer to %s (base %s, %d layers now)", how, r.j.SnapshotTag, im.base, im.layers),
 		fmt.Sprintf("docker compose up --no-start --no-deps --force-recreate %s", name),
 		fmt.Sprintf("clone compose's container onto %s as %s, start it, wait up to %s", r.j.SnapshotTag, r.j.OldName, r.opts.WaitTimeout),
 		fmt.Sprintf("keep %d snapshots of %s", r.opts.Keep, name),
 	}
-	if rebase {
-		return r.preflightRebase(ctx, c, lineage)
-	}
-	return nil
 }
 
 func firstTag(tags []string) string {
@@ -502,142 +552,231 @@ func firstTag(tags []string) string {
 	return ""
 }
 
-// forward runs the remount from the journal's step to the end; a failure after
-// the commit rolls back.
+// forwardSteps is the remount's step table: in order, the journal steps at
+// which each method runs (a method may skip itself on its own condition);
+// each journals the step it reaches (record). A failure before the commit
+// aborts (abort), after it rolls back (fail).
+var forwardSteps = []struct {
+	at  []string
+	run func(*run, context.Context) error
+}{
+	{[]string{""}, (*run).begin},
+	{[]string{stepBegun}, (*run).stopOld},
+	{[]string{stepStopped}, (*run).snapshotOld},
+	{[]string{stepCommitted}, (*run).rebaseOnto},
+	{[]string{stepCommitted}, (*run).keepTemplate},
+	{[]string{stepCommitted, stepComposing}, (*run).composeNew},
+	{[]string{stepComposed}, (*run).removeNew},
+	{[]string{stepNewRemoved}, (*run).createClone},
+	{[]string{stepCreated}, (*run).startClone},
+	{[]string{stepStarted}, (*run).restartClone},
+	{[]string{stepStarted}, (*run).checkClone},
+}
+
+// forward runs the remount from the journal's step to the end, then
+// finishes it.
 func (r *run) forward(ctx context.Context) (*Result, error) {
+	for _, s := range forwardSteps {
+		if slices.Contains(s.at, r.j.Step) {
+			if err := s.run(r, ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return r.finish(ctx)
+}
+
+// record journals step; a failed write returns the error as it is before
+// anything changed (stepBegun), aborts before the commit and rolls back after.
+func (r *run) record(ctx context.Context, step string) error {
+	err := r.j.save(step)
+	switch {
+	case err == nil:
+		return nil
+	case step == stepBegun:
+		return err
+	case step == stepStopped:
+		return r.abort(ctx, "journal", err)
+	default:
+		return r.fail(ctx, "journal", err)
+	}
+}
+
+// begin journals the remount before anything changes.
+func (r *run) begin(ctx context.Context) error {
+	r.j.KeepConfig = r.opts.keepConfig
+	return r.record(ctx, stepBegun)
+}
+
+// stopOld stops the old container.
+func (r *run) stopOld(ctx context.Context) error {
+	r.opts.Progress.Emit(progress.Event{Step: progress.Stop, Target: r.j.OldName})
+	if err := r.stop(ctx); err != nil {
+		return r.abort(ctx, "stopping "+r.j.OldName, err)
+	}
+	return r.record(ctx, stepStopped)
+}
+
+// snapshotOld commits the old container's writable layer to the snapshot.
+func (r *run) snapshotOld(ctx context.Context) error {
 	j := r.j
-	if j.Step == "" {
-		j.KeepConfig = r.opts.keepConfig
-		if err := j.save(stepBegun); err != nil {
-			return nil, err
-		}
+	r.opts.Progress.Emit(progress.Event{Step: progress.Commit, Target: j.SnapshotTag, Source: j.OldName})
+	t := time.Now()
+	if err := r.snapshot(ctx); err != nil {
+		return r.abort(ctx, "committing "+j.OldName, err)
 	}
-	if j.Step == stepBegun {
-		r.opts.Progress.Emit(progress.Event{Step: progress.Stop, Target: j.OldName})
-		if err := r.stop(ctx); err != nil {
-			return nil, r.abort(ctx, "stopping "+j.OldName, err)
-		}
-		if err := j.save(stepStopped); err != nil {
-			return nil, r.abort(ctx, "journal", err)
-		}
+	r.res.Commit = time.Since(t)
+	return r.record(ctx, stepCommitted)
+}
+
+// rebaseOnto carries the snapshot's layer onto the service's new image
+// (Options.Rebase), once.
+func (r *run) rebaseOnto(ctx context.Context) error {
+	j := r.j
+	if j.Rebase == nil || j.Rebase.ID != "" {
+		return nil
 	}
-	if j.Step == stepStopped {
-		r.opts.Progress.Emit(progress.Event{Step: progress.Commit, Target: j.SnapshotTag, Source: j.OldName})
-		t := time.Now()
-		if err := r.snapshot(ctx); err != nil {
-			return nil, r.abort(ctx, "committing "+j.OldName, err)
-		}
-		r.res.Commit = time.Since(t)
-		if err := j.save(stepCommitted); err != nil {
-			return nil, r.fail(ctx, "journal", err)
-		}
+	r.opts.Progress.Emit(progress.Event{Step: progress.Rebase, Target: j.Rebase.Tag})
+	if err := r.rebaseLayer(ctx); err != nil {
+		return r.fail(ctx, "rebasing the writable layer onto "+j.BaseImage, err)
 	}
-	if j.Step == stepCommitted && j.Rebase != nil && j.Rebase.ID == "" {
-		r.opts.Progress.Emit(progress.Event{Step: progress.Rebase, Target: j.Rebase.Tag})
-		if err := r.rebaseLayer(ctx); err != nil {
-			return nil, r.fail(ctx, "rebasing the writable layer onto "+j.BaseImage, err)
-		}
-		if err := j.save(stepCommitted); err != nil {
-			return nil, r.fail(ctx, "journal", err)
-		}
+	return r.record(ctx, stepCommitted)
+}
+
+// keepTemplate takes the template of the clone without compose: the old
+// container itself (Rejoin), or of a replica the template compose made for
+// the service (journaled at the start).
+func (r *run) keepTemplate(ctx context.Context) error {
+	j := r.j
+	if !j.KeepConfig && j.Replica == "" {
+		return nil
 	}
-	if j.Step == stepCommitted && (j.KeepConfig || j.Replica != "") {
-		// Rejoin: the old container is the template; a replica: the template
-		// compose made for the service (journaled at the start). Compose is not asked.
-		if j.Replica == "" {
-			j.New = j.Old
-		}
-		if err := j.save(stepComposed); err != nil {
-			return nil, r.fail(ctx, "journal", err)
-		}
+	if j.Replica == "" {
+		j.New = j.Old
 	}
-	if j.Step == stepCommitted || j.Step == stepComposing {
-		if err := j.save(stepComposing); err != nil {
-			return nil, r.fail(ctx, "journal", err)
+	return r.record(ctx, stepComposed)
+}
+
+// composeNew has compose create the service's container with the new config
+// (it replaces the old one) and journals its inspect, the clone's template.
+func (r *run) composeNew(ctx context.Context) error {
+	j := r.j
+	if err := r.record(ctx, stepComposing); err != nil {
+		return err
+	}
+	r.opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: []string{"up", "--no-start", j.Service}})
+	if err := r.cli.Create(ctx, j.Service); err != nil {
+		return r.fail(ctx, "creating the container with docker compose", err)
+	}
+	cs, err := compose.ServiceContainers(ctx, r.eng, j.Project, j.Service)
+	if err != nil {
+		return r.fail(ctx, "finding compose's container", err)
+	}
+	if len(cs) != 1 {
+		return r.fail(ctx, "finding compose's container", fmt.Errorf("got %d containers of service %s, want 1", len(cs), j.Service))
+	}
+	ins, err := r.eng.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return r.fail(ctx, "inspecting compose's container", err)
+	}
+	if j.New, err = json.Marshal(ins.Container); err != nil {
+		return r.fail(ctx, "inspecting compose's container", err)
+	}
+	return r.record(ctx, stepComposed)
+}
+
+// template returns the clone's template (journal.New).
+func (r *run) template(ctx context.Context) (container.InspectResponse, error) {
+	var t container.InspectResponse
+	if err := json.Unmarshal(r.j.New, &t); err != nil {
+		return t, r.fail(ctx, "reading the journal", err)
+	}
+	return t, nil
+}
+
+// removeNew removes compose's container (its volumes kept): the clone takes its name.
+func (r *run) removeNew(ctx context.Context) error {
+	t, err := r.template(ctx)
+	if err != nil {
+		return err
+	}
+	r.opts.Progress.Emit(progress.Event{Step: progress.Swap, Target: strings.TrimPrefix(t.Name, "/")})
+	if err := r.removeContainer(ctx, t.ID); err != nil {
+		return r.fail(ctx, "removing compose's container", err)
+	}
+	return r.record(ctx, stepNewRemoved)
+}
+
+// createClone creates the clone of the template on the snapshot under the
+// final name; a crash after the create but before the journal write left
+// it: it is reused.
+func (r *run) createClone(ctx context.Context) error {
+	t, err := r.template(ctx)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimPrefix(t.Name, "/")
+	tag, imgID := r.cloneImage()
+	if id, img := r.existingImage(ctx, name); id != "" {
+		if img != imgID {
+			return r.fail(ctx, "creating the container on the snapshot", fmt.Errorf("a container %s not made by this remount exists", name))
 		}
-		r.opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: []string{"up", "--no-start", j.Service}})
-		if err := r.cli.Create(ctx, j.Service); err != nil {
-			return nil, r.fail(ctx, "creating the container with docker compose", err)
-		}
-		cs, err := compose.ServiceContainers(ctx, r.eng, j.Project, j.Service)
+		r.j.CloneID = id
+	} else {
+		id, err := r.clone(ctx, t, tag)
 		if err != nil {
-			return nil, r.fail(ctx, "finding compose's container", err)
+			return r.fail(ctx, "creating the container on the snapshot", err)
 		}
-		if len(cs) != 1 {
-			return nil, r.fail(ctx, "finding compose's container", fmt.Errorf("got %d containers of service %s, want 1", len(cs), j.Service))
-		}
-		ins, err := r.eng.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
-		if err != nil {
-			return nil, r.fail(ctx, "inspecting compose's container", err)
-		}
-		if j.New, err = json.Marshal(ins.Container); err != nil {
-			return nil, r.fail(ctx, "inspecting compose's container", err)
-		}
-		if err := j.save(stepComposed); err != nil {
-			return nil, r.fail(ctx, "journal", err)
-		}
+		r.j.CloneID = id
 	}
-	if j.Step == stepComposed {
-		var t container.InspectResponse
-		if err := json.Unmarshal(j.New, &t); err != nil {
-			return nil, r.fail(ctx, "reading the journal", err)
-		}
-		r.opts.Progress.Emit(progress.Event{Step: progress.Swap, Target: strings.TrimPrefix(t.Name, "/")})
-		if err := r.removeContainer(ctx, t.ID); err != nil {
-			return nil, r.fail(ctx, "removing compose's container", err)
-		}
-		if err := j.save(stepNewRemoved); err != nil {
-			return nil, r.fail(ctx, "journal", err)
-		}
+	return r.record(ctx, stepCreated)
+}
+
+// startClone starts the clone (unless Options.NoStart).
+func (r *run) startClone(ctx context.Context) error {
+	j := r.j
+	if r.opts.NoStart {
+		return nil
 	}
-	if j.Step == stepNewRemoved {
-		var t container.InspectResponse
-		if err := json.Unmarshal(j.New, &t); err != nil {
-			return nil, r.fail(ctx, "reading the journal", err)
-		}
-		// A crash after create but before the journal write leaves the clone: reuse it.
-		tag, imgID := r.cloneImage()
-		if id, img := r.existingImage(ctx, strings.TrimPrefix(t.Name, "/")); id != "" {
-			if img != imgID {
-				return nil, r.fail(ctx, "creating the container on the snapshot",
-					fmt.Errorf("a container %s not made by this remount exists", strings.TrimPrefix(t.Name, "/")))
-			}
-			j.CloneID = id
-		} else {
-			id, err := r.clone(ctx, t, tag)
-			if err != nil {
-				return nil, r.fail(ctx, "creating the container on the snapshot", err)
-			}
-			j.CloneID = id
-		}
-		if err := j.save(stepCreated); err != nil {
-			return nil, r.fail(ctx, "journal", err)
-		}
+	r.opts.Progress.Emit(progress.Event{Step: progress.Start, Target: j.OldName})
+	if _, err := r.eng.ContainerStart(ctx, j.CloneID, client.ContainerStartOptions{}); err != nil {
+		return r.fail(ctx, "starting the new container", err)
 	}
-	if j.Step == stepCreated && !r.opts.NoStart {
-		r.opts.Progress.Emit(progress.Event{Step: progress.Start, Target: j.OldName})
-		if _, err := r.eng.ContainerStart(ctx, j.CloneID, client.ContainerStartOptions{}); err != nil {
-			return nil, r.fail(ctx, "starting the new container", err)
-		}
-		if !j.StoppedAt.IsZero() {
-			r.res.Downtime = time.Since(j.StoppedAt)
-		}
-		if err := j.save(stepStarted); err != nil {
-			return nil, r.fail(ctx, "journal", err)
-		}
+	if !j.StoppedAt.IsZero() {
+		r.res.Downtime = time.Since(j.StoppedAt)
 	}
-	if j.Step == stepStarted && r.resumed {
-		if err := r.startIfStopped(ctx, j.CloneID); err != nil {
-			return nil, r.fail(ctx, "starting the new container again", err)
-		}
+	return r.record(ctx, stepStarted)
+}
+
+// restartClone starts the clone again on Resume: an engine restart may have
+// stopped it since.
+func (r *run) restartClone(ctx context.Context) error {
+	if !r.resumed {
+		return nil
 	}
-	if j.Step == stepStarted && !r.opts.NoWait && !r.opts.NoStart {
-		r.opts.Progress.Emit(progress.Event{Step: progress.Wait, Timeout: r.opts.WaitTimeout})
-		if err := Check(ctx, r.eng, j.CloneID, r.opts.WaitTimeout); err != nil {
-			return nil, r.fail(ctx, "checking the new container", err)
-		}
+	if err := r.startIfStopped(ctx, r.j.CloneID); err != nil {
+		return r.fail(ctx, "starting the new container again", err)
 	}
-	// Done: the remount stands. What follows is bookkeeping.
+	return nil
+}
+
+// checkClone waits for the clone to keep running or turn healthy (unless
+// Options.NoWait or NoStart).
+func (r *run) checkClone(ctx context.Context) error {
+	if r.opts.NoWait || r.opts.NoStart {
+		return nil
+	}
+	r.opts.Progress.Emit(progress.Event{Step: progress.Wait, Timeout: r.opts.WaitTimeout})
+	if err := Check(ctx, r.eng, r.j.CloneID, r.opts.WaitTimeout); err != nil {
+		return r.fail(ctx, "checking the new container", err)
+	}
+	return nil
+}
+
+// finish does the bookkeeping of a remount that stands: the caller's done
+// hook, the journal removed, leftovers and old snapshots pruned.
+func (r *run) finish(ctx context.Context) (*Result, error) {
+	j := r.j
 	if r.opts.done != nil {
 		if err := r.opts.done(j); err != nil {
 			return nil, err
@@ -767,30 +906,9 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 			}
 		}
 	}
-	var id, restored string
-	if oldExists {
-		id = j.OldID
-		ins, err := r.eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-		if err != nil {
-			return "", fmt.Errorf("inspecting container %s: %w", j.OldName, err)
-		}
-		if strings.TrimPrefix(ins.Container.Name, "/") != j.OldName {
-			if _, err := r.eng.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: j.OldName}); err != nil {
-				return "", fmt.Errorf("renaming container %s back to %s: %w", id, j.OldName, err)
-			}
-		}
-		restored = fmt.Sprintf("rolled back: %s is its previous container (%.12s) again", j.OldName, id)
-	} else {
-		if cur := r.existing(ctx, j.OldName); cur != "" {
-			if err := r.removeContainer(ctx, cur); err != nil {
-				return "", fmt.Errorf("removing container %s: %w", cur, err)
-			}
-		}
-		id, err = r.clone(ctx, old, j.SnapshotTag)
-		if err != nil {
-			return "", fmt.Errorf("recreating %s with its previous config on %s: %w", j.OldName, j.SnapshotTag, err)
-		}
-		restored = fmt.Sprintf("rolled back: %s runs its previous config and writable layer again (container %.12s on snapshot %s)", j.OldName, id, j.SnapshotTag)
+	id, restored, err := r.restoreOld(ctx, old, oldExists)
+	if err != nil {
+		return "", err
 	}
 	if j.Running {
 		if _, err := r.eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
@@ -808,6 +926,36 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return restored, nil
+}
+
+// restoreOld puts the old container back under its name: itself while it
+// exists (oldExists), else a container with its config (old) on the
+// snapshot. It returns its ID and what it restored.
+func (r *run) restoreOld(ctx context.Context, old container.InspectResponse, oldExists bool) (id, restored string, err error) {
+	j := r.j
+	if oldExists {
+		id = j.OldID
+		ins, err := r.eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return "", "", fmt.Errorf("inspecting container %s: %w", j.OldName, err)
+		}
+		if strings.TrimPrefix(ins.Container.Name, "/") != j.OldName {
+			if _, err := r.eng.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: j.OldName}); err != nil {
+				return "", "", fmt.Errorf("renaming container %s back to %s: %w", id, j.OldName, err)
+			}
+		}
+		return id, fmt.Sprintf("rolled back: %s is its previous container (%.12s) again", j.OldName, id), nil
+	}
+	if cur := r.existing(ctx, j.OldName); cur != "" {
+		if err := r.removeContainer(ctx, cur); err != nil {
+			return "", "", fmt.Errorf("removing container %s: %w", cur, err)
+		}
+	}
+	id, err = r.clone(ctx, old, j.SnapshotTag)
+	if err != nil {
+		return "", "", fmt.Errorf("recreating %s with its previous config on %s: %w", j.OldName, j.SnapshotTag, err)
+	}
+	return id, fmt.Sprintf("rolled back: %s runs its previous config and writable layer again (container %.12s on snapshot %s)", j.OldName, id, j.SnapshotTag), nil
 }
 
 // Check checks a started container: with a healthcheck it must turn healthy
@@ -865,7 +1013,31 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 		cfg.Hostname = "" // the engine's default (the container's short ID), not a setting
 	}
 	hc := *t.HostConfig
-	hc.Mounts = append([]mountT(nil), t.HostConfig.Mounts...)
+	hc.Mounts = cloneMounts(t)
+	nc, eps, later := r.cloneNetworks(t, hc.NetworkMode)
+	sharedNamespace(&cfg, &hc)
+	if err := r.rejoinModes(ctx, cfg.Labels, &hc); err != nil {
+		return "", err
+	}
+	res, err := r.eng.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: strings.TrimPrefix(t.Name, "/"), Config: &cfg, HostConfig: &hc, NetworkingConfig: nc,
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, n := range later {
+		if _, err := r.eng.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: eps[n]}); err != nil {
+			r.removeContainer(ctx, res.ID)
+			return "", fmt.Errorf("connecting to network %s: %w", n, err)
+		}
+	}
+	return res.ID, nil
+}
+
+// cloneMounts are t's mounts with its anonymous volumes named, so that the
+// clone mounts the same volumes.
+func cloneMounts(t container.InspectResponse) []mountT {
+	mounts := append([]mountT(nil), t.HostConfig.Mounts...)
 	named := map[string]string{}
 	for _, m := range t.Mounts {
 		if m.Type == "volume" && m.Name != "" {
@@ -873,13 +1045,13 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 		}
 	}
 	covered := map[string]bool{}
-	for i, m := range hc.Mounts {
+	for i, m := range mounts {
 		covered[m.Target] = true
 		if m.Type == "volume" && m.Source == "" && named[m.Target] != "" {
-			hc.Mounts[i].Source = named[m.Target]
+			mounts[i].Source = named[m.Target]
 		}
 	}
-	for _, b := range hc.Binds {
+	for _, b := range t.HostConfig.Binds {
 		parts := strings.Split(b, ":")
 		if len(parts) >= 2 {
 			covered[parts[1]] = true
@@ -893,11 +1065,16 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 	}
 	sort.Strings(dests)
 	for _, d := range dests {
-		hc.Mounts = append(hc.Mounts, mountT{Type: "volume", Source: named[d], Target: d})
+		mounts = append(mounts, mountT{Type: "volume", Source: named[d], Target: d})
 	}
-	// Endpoints: the primary network in the create call; the others in it too from
-	// API 1.44, connected after create below that.
-	eps := map[string]*network.EndpointSettings{}
+	return mounts
+}
+
+// cloneNetworks returns t's endpoints: those of the create call (the primary
+// network; all of them from API 1.44), every endpoint by network, and the
+// networks connected after the create (below API 1.44).
+func (r *run) cloneNetworks(t container.InspectResponse, mode container.NetworkMode) (nc *network.NetworkingConfig, eps map[string]*network.EndpointSettings, later []string) {
+	eps = map[string]*network.EndpointSettings{}
 	var names []string
 	if t.NetworkSettings != nil {
 		for n, ep := range t.NetworkSettings.Networks {
@@ -919,12 +1096,10 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 		}
 	}
 	sort.Strings(names)
-	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
-	var later []string
+	nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
 	multi := apiAtLeast(r.eng.ClientVersion(), 1, 44)
-	mode := string(hc.NetworkMode)
 	for _, n := range names {
-		if multi || n == mode || len(names) == 1 {
+		if multi || n == string(mode) || len(names) == 1 {
 			nc.EndpointsConfig[n] = eps[n]
 		} else {
 			later = append(later, n)
@@ -934,27 +1109,10 @@ func (r *run) clone(ctx context.Context, t container.InspectResponse, image stri
 		nc.EndpointsConfig[later[0]] = eps[later[0]]
 		later = later[1:]
 	}
-	if hc.NetworkMode.IsContainer() {
-		nc = nil
-		later = nil
+	if mode.IsContainer() {
+		return nil, eps, nil
 	}
-	sharedNamespace(&cfg, &hc)
-	if err := r.rejoinModes(ctx, cfg.Labels, &hc); err != nil {
-		return "", err
-	}
-	res, err := r.eng.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: strings.TrimPrefix(t.Name, "/"), Config: &cfg, HostConfig: &hc, NetworkingConfig: nc,
-	})
-	if err != nil {
-		return "", err
-	}
-	for _, n := range later {
-		if _, err := r.eng.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: eps[n]}); err != nil {
-			r.removeContainer(ctx, res.ID)
-			return "", fmt.Errorf("connecting to network %s: %w", n, err)
-		}
-	}
-	return res.ID, nil
+	return nc, eps, later
 }
 
 // apiAtLeast compares a negotiated API version "1.41" with major.minor.

@@ -21,6 +21,7 @@ import (
 	"github.com/moltctl/moltctl/internal/engine"
 	"github.com/moltctl/moltctl/internal/progress"
 	"github.com/moltctl/moltctl/internal/remount"
+	"github.com/moltctl/moltctl/internal/statefile"
 )
 
 // TestMain doubles as the child process of the kill -9 tests: with
@@ -32,8 +33,18 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// crashAfter is the environment setting that kills a child right after the
+// remount (or, for a "group-" step, the group) journal recorded step.
+func crashAfter(step string) string {
+	if strings.HasPrefix(step, "group-") {
+		return statefile.CrashEnv + "=remount-group:" + step
+	}
+	return statefile.CrashEnv + "=remount:" + step
+}
+
 func child(mode string) int {
 	ctx := context.Background()
+	statefile.ArmFromEnv()
 	copts := compose.Options{ProjectName: os.Getenv("REMOUNT_TEST_PROJECT"), Files: []string{os.Getenv("REMOUNT_TEST_FILE")}}
 	p, err := compose.Load(ctx, copts)
 	if err != nil {
@@ -57,7 +68,7 @@ func child(mode string) int {
 	case "hold-lock", "hold-engine-lock":
 		lock := func(string) (func(), error) { return remount.LockEngine(ctx, eng, p.Name) }
 		if mode == "hold-lock" {
-			lock = remount.Lock
+			lock = statefile.Lock
 		}
 		unlock, lerr := lock(p.Name)
 		if lerr != nil {
@@ -527,7 +538,7 @@ func TestRemountRollsBackOnRealFailures(t *testing.T) {
 func TestRemountRefuses(t *testing.T) {
 	f := setup(t)
 	old := f.containerID(t)
-	unlock, err := remount.Lock(f.name)
+	unlock, err := statefile.Lock(f.name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,7 +656,7 @@ func TestRemountKilled(t *testing.T) {
 			f.write(t, newCompose)
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name,
-				"REMOUNT_TEST_FILE="+f.copts.Files[0], "MOLTCTL_REMOUNT_CRASH_AFTER="+tc.step)
+				"REMOUNT_TEST_FILE="+f.copts.Files[0], crashAfter(tc.step))
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() != true {

@@ -145,7 +145,7 @@ func TestRemountReplicasKilled(t *testing.T) {
 			second := dockertest.Docker(t, "inspect", "-f", "{{.Id}}", names[1])
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name,
-				"REMOUNT_TEST_FILE="+f.copts.Files[0], "MOLTCTL_REMOUNT_CRASH_AFTER="+tc.step)
+				"REMOUNT_TEST_FILE="+f.copts.Files[0], crashAfter(tc.step))
 			if out, err := cmd.CombinedOutput(); err == nil {
 				t.Fatalf("child: got success (%s), want it killed", out)
 			}

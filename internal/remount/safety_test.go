@@ -25,7 +25,7 @@ func (f *fixture) killAfter(tb testing.TB, step string) {
 	f.write(tb, newCompose)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "REMOUNT_TEST_CHILD=run", "REMOUNT_TEST_PROJECT="+f.name,
-		"REMOUNT_TEST_FILE="+f.copts.Files[0], "MOLTCTL_REMOUNT_CRASH_AFTER="+step)
+		"REMOUNT_TEST_FILE="+f.copts.Files[0], crashAfter(step))
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || !ee.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() {

@@ -2,62 +2,18 @@ package remount
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/moltctl/moltctl/internal/statefile"
 )
 
-// StateDir returns the directory moltctl keeps its per-project state in:
-// $MOLTCTL_STATE_DIR, else $XDG_STATE_HOME/moltctl, else ~/.local/state/moltctl.
-func StateDir() string {
-	if d := os.Getenv("MOLTCTL_STATE_DIR"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "moltctl")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		home = "/root"
-	}
-	return filepath.Join(home, ".local", "state", "moltctl")
+// journalFile is project's remount journal (crash points "remount:<step>").
+func journalFile(project string) statefile.Journal[journal, *journal] {
+	return statefile.NewJournal[journal](project, "remount")
 }
-
-func projectDir(project string) string { return filepath.Join(StateDir(), project) }
 
 // JournalPath returns the file the remount journal of project lives in.
-func JournalPath(project string) string {
-	return filepath.Join(projectDir(project), "remount.json")
-}
-
-// Lock takes the project's lock (an flock on <StateDir>/<project>/lock) without
-// waiting, and returns the function that releases it. It returns an error wrapping
-// ErrLocked when another process holds it. A caller that holds the lock across
-// several remounts (moltctl migrate) passes Options.Locked.
-func Lock(project string) (unlock func(), err error) {
-	dir := projectDir(project)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the state directory: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the lock of project %s: %w", project, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("project %s: %w", project, ErrLocked)
-		}
-		return nil, fmt.Errorf("locking project %s: %w", project, err)
-	}
-	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-}
+func JournalPath(project string) string { return journalFile(project).Path() }
 
 // Steps of a remount, in order, as recorded in the journal.
 const (
@@ -73,10 +29,10 @@ const (
 
 // journal is the on-disk record of one remount in progress.
 type journal struct {
-	Version int       `json:"version"`
-	Project string    `json:"project"`
-	Service string    `json:"service"`
-	Step    string    `json:"step"`
+	Version int    `json:"version"`
+	Project string `json:"project"`
+	Service string `json:"service"`
+	statefile.Header
 	Started time.Time `json:"started"`
 	Flatten bool      `json:"flatten,omitempty"`
 	// KeepConfig: the container is recreated with its own config (Rejoin), not compose's.
@@ -105,34 +61,9 @@ type journal struct {
 	Rebase *rebaseState `json:"rebase,omitempty"`
 }
 
-// crashHook is the environment variable naming a step after whose journal write
-// the process SIGKILLs itself; tests use it to simulate a crash.
-const crashHook = "MOLTCTL_REMOUNT_CRASH_AFTER"
+func (j *journal) save(step string) error { return journalFile(j.Project).Save(j, step) }
 
-func (j *journal) save(step string) error {
-	j.Step = step
-	if err := statefile.Save(JournalPath(j.Project), j); err != nil {
-		return fmt.Errorf("writing the journal: %w", err)
-	}
-	statefile.CrashAfter(crashHook, step)
-	return nil
-}
-
-func (j *journal) remove() error {
-	if err := statefile.Remove(JournalPath(j.Project)); err != nil {
-		return fmt.Errorf("removing the journal: %w", err)
-	}
-	return nil
-}
+func (j *journal) remove() error { return journalFile(j.Project).Remove() }
 
 // readJournal returns the project's journal, or nil when there is none.
-func readJournal(project string) (*journal, error) {
-	var j journal
-	if ok, err := statefile.Load(JournalPath(project), &j); !ok || err != nil {
-		if err != nil {
-			return nil, fmt.Errorf("reading the journal: %w", err)
-		}
-		return nil, nil
-	}
-	return &j, nil
-}
+func readJournal(project string) (*journal, error) { return journalFile(project).Load() }

@@ -1,8 +1,10 @@
-// Package statefile keeps the small JSON files with which moltctl's multi-step
-// operations (remount, migrate, copy-back) record their last completed step,
-// so that a kill -9 between any two steps can be finished or undone. Files are
-// written atomically and durably, 0600 in a 0700 directory (they can hold
-// compose files' content).
+// Package statefile owns moltctl's state directory (Dir, ProjectDir), the
+// per-project lock (Lock) and the journals (Journal) with which the multi-step
+// operations (migrate, its copy-back, remount, group remounts) record their
+// last completed step, so that a kill -9 between any two steps can be
+// finished or undone; and the one crash-point mechanism the kill -9 tests use
+// (Arm, CrashEnv). Files are written atomically and durably, 0600 in a 0700
+// directory (they can hold compose files' content).
 package statefile
 
 import (
@@ -57,16 +59,6 @@ func Remove(path string) error {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
 	return nil
-}
-
-// CrashAfter kills the process with SIGKILL, never returning, when the
-// environment variable hook holds step. Tests set it to simulate a crash right
-// after a step was journaled.
-func CrashAfter(hook, step string) {
-	if step != "" && os.Getenv(hook) == step {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {}
-	}
 }
 
 // ErrNoRoom: the file system of the state directory can't hold the journals
