@@ -107,83 +107,139 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	// Everything that can be checked is checked before anything changes.
+	env, err := commandEnv(opts)
+	if err != nil {
+		return err
+	}
+	asRoot := os.Geteuid() == 0
+	u, err := checkUser(&opts, env, asRoot)
+	if err != nil {
+		return err
+	}
+	legacy, err := checkLegacy(opts)
+	if err != nil {
+		return err
+	}
+	if opts.DryRun {
+		return dryRun(ctx, opts, u)
+	}
+	if asRoot {
+		env, err = prepareAndDrop(ctx, opts, u, legacy, env)
+	} else {
+		err = checkDirs(opts.Dirs)
+	}
+	if err != nil {
+		return err
+	}
+	if err := migrateLegacy(ctx, opts, legacy); err != nil {
+		return err
+	}
+	return execCommand(ctx, opts.Command, env)
+}
+
+// commandEnv is CMD's environment (PATH defaulting to DefaultPath), once CMD
+// is found on its PATH.
+func commandEnv(opts Options) ([]string, error) {
 	env := opts.Env
 	if getEnv(env, "PATH") == "" {
 		env = setEnv(env, "PATH", DefaultPath)
 	}
 	if _, err := lookPath(opts.Command[0], getEnv(env, "PATH")); err != nil {
-		return err
+		return nil, err
 	}
-	asRoot := os.Geteuid() == 0
-	var u *User
-	if asRoot {
-		var err error
-		if u, err = checkAsRoot(&opts); err != nil {
-			return err
-		}
-	} else {
-		if opts.Home == "" {
-			opts.Home = getEnv(env, "HOME")
-		}
-		if w := userMismatch(opts.User, opts.EtcDir); w != "" {
-			opts.progress(Event{Kind: EventWarning, Message: w})
-		}
-	}
-	var legacy *legacyPlan
-	if opts.Legacy != "off" {
-		if opts.Home == "" {
-			return errors.New("no home directory for the legacy state migration: set MOLTCTL_HOME, or MOLTCTL_LEGACY=off")
-		}
-		var err error
-		if legacy, err = planLegacy(opts.Legacy, opts.Home); err != nil {
-			return fmt.Errorf("legacy state migration: %w", err)
-		}
-	}
+	return env, nil
+}
 
-	if opts.DryRun {
-		return dryRun(ctx, opts, u)
-	}
+// checkUser returns the user to become when started as root. Started as
+// another user, it defaults opts.Home from env and warns when the configured
+// user is not the caller; the user is nil.
+func checkUser(opts *Options, env []string, asRoot bool) (*User, error) {
 	if asRoot {
-		userDirs, err := prepareAsRoot(ctx, opts, u, legacy)
-		if err != nil {
-			return err
+		return checkAsRoot(opts)
+	}
+	if opts.Home == "" {
+		opts.Home = getEnv(env, "HOME")
+	}
+	if w := userMismatch(opts.User, opts.EtcDir); w != "" {
+		opts.progress(Event{Kind: EventWarning, Message: w})
+	}
+	return nil, nil
+}
+
+// checkLegacy plans the legacy state migration (nil when it is off).
+func checkLegacy(opts Options) (*legacyPlan, error) {
+	if opts.Legacy == "off" {
+		return nil, nil
+	}
+	if opts.Home == "" {
+		return nil, errors.New("no home directory for the legacy state migration: set MOLTCTL_HOME, or MOLTCTL_LEGACY=off")
+	}
+	legacy, err := planLegacy(opts.Legacy, opts.Home)
+	if err != nil {
+		return nil, fmt.Errorf("legacy state migration: %w", err)
+	}
+	return legacy, nil
+}
+
+// prepareAndDrop prepares the directories as root, drops to u and checks, as
+// u, the directories root could not reach; it returns CMD's environment for u.
+func prepareAndDrop(ctx context.Context, opts Options, u *User, legacy *legacyPlan, env []string) ([]string, error) {
+	userDirs, err := prepareAsRoot(ctx, opts, u, legacy)
+	if err != nil {
+		return nil, err
+	}
+	env, name, err := becomeUser(u, env)
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range userDirs {
+		if err := checkDir(dir); err != nil {
+			return nil, fmt.Errorf("checking state directory as %d:%d (root may not reach it without CAP_DAC_OVERRIDE): %w", u.UID, u.GID, err)
 		}
-		var name string
-		if env, name, err = becomeUser(u, env); err != nil {
-			return err
-		}
-		for _, dir := range userDirs {
-			if err := checkDir(dir); err != nil {
-				return fmt.Errorf("checking state directory as %d:%d (root may not reach it without CAP_DAC_OVERRIDE): %w", u.UID, u.GID, err)
-			}
-			opts.progress(Event{Kind: EventWarning, Message: fmt.Sprintf("%q: root may not reach it without CAP_DAC_OVERRIDE; left to %s, who can write it", dir, name)})
-		}
-	} else {
-		for _, dir := range opts.Dirs {
-			if err := checkDir(dir); err != nil {
-				return fmt.Errorf("checking state directory: %w", err)
-			}
+		opts.progress(Event{Kind: EventWarning, Message: fmt.Sprintf("%q: root may not reach it without CAP_DAC_OVERRIDE; left to %s, who can write it", dir, name)})
+	}
+	return env, nil
+}
+
+// checkDirs checks, started as a user other than root, that each directory
+// exists (created if possible) and is writable.
+func checkDirs(dirs []string) error {
+	for _, dir := range dirs {
+		if err := checkDir(dir); err != nil {
+			return fmt.Errorf("checking state directory: %w", err)
 		}
 	}
-	// The migration runs with the user's credentials: no path operation as
-	// root in a directory the user controls, and what it creates is theirs.
-	if legacy != nil {
-		warnings, err := legacy.run(ctx)
-		if err != nil {
-			return fmt.Errorf("migrating legacy state: %w", err)
-		}
-		for _, w := range warnings {
-			opts.progress(Event{Kind: EventWarning, Message: w})
-		}
+	return nil
+}
+
+// migrateLegacy runs the legacy state migration, if any. It runs with the
+// user's credentials: no path operation as root in a directory the user
+// controls, and what it creates is theirs.
+func migrateLegacy(ctx context.Context, opts Options, legacy *legacyPlan) error {
+	if legacy == nil {
+		return nil
 	}
-	path, err := lookPath(opts.Command[0], getEnv(env, "PATH")) // as the user now
+	warnings, err := legacy.run(ctx)
+	if err != nil {
+		return fmt.Errorf("migrating legacy state: %w", err)
+	}
+	for _, w := range warnings {
+		opts.progress(Event{Kind: EventWarning, Message: w})
+	}
+	return nil
+}
+
+// execCommand looks CMD up on env's PATH (as the user now) and execs it; it
+// returns only on failure, or when ctx has ended.
+func execCommand(ctx context.Context, command, env []string) error {
+	path, err := lookPath(command[0], getEnv(env, "PATH"))
 	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err = unix.Exec(path, opts.Command, env)
+	err = unix.Exec(path, command, env)
 	return fmt.Errorf("executing %q: %w", path, err)
 }
 

@@ -99,109 +99,18 @@ func Locate(files []string, env map[string]string) (map[MountRef]string, error) 
 // Files without changes get no Edit. It returns an error wrapping ErrCannotEdit
 // for any mount it can't edit safely, and then no edits at all.
 func Rewrite(files []string, env map[string]string, conversions []Conversion) ([]Edit, error) {
-	type fileState struct {
-		ctx   *editContext
-		edits []textEdit
-		convs []Conversion
-	}
-	decls, parsed, err := declare(files, env, os.ReadFile)
+	r, err := newRewriter(files, env)
 	if err != nil {
 		return nil, err
 	}
-	state := map[string]*fileState{}
-	load := func(f string) *fileState {
-		if st, ok := state[f]; ok {
-			return st
-		}
-		pf := parsed[f]
-		st := &fileState{ctx: newEditContext(pf.src, pf.doc)}
-		state[f] = st
-		return st
-	}
-	order := func(f string) int {
-		if i := slices.Index(files, f); i >= 0 {
-			return i
-		}
-		return len(files)
-	}
-	edited := map[*yaml.Node]bool{}
 	for _, c := range conversions {
-		if !validKey(c.Key) {
-			return nil, fmt.Errorf("rewriting the compose files: invalid volume key %q", c.Key)
+		if err := r.convert(c); err != nil {
+			return nil, err
 		}
-		if !strings.HasPrefix(c.Source, "/") || !utf8.ValidString(c.Source) {
-			return nil, fmt.Errorf("rewriting the compose files: volume %s: source %q is not an absolute path", c.Key, c.Source)
-		}
-		if len(c.Mounts) == 0 {
-			continue
-		}
-		in := map[MountRef]bool{}
-		for _, m := range c.Mounts {
-			in[m.MountRef] = true
-		}
-		home := ""
-		for _, m := range c.Mounts {
-			d, ok := decls[m.MountRef]
-			if !ok || d.file != m.File {
-				return nil, fmt.Errorf("rewriting %s: service %s, mount %s is not declared in this file: %w",
-					m.File, m.Service, m.Target, ErrCannotEdit)
-			}
-			for _, r := range d.group {
-				if !in[r] {
-					return nil, fmt.Errorf("rewriting %s, service %s, mount %s: declared once through %s for %s, and %s is not converted the same way: %w",
-						m.File, m.Service, m.Target, d.via, refList(d.group), refList([]MountRef{r}), ErrCannotEdit)
-				}
-			}
-			if order(m.File) < len(files) && (home == "" || order(m.File) < order(home)) {
-				home = m.File
-			}
-			if node := deref(d.sm.item); edited[node] {
-				continue
-			} else {
-				edited[node] = true
-			}
-			st := load(d.file)
-			edits, err := mountEdits(st.ctx, d.sm, c.Key, c.NoCopy, c.FromVolume)
-			if err != nil {
-				return nil, fmt.Errorf("rewriting %s, service %s, mount %s: %w", m.File, m.Service, m.Target, err)
-			}
-			st.edits = append(st.edits, edits...)
-		}
-		if home == "" {
-			home = files[0]
-		}
-		st := load(home)
-		st.convs = append(st.convs, c)
 	}
-	paths := make([]string, 0, len(state))
-	for f := range state {
-		paths = append(paths, f)
-	}
-	slices.SortFunc(paths, func(a, b string) int {
-		if d := order(a) - order(b); d != 0 {
-			return d
-		}
-		return strings.Compare(a, b)
-	})
-	out := []Edit{}
-	content := map[string][]byte{}
-	for _, f := range paths {
-		st := state[f]
-		if len(st.convs) > 0 {
-			e, err := volumesEdits(st.ctx.src, st.ctx.doc, st.convs)
-			if err != nil {
-				return nil, fmt.Errorf("rewriting %s: %w", f, err)
-			}
-			st.edits = append(st.edits, e...)
-		}
-		nb, err := applyText(st.ctx.src, st.edits)
-		if err != nil {
-			return nil, fmt.Errorf("rewriting %s: %w", f, err)
-		}
-		if !bytes.Equal(nb, st.ctx.src) {
-			out = append(out, Edit{Path: f, Old: st.ctx.src, New: nb})
-			content[f] = nb
-		}
+	out, content, err := r.apply()
+	if err != nil {
+		return nil, err
 	}
 	if err := verify(files, env, content, conversions); err != nil {
 		return nil, fmt.Errorf("rewriting the compose files: %w", err)
@@ -210,6 +119,172 @@ func Rewrite(files []string, env map[string]string, conversions []Conversion) ([
 		return nil, nil
 	}
 	return out, nil
+}
+
+// rewriter is the state of one Rewrite: the parsed files, where each mount is
+// declared, and the edits collected so far per file.
+type rewriter struct {
+	files  []string
+	decls  map[MountRef]*decl
+	parsed map[string]*parsedFile
+	state  map[string]*fileEdits
+	edited map[*yaml.Node]bool // mount entries already edited (shared through anchors or extends:)
+}
+
+// fileEdits is what Rewrite changes in one file: the mount edits and the
+// conversions whose volumes it declares at the top level.
+type fileEdits struct {
+	ctx   *editContext
+	edits []textEdit
+	convs []Conversion
+}
+
+func newRewriter(files []string, env map[string]string) (*rewriter, error) {
+	decls, parsed, err := declare(files, env, os.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	return &rewriter{files: files, decls: decls, parsed: parsed,
+		state: map[string]*fileEdits{}, edited: map[*yaml.Node]bool{}}, nil
+}
+
+// load returns the edits of file f, starting them on first use.
+func (r *rewriter) load(f string) *fileEdits {
+	if st, ok := r.state[f]; ok {
+		return st
+	}
+	pf := r.parsed[f]
+	st := &fileEdits{ctx: newEditContext(pf.src, pf.doc)}
+	r.state[f] = st
+	return st
+}
+
+// order is the position of f among the -f files, len(files) for the others
+// (files reached through extends:).
+func (r *rewriter) order(f string) int {
+	if i := slices.Index(r.files, f); i >= 0 {
+		return i
+	}
+	return len(r.files)
+}
+
+// convert collects the edits of one conversion: each of its mounts, and the
+// volume's top-level entry in its home file.
+func (r *rewriter) convert(c Conversion) error {
+	if err := checkConversion(c); err != nil {
+		return err
+	}
+	if len(c.Mounts) == 0 {
+		return nil
+	}
+	in := map[MountRef]bool{}
+	for _, m := range c.Mounts {
+		in[m.MountRef] = true
+	}
+	for _, m := range c.Mounts {
+		if err := r.editMount(c, m, in); err != nil {
+			return err
+		}
+	}
+	st := r.load(r.home(c.Mounts))
+	st.convs = append(st.convs, c)
+	return nil
+}
+
+// checkConversion refuses a conversion whose key or source can't be written.
+func checkConversion(c Conversion) error {
+	if !validKey(c.Key) {
+		return fmt.Errorf("rewriting the compose files: invalid volume key %q", c.Key)
+	}
+	if !strings.HasPrefix(c.Source, "/") || !utf8.ValidString(c.Source) {
+		return fmt.Errorf("rewriting the compose files: volume %s: source %q is not an absolute path", c.Key, c.Source)
+	}
+	return nil
+}
+
+// editMount collects the edits of mount m of conversion c, once per mount
+// entry, refusing an entry shared with a mount that is not in the conversion
+// (in).
+func (r *rewriter) editMount(c Conversion, m Mount, in map[MountRef]bool) error {
+	d, ok := r.decls[m.MountRef]
+	if !ok || d.file != m.File {
+		return fmt.Errorf("rewriting %s: service %s, mount %s is not declared in this file: %w",
+			m.File, m.Service, m.Target, ErrCannotEdit)
+	}
+	for _, ref := range d.group {
+		if !in[ref] {
+			return fmt.Errorf("rewriting %s, service %s, mount %s: declared once through %s for %s, and %s is not converted the same way: %w",
+				m.File, m.Service, m.Target, d.via, refList(d.group), refList([]MountRef{ref}), ErrCannotEdit)
+		}
+	}
+	node := deref(d.sm.item)
+	if r.edited[node] {
+		return nil
+	}
+	r.edited[node] = true
+	st := r.load(d.file)
+	edits, err := mountEdits(st.ctx, d.sm, c.Key, c.NoCopy, c.FromVolume)
+	if err != nil {
+		return fmt.Errorf("rewriting %s, service %s, mount %s: %w", m.File, m.Service, m.Target, err)
+	}
+	st.edits = append(st.edits, edits...)
+	return nil
+}
+
+// home is the file whose top-level volumes: gets the volume of mounts: the
+// first -f file declaring one of them, else the first -f file.
+func (r *rewriter) home(mounts []Mount) string {
+	home := ""
+	for _, m := range mounts {
+		if r.order(m.File) < len(r.files) && (home == "" || r.order(m.File) < r.order(home)) {
+			home = m.File
+		}
+	}
+	if home == "" {
+		home = r.files[0]
+	}
+	return home
+}
+
+// apply adds the top-level volume entries and applies the edits of every file
+// in -f order, returning the files that change and their new content.
+func (r *rewriter) apply() ([]Edit, map[string][]byte, error) {
+	out := []Edit{}
+	content := map[string][]byte{}
+	for _, f := range r.paths() {
+		st := r.state[f]
+		if len(st.convs) > 0 {
+			e, err := volumesEdits(st.ctx.src, st.ctx.doc, st.convs)
+			if err != nil {
+				return nil, nil, fmt.Errorf("rewriting %s: %w", f, err)
+			}
+			st.edits = append(st.edits, e...)
+		}
+		nb, err := applyText(st.ctx.src, st.edits)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rewriting %s: %w", f, err)
+		}
+		if !bytes.Equal(nb, st.ctx.src) {
+			out = append(out, Edit{Path: f, Old: st.ctx.src, New: nb})
+			content[f] = nb
+		}
+	}
+	return out, content, nil
+}
+
+// paths lists the edited files in -f order, then the others by name.
+func (r *rewriter) paths() []string {
+	paths := make([]string, 0, len(r.state))
+	for f := range r.state {
+		paths = append(paths, f)
+	}
+	slices.SortFunc(paths, func(a, b string) int {
+		if d := r.order(a) - r.order(b); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	return paths
 }
 
 // verify reads the files back with their new content and checks that every
@@ -495,107 +570,162 @@ func newEditContext(src []byte, doc *yaml.Node) *editContext {
 // key. A mount entry reached through YAML aliases is edited where it is
 // written; Rewrite has checked that every mount sharing it converts alike.
 func mountEdits(ec *editContext, sm serviceMount, key string, nocopy bool, fromVolume string) ([]textEdit, error) {
-	src, doc, aliased, lines := ec.src, ec.doc, ec.aliased, ec.lines
-	item := deref(sm.item)
 	if sm.typ == "volume" && sm.source == key {
 		return nil, nil // already converted: rewriting twice changes nothing
 	}
-	switch {
-	case fromVolume != "":
-		if sm.typ != "volume" || sm.source != fromVolume {
-			return nil, fmt.Errorf("not a mount of volume %s: %w", fromVolume, ErrCannotEdit)
-		}
-	case sm.typ != "bind" && !(sm.typ == "" && item.Kind == yaml.ScalarNode):
-		return nil, fmt.Errorf("a %q mount, not a bind mount: %w", sm.typ, ErrCannotEdit)
-	}
-	for _, c := range item.Content {
-		if hasAnchoredAlias(c, aliased) {
-			return nil, fmt.Errorf("contains a YAML anchor or alias used elsewhere: %w", ErrCannotEdit)
-		}
+	item := deref(sm.item)
+	if err := checkConvertible(ec, sm, item, fromVolume); err != nil {
+		return nil, err
 	}
 	switch item.Kind {
 	case yaml.ScalarNode:
-		if sm.opaque {
-			return nil, fmt.Errorf("%q: variables hide where the source ends and the target starts: %w", item.Value, ErrCannotEdit)
-		}
-		_, dst, mode, _ := splitShort(item.Value)
-		v := key + ":" + dst
-		if mode != "" {
-			v += ":" + mode
-		}
-		if nocopy && !slices.Contains(strings.Split(mode, ","), "nocopy") {
-			if mode == "" {
-				v += ":nocopy"
-			} else {
-				v += ",nocopy"
-			}
-		}
-		e, err := replaceScalar(src, lines, item, v)
-		if err != nil {
-			return nil, err
-		}
-		return []textEdit{e}, nil
+		return shortMountEdits(ec, sm, item, key, nocopy)
 	case yaml.MappingNode:
-		var out []textEdit
-		_, ty := mapGet(item, "type")
-		_, so := mapGet(item, "source")
-		if ty == nil || so == nil || ty.Kind != yaml.ScalarNode || so.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("long syntax without scalar type and source: %w", ErrCannotEdit)
+		return longMountEdits(ec, item, key, nocopy)
+	}
+	return nil, fmt.Errorf("unexpected mount syntax: %w", ErrCannotEdit)
+}
+
+// checkConvertible refuses a mount that is not a bind mount (or, with
+// fromVolume, a mount of that volume) and one holding an anchor or alias that
+// is used elsewhere.
+func checkConvertible(ec *editContext, sm serviceMount, item *yaml.Node, fromVolume string) error {
+	switch {
+	case fromVolume != "":
+		if sm.typ != "volume" || sm.source != fromVolume {
+			return fmt.Errorf("not a mount of volume %s: %w", fromVolume, ErrCannotEdit)
 		}
-		if ty.Value != "volume" {
-			e, err := replaceScalar(src, lines, ty, "volume")
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, e)
+	case sm.typ != "bind" && !(sm.typ == "" && item.Kind == yaml.ScalarNode):
+		return fmt.Errorf("a %q mount, not a bind mount: %w", sm.typ, ErrCannotEdit)
+	}
+	for _, c := range item.Content {
+		if hasAnchoredAlias(c, ec.aliased) {
+			return fmt.Errorf("contains a YAML anchor or alias used elsewhere: %w", ErrCannotEdit)
 		}
-		e, err := replaceScalar(src, lines, so, key)
+	}
+	return nil
+}
+
+// shortMountEdits rewrites a short-syntax mount "SRC:DST[:MODE]" as
+// "KEY:DST[:MODE]", adding nocopy to the mode when asked.
+func shortMountEdits(ec *editContext, sm serviceMount, item *yaml.Node, key string, nocopy bool) ([]textEdit, error) {
+	if sm.opaque {
+		return nil, fmt.Errorf("%q: variables hide where the source ends and the target starts: %w", item.Value, ErrCannotEdit)
+	}
+	_, dst, mode, _ := splitShort(item.Value)
+	v := key + ":" + dst
+	if mode != "" {
+		v += ":" + mode
+	}
+	if nocopy && !slices.Contains(strings.Split(mode, ","), "nocopy") {
+		if mode == "" {
+			v += ":nocopy"
+		} else {
+			v += ",nocopy"
+		}
+	}
+	e, err := replaceScalar(ec.src, ec.lines, item, v)
+	if err != nil {
+		return nil, err
+	}
+	return []textEdit{e}, nil
+}
+
+// longMountEdits rewrites a long-syntax mount: type volume, source key, its
+// bind: options removed (unless they carry an SELinux label) and, with nocopy,
+// a volume: nocopy: true added.
+func longMountEdits(ec *editContext, item *yaml.Node, key string, nocopy bool) ([]textEdit, error) {
+	out, err := typeSourceEdits(ec, item, key)
+	if err != nil {
+		return nil, err
+	}
+	bk, bv := mapGet(item, "bind")
+	if _, sel := mapGet(deref(bv), "selinux"); sel != nil {
+		bk, bv = nil, nil // the label stays: compose applies it to the volume too
+	}
+	if err := checkLongOptions(item, bk, nocopy); err != nil {
+		return nil, err
+	}
+	if bk != nil {
+		e, err := removeBind(ec, item, bk, bv)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)
-		bk, bv := mapGet(item, "bind")
-		if _, sel := mapGet(deref(bv), "selinux"); sel != nil {
-			bk, bv = nil, nil // the label stays: compose applies it to the volume too
-		}
-		_, vv := mapGet(item, "volume")
-		needLines := bk != nil || (nocopy && vv == nil)
-		if needLines && item.Style&yaml.FlowStyle != 0 {
-			return nil, fmt.Errorf("flow-style mapping would need lines added or removed: %w", ErrCannotEdit)
-		}
-		if nocopy && vv != nil {
-			return nil, fmt.Errorf("long syntax with volume: options on a bind mount: %w", ErrCannotEdit)
-		}
-		if bk != nil {
-			if item.Content[0] == bk {
-				return nil, fmt.Errorf("bind: is the first key of the mount: %w", ErrCannotEdit)
-			}
-			last := lastLine(bv)
-			if !ownsLines(item, bk, bk.Line, last) {
-				return nil, fmt.Errorf("bind: options share lines with other keys: %w", ErrCannotEdit)
-			}
-			out = append(out, textEdit{start: lines.start(bk.Line), end: lines.start(last + 1)})
-		}
-		if nocopy {
-			last := 0
-			for i := 0; i+1 < len(item.Content); i += 2 {
-				if item.Content[i] == bk {
-					continue
-				}
-				last = max(last, lastLine(item.Content[i+1]), item.Content[i].Line)
-			}
-			indent := strings.Repeat(" ", item.Column-1)
-			nl := newline(src)
-			text := indent + "volume:" + nl + indent + indentUnit(doc) + "nocopy: true" + nl
-			at := lines.start(last + 1)
-			if at == len(src) && len(src) > 0 && src[len(src)-1] != '\n' {
-				text = nl + text
-			}
-			out = append(out, textEdit{start: at, end: at, text: text})
-		}
-		return out, nil
 	}
-	return nil, fmt.Errorf("unexpected mount syntax: %w", ErrCannotEdit)
+	if nocopy {
+		out = append(out, addNocopy(ec, item, bk))
+	}
+	return out, nil
+}
+
+// typeSourceEdits sets type: volume and source: key in a long-syntax mount.
+func typeSourceEdits(ec *editContext, item *yaml.Node, key string) ([]textEdit, error) {
+	var out []textEdit
+	_, ty := mapGet(item, "type")
+	_, so := mapGet(item, "source")
+	if ty == nil || so == nil || ty.Kind != yaml.ScalarNode || so.Kind != yaml.ScalarNode {
+		return nil, fmt.Errorf("long syntax without scalar type and source: %w", ErrCannotEdit)
+	}
+	if ty.Value != "volume" {
+		e, err := replaceScalar(ec.src, ec.lines, ty, "volume")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	e, err := replaceScalar(ec.src, ec.lines, so, key)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, e), nil
+}
+
+// checkLongOptions refuses a long-syntax mount whose bind: key bk (nil when
+// it stays) or nocopy would need lines of a flow-style mapping changed, and a
+// bind mount that already has volume: options when nocopy adds some.
+func checkLongOptions(item, bk *yaml.Node, nocopy bool) error {
+	_, vv := mapGet(item, "volume")
+	needLines := bk != nil || (nocopy && vv == nil)
+	if needLines && item.Style&yaml.FlowStyle != 0 {
+		return fmt.Errorf("flow-style mapping would need lines added or removed: %w", ErrCannotEdit)
+	}
+	if nocopy && vv != nil {
+		return fmt.Errorf("long syntax with volume: options on a bind mount: %w", ErrCannotEdit)
+	}
+	return nil
+}
+
+// removeBind deletes the lines of the bind: key bk and its value bv.
+func removeBind(ec *editContext, item, bk, bv *yaml.Node) (textEdit, error) {
+	if item.Content[0] == bk {
+		return textEdit{}, fmt.Errorf("bind: is the first key of the mount: %w", ErrCannotEdit)
+	}
+	last := lastLine(bv)
+	if !ownsLines(item, bk, bk.Line, last) {
+		return textEdit{}, fmt.Errorf("bind: options share lines with other keys: %w", ErrCannotEdit)
+	}
+	return textEdit{start: ec.lines.start(bk.Line), end: ec.lines.start(last + 1)}, nil
+}
+
+// addNocopy inserts "volume: nocopy: true" after the last line of the mount
+// (not counting the bind: key bk, which is removed).
+func addNocopy(ec *editContext, item, bk *yaml.Node) textEdit {
+	last := 0
+	for i := 0; i+1 < len(item.Content); i += 2 {
+		if item.Content[i] == bk {
+			continue
+		}
+		last = max(last, lastLine(item.Content[i+1]), item.Content[i].Line)
+	}
+	indent := strings.Repeat(" ", item.Column-1)
+	nl := newline(ec.src)
+	text := indent + "volume:" + nl + indent + indentUnit(ec.doc) + "nocopy: true" + nl
+	at := ec.lines.start(last + 1)
+	if at == len(ec.src) && len(ec.src) > 0 && ec.src[len(ec.src)-1] != '\n' {
+		text = nl + text
+	}
+	return textEdit{start: at, end: at, text: text}
 }
 
 // ownsLines reports whether no key of m other than k starts on lines from..to.

@@ -76,85 +76,124 @@ func describeUse(src string, u bindUse) string {
 // paths (relative, slash-separated) of the converted sources directly below
 // it: the outer copy leaves them out.
 func nestSources(uses map[string][]bindUse, extra []hostReader, facts map[string]*volumes.SourceInfo, convert map[string]bool, reasons map[string]string) map[string][]string {
-	sources := slices.Sorted(maps.Keys(uses))
-	// Compared as the engine's host binds them: symlinks and bind mounts
-	// resolved (volumes.SourceInfo.Under).
-	inside := func(p, o string) bool {
-		rel, ok := under(facts, p, o)
-		return ok && rel != "."
-	}
-	same := func(p, o string) bool {
-		rel, ok := under(facts, p, o)
-		return ok && rel == "."
-	}
-	relative := func(p, o string) string {
-		rel, _ := under(facts, p, o)
-		return rel
-	}
-	firstUse := func(src string) string {
-		if len(uses[src]) == 0 {
-			return src
-		}
-		return describeUse(src, uses[src][0])
-	}
-	for changed := true; changed; {
-		changed = false
-		keep := func(src, reason string) {
-			if convert[src] {
-				delete(convert, src)
-				reasons[src] = reason
-				changed = true
-			}
-		}
-		for _, o := range sources {
-			if reasons[o] == ReasonSystem {
-				continue // a view of the host as a whole (/:/host:ro), not a shared directory
-			}
-			for _, x := range extra {
-				if convert[o] && inside(x.path, o) {
-					keep(o, fmt.Sprintf("%s %s (%s)", ReasonHolds, x.path, x.who))
-				}
-			}
-			for _, p := range sources {
-				if p != o && same(p, o) { // one directory under two names (a link, a bind mount)
-					keep(p, ReasonOverlap+" "+firstUse(o))
-					keep(o, ReasonOverlap+" "+firstUse(p))
-					continue
-				}
-				if p == o || !inside(p, o) || !convert[o] && !convert[p] {
-					continue
-				}
-				ok, bad := matching(uses, o, p, relative(p, o))
-				switch {
-				case convert[p] && ok:
-					// p's volume hides that subtree of o everywhere: a converted o
-					// leaves it out of its copy, a bind o keeps it on the host unseen
-				case !convert[p]:
-					keep(o, ReasonHolds+" "+firstUse(p))
-				default:
-					keep(p, ReasonOverlap+" "+describeUse(o, bad))
-					keep(o, ReasonOverlap+" "+firstUse(p))
-				}
-			}
+	n := &nester{uses: uses, extra: extra, facts: facts, convert: convert, reasons: reasons,
+		sources: slices.Sorted(maps.Keys(uses))}
+	for n.changed = true; n.changed; {
+		n.changed = false
+		for _, o := range n.sources {
+			n.checkOuter(o)
 		}
 	}
+	return n.excludes()
+}
+
+// nester is the state of nestSources.
+type nester struct {
+	uses    map[string][]bindUse
+	extra   []hostReader
+	facts   map[string]*volumes.SourceInfo
+	convert map[string]bool
+	reasons map[string]string
+	sources []string // sorted
+	changed bool     // a source stopped being converted in this pass
+}
+
+// inside reports whether p is strictly below o. Sources are compared as the
+// engine's host binds them: symlinks and bind mounts resolved
+// (volumes.SourceInfo.Under).
+func (n *nester) inside(p, o string) bool {
+	rel, ok := under(n.facts, p, o)
+	return ok && rel != "."
+}
+
+// same reports whether p and o are one directory.
+func (n *nester) same(p, o string) bool {
+	rel, ok := under(n.facts, p, o)
+	return ok && rel == "."
+}
+
+// relative is p's path relative to o.
+func (n *nester) relative(p, o string) string {
+	rel, _ := under(n.facts, p, o)
+	return rel
+}
+
+// firstUse describes src by its first use.
+func (n *nester) firstUse(src string) string {
+	if len(n.uses[src]) == 0 {
+		return src
+	}
+	return describeUse(src, n.uses[src][0])
+}
+
+// keep makes src stay a bind for reason, if it was to be converted.
+func (n *nester) keep(src, reason string) {
+	if n.convert[src] {
+		delete(n.convert, src)
+		n.reasons[src] = reason
+		n.changed = true
+	}
+}
+
+// checkOuter applies the rules to source o and every source inside it.
+func (n *nester) checkOuter(o string) {
+	if n.reasons[o] == ReasonSystem {
+		return // a view of the host as a whole (/:/host:ro), not a shared directory
+	}
+	for _, x := range n.extra {
+		if n.convert[o] && n.inside(x.path, o) {
+			n.keep(o, fmt.Sprintf("%s %s (%s)", ReasonHolds, x.path, x.who))
+		}
+	}
+	for _, p := range n.sources {
+		n.checkPair(o, p)
+	}
+}
+
+// checkPair applies the rules to source p inside (or the same as) source o.
+func (n *nester) checkPair(o, p string) {
+	if p != o && n.same(p, o) { // one directory under two names (a link, a bind mount)
+		n.keep(p, ReasonOverlap+" "+n.firstUse(o))
+		n.keep(o, ReasonOverlap+" "+n.firstUse(p))
+		return
+	}
+	if p == o || !n.inside(p, o) || !n.convert[o] && !n.convert[p] {
+		return
+	}
+	ok, bad := matching(n.uses, o, p, n.relative(p, o))
+	switch {
+	case n.convert[p] && ok:
+		// p's volume hides that subtree of o everywhere: a converted o
+		// leaves it out of its copy, a bind o keeps it on the host unseen
+	case !n.convert[p]:
+		n.keep(o, ReasonHolds+" "+n.firstUse(p))
+	default:
+		n.keep(p, ReasonOverlap+" "+describeUse(o, bad))
+		n.keep(o, ReasonOverlap+" "+n.firstUse(p))
+	}
+}
+
+// excludes lists, per converted source, the converted sources directly below
+// it (relative paths, sorted).
+func (n *nester) excludes() map[string][]string {
 	excludes := map[string][]string{}
-	for _, o := range sources {
-		if !convert[o] {
+	for _, o := range n.sources {
+		if !n.convert[o] {
 			continue
 		}
-		for _, p := range sources {
-			if !convert[p] || !inside(p, o) {
-				continue
-			}
-			direct := !slices.ContainsFunc(sources, func(q string) bool {
-				return convert[q] && inside(q, o) && inside(p, q)
-			})
-			if direct {
-				excludes[o] = append(excludes[o], relative(p, o))
+		for _, p := range n.sources {
+			if n.convert[p] && n.inside(p, o) && n.directlyBelow(p, o) {
+				excludes[o] = append(excludes[o], n.relative(p, o))
 			}
 		}
 		slices.Sort(excludes[o])
 	}
 	return excludes
+}
+
+// directlyBelow reports whether no converted source lies between p and o.
+func (n *nester) directlyBelow(p, o string) bool {
+	return !slices.ContainsFunc(n.sources, func(q string) bool {
+		return n.convert[q] && n.inside(q, o) && n.inside(p, q)
+	})
 }

@@ -165,41 +165,29 @@ type rebasePlan struct {
 // old and new images at those paths.
 func (r *run) planRebase(ctx context.Context, id string) (*rebasePlan, error) {
 	eng := r.eng.(rebaseEngine)
+	changes, err := r.rebaseChanges(ctx, eng, id)
+	if err != nil {
+		return nil, err
+	}
+	p := r.newRebasePlanner(ctx, eng, id, changes)
+	defer p.removeTemps()
+	for _, ch := range changes {
+		if err := p.plan(ch); err != nil {
+			return nil, err
+		}
+	}
+	return p.pl, nil
+}
+
+// rebaseChanges lists what the writable layer of container id changes, sorted
+// by path: its diff, merged with the snapshot's layer record when the layer
+// was restored from one.
+func (r *run) rebaseChanges(ctx context.Context, eng rebaseEngine, id string) ([]container.FilesystemChange, error) {
 	rs := r.j.Rebase
 	diff, err := eng.ContainerDiff(ctx, id, client.ContainerDiffOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing the writable layer: %w", err)
 	}
-	// The images' entries are looked up through containers made on first need,
-	// and kept: images don't change, so after the stop only the layer is read again.
-	if r.imageEntries == nil {
-		r.imageEntries = map[string]*fsEntry{}
-	}
-	tmps := map[string]string{}
-	defer func() {
-		for _, id := range tmps {
-			r.removeContainer(context.WithoutCancel(ctx), id)
-		}
-	}()
-	imageEntry := func(image, p string) (*fsEntry, error) {
-		key := image + "\x00" + p
-		if e, ok := r.imageEntries[key]; ok {
-			return e, nil
-		}
-		if tmps[image] == "" {
-			id, err := r.tempContainer(ctx, image, nil)
-			if err != nil {
-				return nil, err
-			}
-			tmps[image] = id
-		}
-		e, err := entry(ctx, eng, tmps[image], p)
-		if err == nil {
-			r.imageEntries[key] = e
-		}
-		return e, err
-	}
-
 	changes := diff.Changes
 	if rs.Snapshot != "" {
 		rec, err := loadLayerRecord(r.j.Project, rs.Snapshot)
@@ -209,110 +197,189 @@ func (r *run) planRebase(ctx context.Context, id string) (*rebasePlan, error) {
 		changes = changeList(mergeChanges(rec.Changes, diff.Changes))
 	}
 	sort.Slice(changes, func(a, b int) bool { return changes[a].Path < changes[b].Path })
-	pl := &rebasePlan{changes: changes, result: &RebaseResult{OldImage: rs.OldImage, NewImage: rs.NewImage, Policy: rs.Policy, Image: rs.Tag}}
-	var done []string // paths whose subtree is handled
-	under := func(p string) bool {
-		for _, d := range done {
-			if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") {
-				return true
-			}
-		}
-		return false
+	return changes, nil
+}
+
+// rebasePlanner builds a rebasePlan one layer change at a time.
+type rebasePlanner struct {
+	r    *run
+	ctx  context.Context
+	eng  rebaseEngine
+	id   string // the container whose layer is rebased
+	rs   *rebaseState
+	tmps map[string]string // image -> container made to read its entries
+	pl   *rebasePlan
+	done []string // paths whose subtree is handled
+}
+
+func (r *run) newRebasePlanner(ctx context.Context, eng rebaseEngine, id string, changes []container.FilesystemChange) *rebasePlanner {
+	// The images' entries are looked up through containers made on first need,
+	// and kept: images don't change, so after the stop only the layer is read again.
+	if r.imageEntries == nil {
+		r.imageEntries = map[string]*fsEntry{}
 	}
-	conflict := func(p, what string) bool {
-		pl.result.Conflicts = append(pl.result.Conflicts, Conflict{Path: p, Layer: what, Winner: rs.Policy})
-		return rs.Policy == ConflictsLayer
+	rs := r.j.Rebase
+	return &rebasePlanner{r: r, ctx: ctx, eng: eng, id: id, rs: rs, tmps: map[string]string{},
+		pl: &rebasePlan{changes: changes, result: &RebaseResult{OldImage: rs.OldImage, NewImage: rs.NewImage, Policy: rs.Policy, Image: rs.Tag}}}
+}
+
+// removeTemps removes the containers made to read the images.
+func (p *rebasePlanner) removeTemps() {
+	for _, id := range p.tmps {
+		p.r.removeContainer(context.WithoutCancel(p.ctx), id)
 	}
-	for _, ch := range changes {
-		p := ch.Path
-		if under(p) {
-			continue
+}
+
+// imageEntry is path's entry in image (nil when it has none), read through a
+// container of the image made on first need.
+func (p *rebasePlanner) imageEntry(image, path string) (*fsEntry, error) {
+	key := image + "\x00" + path
+	if e, ok := p.r.imageEntries[key]; ok {
+		return e, nil
+	}
+	if p.tmps[image] == "" {
+		id, err := p.r.tempContainer(p.ctx, image, nil)
+		if err != nil {
+			return nil, err
 		}
-		switch ch.Kind {
-		case container.ChangeAdd:
-			pl.result.Added++
-			nw, err := imageEntry(rs.NewImage, p)
-			if err != nil {
-				return nil, err
-			}
-			if nw == nil {
-				pl.ops = append(pl.ops, rebaseOp{path: p})
-				done = append(done, p)
-				continue
-			}
-			ly, err := entry(ctx, eng, id, p)
-			if err != nil {
-				return nil, err
-			}
-			if ly == nil {
-				continue // gone meanwhile
-			}
-			if ly.dir() && nw.dir() {
-				// Both add the directory: its entries are handled one by one.
-				if !ly.same(nw) && conflict(p, "added") {
-					pl.ops = append(pl.ops, rebaseOp{path: p, headerOnly: true})
-				}
-				continue
-			}
-			if !ly.same(nw) && conflict(p, "added") {
-				pl.ops = append(pl.ops, rebaseOp{path: p})
-			}
-			done = append(done, p)
-		case container.ChangeModify:
-			pl.result.Changed++
-			ly, err := entry(ctx, eng, id, p)
-			if err != nil {
-				return nil, err
-			}
-			old, err := imageEntry(rs.OldImage, p)
-			if err != nil {
-				return nil, err
-			}
-			nw, err := imageEntry(rs.NewImage, p)
-			if err != nil {
-				return nil, err
-			}
-			if ly == nil {
-				continue
-			}
-			if ly.dir() && old != nil && old.dir() && ly.sameHeader(old) {
-				continue // copied up for an entry below it: handled with those
-			}
-			op := rebaseOp{path: p, headerOnly: ly.dir()}
-			if !old.same(nw) {
-				if conflict(p, "changed") {
-					pl.ops = append(pl.ops, op)
-				}
-				if !ly.dir() {
-					done = append(done, p)
-				}
-				continue
-			}
-			pl.ops = append(pl.ops, op)
-			if !ly.dir() {
-				done = append(done, p)
-			}
-		case container.ChangeDelete:
-			pl.result.Deleted++
-			done = append(done, p)
-			old, err := imageEntry(rs.OldImage, p)
-			if err != nil {
-				return nil, err
-			}
-			nw, err := imageEntry(rs.NewImage, p)
-			if err != nil {
-				return nil, err
-			}
-			if nw == nil {
-				continue // the new image does not have it either
-			}
-			if !old.same(nw) && !conflict(p, "deleted") {
-				continue
-			}
-			pl.ops = append(pl.ops, rebaseOp{path: p, delete: true})
+		p.tmps[image] = id
+	}
+	e, err := entry(p.ctx, p.eng, p.tmps[image], path)
+	if err == nil {
+		p.r.imageEntries[key] = e
+	}
+	return e, err
+}
+
+// layerEntry is path's entry in the container (nil when it has none).
+func (p *rebasePlanner) layerEntry(path string) (*fsEntry, error) {
+	return entry(p.ctx, p.eng, p.id, path)
+}
+
+// under reports whether path is in a subtree already handled.
+func (p *rebasePlanner) under(path string) bool {
+	for _, d := range p.done {
+		if path == d || strings.HasPrefix(path, strings.TrimSuffix(d, "/")+"/") {
+			return true
 		}
 	}
-	return pl, nil
+	return false
+}
+
+// handled marks path's subtree as handled.
+func (p *rebasePlanner) handled(path string) { p.done = append(p.done, path) }
+
+// conflict records that the layer and the new image both changed path, and
+// reports whether the layer's version wins.
+func (p *rebasePlanner) conflict(path, what string) bool {
+	p.pl.result.Conflicts = append(p.pl.result.Conflicts, Conflict{Path: path, Layer: what, Winner: p.rs.Policy})
+	return p.rs.Policy == ConflictsLayer
+}
+
+func (p *rebasePlanner) op(o rebaseOp) { p.pl.ops = append(p.pl.ops, o) }
+
+// plan adds the ops for one layer change.
+func (p *rebasePlanner) plan(ch container.FilesystemChange) error {
+	if p.under(ch.Path) {
+		return nil
+	}
+	switch ch.Kind {
+	case container.ChangeAdd:
+		return p.planAdd(ch.Path)
+	case container.ChangeModify:
+		return p.planModify(ch.Path)
+	case container.ChangeDelete:
+		return p.planDelete(ch.Path)
+	}
+	return nil
+}
+
+// planAdd copies a path the layer added, unless the new image has the same
+// (or, on a conflict, its version wins); directories both add are handled
+// entry by entry.
+func (p *rebasePlanner) planAdd(path string) error {
+	p.pl.result.Added++
+	nw, err := p.imageEntry(p.rs.NewImage, path)
+	if err != nil {
+		return err
+	}
+	if nw == nil {
+		p.op(rebaseOp{path: path})
+		p.handled(path)
+		return nil
+	}
+	ly, err := p.layerEntry(path)
+	if err != nil {
+		return err
+	}
+	if ly == nil {
+		return nil // gone meanwhile
+	}
+	if ly.dir() && nw.dir() {
+		// Both add the directory: its entries are handled one by one.
+		if !ly.same(nw) && p.conflict(path, "added") {
+			p.op(rebaseOp{path: path, headerOnly: true})
+		}
+		return nil
+	}
+	if !ly.same(nw) && p.conflict(path, "added") {
+		p.op(rebaseOp{path: path})
+	}
+	p.handled(path)
+	return nil
+}
+
+// planModify copies a path the layer changed (a directory's header only),
+// unless the new image changed it too and its version wins.
+func (p *rebasePlanner) planModify(path string) error {
+	p.pl.result.Changed++
+	ly, err := p.layerEntry(path)
+	if err != nil {
+		return err
+	}
+	old, err := p.imageEntry(p.rs.OldImage, path)
+	if err != nil {
+		return err
+	}
+	nw, err := p.imageEntry(p.rs.NewImage, path)
+	if err != nil {
+		return err
+	}
+	if ly == nil {
+		return nil
+	}
+	if ly.dir() && old != nil && old.dir() && ly.sameHeader(old) {
+		return nil // copied up for an entry below it: handled with those
+	}
+	if old.same(nw) || p.conflict(path, "changed") {
+		p.op(rebaseOp{path: path, headerOnly: ly.dir()})
+	}
+	if !ly.dir() {
+		p.handled(path)
+	}
+	return nil
+}
+
+// planDelete deletes a path the layer deleted from the new image, unless the
+// new image changed it and its version wins.
+func (p *rebasePlanner) planDelete(path string) error {
+	p.pl.result.Deleted++
+	p.handled(path)
+	old, err := p.imageEntry(p.rs.OldImage, path)
+	if err != nil {
+		return err
+	}
+	nw, err := p.imageEntry(p.rs.NewImage, path)
+	if err != nil {
+		return err
+	}
+	if nw == nil {
+		return nil // the new image does not have it either
+	}
+	if old.same(nw) || p.conflict(path, "deleted") {
+		p.op(rebaseOp{path: path, delete: true})
+	}
+	return nil
 }
 
 // tempContainer creates (never starts) a container of image for the rebase;

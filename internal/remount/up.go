@@ -115,67 +115,109 @@ func planUp(ctx context.Context, eng UpEngine, cli *compose.CLI, opts UpOptions)
 	}
 	var plan []UpPlan
 	for _, name := range p.ServiceNames() {
-		cs, err := compose.ServiceContainers(ctx, eng, p.Name, name)
+		sp, err := planService(ctx, eng, p, name, verbs)
 		if err != nil {
 			return nil, err
 		}
-		sort.Slice(cs, func(a, b int) bool { return containerName(cs[a].Names) < containerName(cs[b].Names) })
-		touched := false
-		for _, c := range cs {
-			n := containerName(c.Names)
-			v, ok := verbs[n]
-			if !ok {
-				continue
-			}
-			touched = true
-			pl := UpPlan{Service: name, Container: n, Action: UpKeep}
-			switch {
-			case v["Recreate"]:
-				diff, err := eng.ContainerDiff(ctx, c.ID, client.ContainerDiffOptions{})
-				if err != nil {
-					return nil, fmt.Errorf("reading the writable layer of %s: %w", n, err)
-				}
-				pl.Changes = layerChanges(diff.Changes, c.Mounts)
-				pl.Action = UpRecreate
-				snap, err := onSnapshot(ctx, eng, c.ID)
-				if err != nil {
-					return nil, err
-				}
-				pl.Snapshot = snap
-				if pl.Changes > 0 || snap {
-					changed, err := imageChanged(ctx, eng, p, name, c.ID)
-					if err != nil {
-						return nil, err
-					}
-					pl.Action = UpRemount
-					if changed {
-						pl.Action = UpRebase
-					}
-				}
-			case v["Starting"] || v["Start"]:
-				pl.Action = UpStart
-			}
-			plan = append(plan, pl)
+		plan = append(plan, sp...)
+	}
+	remountJoining(p, plan)
+	return plan, nil
+}
+
+// planService plans the containers of service name that compose's dry run
+// (verbs, by container name) touches, or, when it touches none, the
+// containers it would create.
+func planService(ctx context.Context, eng UpEngine, p *compose.Project, name string, verbs map[string]map[string]bool) ([]UpPlan, error) {
+	cs, err := compose.ServiceContainers(ctx, eng, p.Name, name)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(cs, func(a, b int) bool { return containerName(cs[a].Names) < containerName(cs[b].Names) })
+	var plan []UpPlan
+	for _, c := range cs {
+		v, ok := verbs[containerName(c.Names)]
+		if !ok {
+			continue
 		}
-		if !touched {
-			var creates []UpPlan
-			for n, v := range verbs {
-				if (v["Creating"] || v["Create"]) && slices.Contains(containerNames(p.Project, name), n) {
-					creates = append(creates, UpPlan{Service: name, Container: n, Action: UpCreate})
-				}
-			}
-			if len(cs) == 0 && len(creates) == 1 {
-				// The container is gone (removed, or left in the old store by an
-				// engine's store switch): a snapshot of it brings its layers back.
-				if err := restorePlan(ctx, eng, p, &creates[0]); err != nil {
-					return nil, err
-				}
-			}
-			plan = append(plan, creates...)
+		pl, err := planContainer(ctx, eng, p, name, c, v)
+		if err != nil {
+			return nil, err
+		}
+		plan = append(plan, pl)
+	}
+	if len(plan) > 0 {
+		return plan, nil
+	}
+	return planCreates(ctx, eng, p, name, len(cs), verbs)
+}
+
+// planContainer says what Up does to container c of service name, given what
+// compose would do to it (v).
+func planContainer(ctx context.Context, eng UpEngine, p *compose.Project, name string, c container.Summary, v map[string]bool) (UpPlan, error) {
+	pl := UpPlan{Service: name, Container: containerName(c.Names), Action: UpKeep}
+	switch {
+	case v["Recreate"]:
+		return planRecreate(ctx, eng, p, pl, c)
+	case v["Starting"] || v["Start"]:
+		pl.Action = UpStart
+	}
+	return pl, nil
+}
+
+// planRecreate plans container c that compose would recreate: remount it when
+// its writable layer has changes or it runs on a snapshot, rebase it when its
+// image changed too, else let compose recreate it.
+func planRecreate(ctx context.Context, eng UpEngine, p *compose.Project, pl UpPlan, c container.Summary) (UpPlan, error) {
+	diff, err := eng.ContainerDiff(ctx, c.ID, client.ContainerDiffOptions{})
+	if err != nil {
+		return pl, fmt.Errorf("reading the writable layer of %s: %w", pl.Container, err)
+	}
+	pl.Changes = layerChanges(diff.Changes, c.Mounts)
+	pl.Action = UpRecreate
+	snap, err := onSnapshot(ctx, eng, c.ID)
+	if err != nil {
+		return pl, err
+	}
+	pl.Snapshot = snap
+	if pl.Changes == 0 && !snap {
+		return pl, nil
+	}
+	changed, err := imageChanged(ctx, eng, p, pl.Service, c.ID)
+	if err != nil {
+		return pl, err
+	}
+	pl.Action = UpRemount
+	if changed {
+		pl.Action = UpRebase
+	}
+	return pl, nil
+}
+
+// planCreates plans the containers compose would create for service name
+// (which has n containers): restored from its latest snapshot when it has
+// none left and compose creates one.
+func planCreates(ctx context.Context, eng UpEngine, p *compose.Project, name string, n int, verbs map[string]map[string]bool) ([]UpPlan, error) {
+	var creates []UpPlan
+	for c, v := range verbs {
+		if (v["Creating"] || v["Create"]) && slices.Contains(containerNames(p.Project, name), c) {
+			creates = append(creates, UpPlan{Service: name, Container: c, Action: UpCreate})
 		}
 	}
-	// A service compose would recreate (empty layer) that a remounted one joins
-	// is remounted too: compose would recreate the joining one again with it.
+	if n == 0 && len(creates) == 1 {
+		// The container is gone (removed, or left in the old store by an
+		// engine's store switch): a snapshot of it brings its layers back.
+		if err := restorePlan(ctx, eng, p, &creates[0]); err != nil {
+			return nil, err
+		}
+	}
+	return creates, nil
+}
+
+// remountJoining remounts, in plan, a service compose would recreate (empty
+// layer) that a remounted one joins: compose would recreate the joining one
+// again with it.
+func remountJoining(p *compose.Project, plan []UpPlan) {
 	for i, pl := range plan {
 		if pl.Action != UpRecreate {
 			continue
@@ -187,7 +229,6 @@ func planUp(ctx context.Context, eng UpEngine, cli *compose.CLI, opts UpOptions)
 			}
 		}
 	}
-	return plan, nil
 }
 
 // restorePlan turns pl (compose would create the service's only container)
@@ -307,13 +348,7 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		return nil, err
 	}
 	defer unlock()
-	if err := noJournal(p.Name); err != nil {
-		return nil, err
-	}
-	if err := noGroup(Options{Project: p}); err != nil {
-		return nil, err
-	}
-	cli, err := p.CLI(ctx)
+	cli, err := upPreflight(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -322,22 +357,59 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 		return nil, err
 	}
 	res := &UpResult{Project: p.Name, Plan: plan, DryRun: opts.DryRun}
-	var remount []string
-	other := false
+	remount, other, err := servicesToRemount(plan, opts.Rebase)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		if err := res.planRebases(ctx, eng, opts); err != nil {
+			return nil, err
+		}
+		res.Total = time.Since(t0)
+		return res, nil
+	}
+	if err := res.remount(ctx, eng, opts, remount); err != nil {
+		return res, err
+	}
+	if other || len(remount) > 0 {
+		if err := res.composeUp(ctx, eng, cli, opts); err != nil {
+			return res, err
+		}
+	}
+	res.Total = time.Since(t0)
+	return res, nil
+}
+
+// upPreflight refuses to run while a remount or migration of the project is
+// unfinished, and finds the compose CLI.
+func upPreflight(ctx context.Context, p *compose.Project) (*compose.CLI, error) {
+	if err := noJournal(p.Name); err != nil {
+		return nil, err
+	}
+	if err := noGroup(Options{Project: p}); err != nil {
+		return nil, err
+	}
+	return p.CLI(ctx)
+}
+
+// servicesToRemount lists the services of plan to remount (or restore), in
+// plan order, and reports whether compose has other work (create, start,
+// recreate). It refuses a container whose image changed under its layer
+// unless rebase is set, and a snapshot to restore made on another image.
+func servicesToRemount(plan []UpPlan, rebase bool) (remount []string, other bool, err error) {
 	for _, pl := range plan {
 		switch pl.Action {
 		case UpRebase:
-			if opts.Rebase {
-				if !slices.Contains(remount, pl.Service) {
-					remount = append(remount, pl.Service)
-				}
-				continue
+			if !rebase {
+				return nil, false, fmt.Errorf("container %s: %w (its layer sits on the old image's files): set image: back, or recreate it with docker compose up (the writable layer is lost)",
+					pl.Container, ErrImageChanged)
 			}
-			return nil, fmt.Errorf("container %s: %w (its layer sits on the old image's files): set image: back, or recreate it with docker compose up (the writable layer is lost)",
-				pl.Container, ErrImageChanged)
+			if !slices.Contains(remount, pl.Service) {
+				remount = append(remount, pl.Service)
+			}
 		case UpRestore:
 			if pl.ImageChanged {
-				return nil, fmt.Errorf("service %s (no container, latest snapshot %s): %w (its layers sit on the old image's files): set image: back, or start it without them with docker compose up",
+				return nil, false, fmt.Errorf("service %s (no container, latest snapshot %s): %w (its layers sit on the old image's files): set image: back, or start it without them with docker compose up",
 					pl.Service, pl.From, ErrImageChanged)
 			}
 			remount = append(remount, pl.Service)
@@ -350,31 +422,20 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 			other = true
 		}
 	}
-	if opts.DryRun {
-		if err := res.planRebases(ctx, eng, opts); err != nil {
-			return nil, err
-		}
-		res.Total = time.Since(t0)
-		return res, nil
-	}
+	return remount, other, nil
+}
+
+// remount remounts (or restores) the services in dependency order, each with
+// the services that join it, adding each result to res.
+func (res *UpResult) remount(ctx context.Context, eng UpEngine, opts UpOptions, services []string) error {
 	done := map[string]bool{}
-	for _, s := range Order(p.Project, remount) {
+	for _, s := range Order(opts.Project.Project, services) {
 		if done[s] {
 			continue
 		}
-		// A service without a container (UpRestore) comes back alone on its
-		// latest snapshot: what joins it is restored or created after it.
-		restore := slices.ContainsFunc(plan, func(pl UpPlan) bool { return pl.Service == s && pl.Action == UpRestore })
-		verb := "remounting"
-		if restore {
-			verb = "restoring"
-		}
-		opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
-		r, err := Run(ctx, eng, Options{Project: p, Service: s,
-			Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress,
-			Rebase: opts.Rebase, RebaseConflicts: opts.RebaseConflicts, NoDependents: restore})
+		r, err := res.remountOne(ctx, eng, opts, s)
 		if err != nil {
-			return res, fmt.Errorf("%s %s: %w", verb, s, err)
+			return err
 		}
 		res.Remounted = append(res.Remounted, r)
 		done[s] = true
@@ -382,33 +443,53 @@ func Up(ctx context.Context, eng UpEngine, opts UpOptions) (*UpResult, error) {
 			done[jr.Service] = true
 		}
 	}
-	if !other && len(remount) == 0 {
-		res.Total = time.Since(t0)
-		return res, nil
+	return nil
+}
+
+// remountOne remounts service s, or restores it from its latest snapshot when
+// it has no container.
+func (res *UpResult) remountOne(ctx context.Context, eng UpEngine, opts UpOptions, s string) (*Result, error) {
+	// A service without a container (UpRestore) comes back alone on its
+	// latest snapshot: what joins it is restored or created after it.
+	restore := slices.ContainsFunc(res.Plan, func(pl UpPlan) bool { return pl.Service == s && pl.Action == UpRestore })
+	verb := "remounting"
+	if restore {
+		verb = "restoring"
 	}
+	opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
+	r, err := Run(ctx, eng, Options{Project: opts.Project, Service: s,
+		Keep: opts.Keep, WaitTimeout: opts.WaitTimeout, Locked: true, Progress: opts.Progress,
+		Rebase: opts.Rebase, RebaseConflicts: opts.RebaseConflicts, NoDependents: restore})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", verb, s, err)
+	}
+	return r, nil
+}
+
+// composeUp runs `docker compose up -d` for what is left to create, start or
+// recreate, after asking compose again that it recreates no non-empty layer.
+func (res *UpResult) composeUp(ctx context.Context, eng UpEngine, cli *compose.CLI, opts UpOptions) error {
 	// Never let compose discard a layer: ask it again after the remounts.
 	again, err := planUp(ctx, eng, cli, opts)
 	if err != nil {
-		return res, err
+		return err
 	}
 	current := true
 	for _, pl := range again {
 		if pl.Action == UpRemount || pl.Action == UpRebase {
-			return res, fmt.Errorf("container %s: docker compose up would still recreate it after the remounts (its writable layer has %d changes): not running it; moltctl remount %s",
+			return fmt.Errorf("container %s: docker compose up would still recreate it after the remounts (its writable layer has %d changes): not running it; moltctl remount %s",
 				pl.Container, pl.Changes, pl.Service)
 		}
 		current = current && pl.Action == UpKeep
 	}
 	if current {
-		res.Total = time.Since(t0)
-		return res, nil
+		return nil
 	}
 	args := append([]string{"up", "-d", "--pull", "never", "--no-build"}, opts.Services...)
 	opts.Progress.Emit(progress.Event{Step: progress.Compose, Command: args})
 	if _, err := cli.Run(ctx, args...); err != nil {
-		return res, err
+		return err
 	}
 	res.Compose = true
-	res.Total = time.Since(t0)
-	return res, nil
+	return nil
 }
