@@ -207,85 +207,130 @@ func startServices(ctx context.Context, eng Engine, opts Options, project string
 	return nil
 }
 
-// forward runs the group remount from its journal's step to the end; a failure
-// rolls every service of the group back.
+// forward runs the group remount from its journal's step to the end: stop the
+// group, remount each member, check and settle, report; a failure rolls every
+// service of the group back.
 func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 	t0 := time.Now()
 	if g.Step == groupBegun {
-		g.StoppedAt = time.Now()
-		if err := stopServices(ctx, eng, opts, g.Project, g.Services); err != nil {
-			return nil, g.fail(ctx, eng, opts, "stopping the group", err)
-		}
-		if err := g.save(groupStopped); err != nil {
-			return nil, g.fail(ctx, eng, opts, "journal", err)
+		if err := g.stopAll(ctx, eng, opts); err != nil {
+			return nil, err
 		}
 	}
 	results := map[string]*Result{}
 	var lastUp time.Time
 	if g.Step == groupStopped || g.Step == groupDone {
-		// Killed between recording a finished remount and removing its journal.
-		if j, err := readJournal(g.Project); err != nil {
+		var err error
+		if lastUp, err = g.remountMembers(ctx, eng, opts, results); err != nil {
 			return nil, err
-		} else if j != nil && g.done(j.Service) {
-			if err := j.remove(); err != nil {
-				return nil, err
-			}
-		}
-		for _, s := range g.Services {
-			if g.done(s) {
-				continue
-			}
-			o := member(opts, s)
-			o.done = func(j *journal) error {
-				if !g.done(j.Service) {
-					g.Done = append(g.Done, *j)
-				}
-				g.Current = ""
-				return g.save(groupDone)
-			}
-			var res *Result
-			err := ErrNoJournal
-			if g.Current == s {
-				res, err = recoverJournal(ctx, eng, o, false)
-			}
-			if errors.Is(err, ErrNoJournal) {
-				g.Current = s
-				if err := g.save(g.Step); err != nil {
-					return nil, g.fail(ctx, eng, opts, "journal", err)
-				}
-				opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
-				res, err = runOne(ctx, eng, o)
-			}
-			if err != nil {
-				return nil, g.fail(ctx, eng, opts, "remounting "+s, err)
-			}
-			results[s] = res
-			lastUp = time.Now() // a member starts at the end of its remount
-		}
-		if err := g.save(groupRemounted); err != nil {
-			return nil, g.fail(ctx, eng, opts, "journal", err)
 		}
 	}
 	if g.Step == groupRemounted {
-		if !opts.NoWait {
-			opts.Progress.Emit(progress.Event{Step: progress.Wait, Targets: g.Running, Timeout: opts.WaitTimeout})
-			if err := checkServices(ctx, eng, g.Project, g.Running, opts.WaitTimeout); err != nil {
-				return nil, g.fail(ctx, eng, opts, "checking the group", err)
-			}
-		}
-		var stopped []string
-		for _, s := range g.Services {
-			if !slices.Contains(g.Running, s) {
-				stopped = append(stopped, s)
-			}
-		}
-		if err := stopServices(ctx, eng, opts, g.Project, stopped); err != nil {
-			return nil, fmt.Errorf("stopping again the services that were stopped: %w", err)
+		if err := g.settle(ctx, eng, opts); err != nil {
+			return nil, err
 		}
 	}
 	if err := g.remove(); err != nil {
 		return nil, err
 	}
+	return g.result(results, lastUp, t0), nil
+}
+
+// stopAll stops every service of the group and journals it.
+func (g *groupJournal) stopAll(ctx context.Context, eng Engine, opts Options) error {
+	g.StoppedAt = time.Now()
+	if err := stopServices(ctx, eng, opts, g.Project, g.Services); err != nil {
+		return g.fail(ctx, eng, opts, "stopping the group", err)
+	}
+	if err := g.save(groupStopped); err != nil {
+		return g.fail(ctx, eng, opts, "journal", err)
+	}
+	return nil
+}
+
+// remountMembers remounts, in order, each member not done yet (resuming the
+// one a kill interrupted), recording each in results; it returns when the last
+// one started.
+func (g *groupJournal) remountMembers(ctx context.Context, eng Engine, opts Options, results map[string]*Result) (time.Time, error) {
+	var lastUp time.Time
+	// Killed between recording a finished remount and removing its journal.
+	if j, err := readJournal(g.Project); err != nil {
+		return lastUp, err
+	} else if j != nil && g.done(j.Service) {
+		if err := j.remove(); err != nil {
+			return lastUp, err
+		}
+	}
+	for _, s := range g.Services {
+		if g.done(s) {
+			continue
+		}
+		res, err := g.remountMember(ctx, eng, opts, s)
+		if err != nil {
+			return lastUp, err
+		}
+		results[s] = res
+		lastUp = time.Now() // a member starts at the end of its remount
+	}
+	if err := g.save(groupRemounted); err != nil {
+		return lastUp, g.fail(ctx, eng, opts, "journal", err)
+	}
+	return lastUp, nil
+}
+
+// remountMember remounts one member of the group, or finishes its interrupted
+// remount from that remount's own journal.
+func (g *groupJournal) remountMember(ctx context.Context, eng Engine, opts Options, s string) (*Result, error) {
+	o := member(opts, s)
+	o.done = func(j *journal) error {
+		if !g.done(j.Service) {
+			g.Done = append(g.Done, *j)
+		}
+		g.Current = ""
+		return g.save(groupDone)
+	}
+	var res *Result
+	err := ErrNoJournal
+	if g.Current == s {
+		res, err = recoverJournal(ctx, eng, o, false)
+	}
+	if errors.Is(err, ErrNoJournal) {
+		g.Current = s
+		if err := g.save(g.Step); err != nil {
+			return nil, g.fail(ctx, eng, opts, "journal", err)
+		}
+		opts.Progress.Emit(progress.Event{Step: progress.Remount, Target: s})
+		res, err = runOne(ctx, eng, o)
+	}
+	if err != nil {
+		return nil, g.fail(ctx, eng, opts, "remounting "+s, err)
+	}
+	return res, nil
+}
+
+// settle checks the services that were running and stops again those that
+// were stopped before the group remount.
+func (g *groupJournal) settle(ctx context.Context, eng Engine, opts Options) error {
+	if !opts.NoWait {
+		opts.Progress.Emit(progress.Event{Step: progress.Wait, Targets: g.Running, Timeout: opts.WaitTimeout})
+		if err := checkServices(ctx, eng, g.Project, g.Running, opts.WaitTimeout); err != nil {
+			return g.fail(ctx, eng, opts, "checking the group", err)
+		}
+	}
+	var stopped []string
+	for _, s := range g.Services {
+		if !slices.Contains(g.Running, s) {
+			stopped = append(stopped, s)
+		}
+	}
+	if err := stopServices(ctx, eng, opts, g.Project, stopped); err != nil {
+		return fmt.Errorf("stopping again the services that were stopped: %w", err)
+	}
+	return nil
+}
+
+// result is the root service's result with the members' joined to it.
+func (g *groupJournal) result(results map[string]*Result, lastUp, t0 time.Time) *Result {
 	root := results[g.Service]
 	if root == nil {
 		root = &Result{Service: g.Service}
@@ -299,7 +344,7 @@ func (g *groupJournal) forward(ctx context.Context, eng Engine, opts Options) (*
 		root.Downtime = lastUp.Sub(g.StoppedAt)
 	}
 	root.Total = time.Since(t0)
-	return root, nil
+	return root
 }
 
 // checkServices runs Check on the containers of the services side by side.
