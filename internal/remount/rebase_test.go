@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,62 @@ type failCopy struct{ *client.Client }
 
 func (failCopy) CopyToContainer(context.Context, string, client.CopyToContainerOptions) (client.CopyToContainerResult, error) {
 	return client.CopyToContainerResult{}, errInjected
+}
+
+// failCloneStart fails the first start of a container on a snapshot image, the
+// clone's: the rebase committed, then the clone does not start.
+type failCloneStart struct {
+	*client.Client
+	failed bool
+}
+
+func (e *failCloneStart) ContainerStart(ctx context.Context, id string, o client.ContainerStartOptions) (client.ContainerStartResult, error) {
+	if !e.failed {
+		ins, err := e.Client.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return client.ContainerStartResult{}, err
+		}
+		im, err := e.Client.ImageInspect(ctx, ins.Container.Image)
+		if err != nil {
+			return client.ContainerStartResult{}, err
+		}
+		if im.Config != nil && im.Config.Labels[remount.LabelService] != "" { // on a snapshot: the clone
+			e.failed = true
+			return client.ContainerStartResult{}, errInjected
+		}
+	}
+	return e.Client.ContainerStart(ctx, id, o)
+}
+
+// TestRebaseRollbackRemovesRebasedImage: a rebase rolled back after its commit
+// leaves no snapshot behind, so a later restore can't bring the service back on
+// the layer of a remount that did not happen.
+func TestRebaseRollbackRemovesRebasedImage(t *testing.T) {
+	f := setupRebase(t)
+	snaps := func() []string {
+		return strings.Fields(dockertest.Docker(t, "images", "-q", "--no-trunc", "--filter", "label="+remount.LabelProject+"="+f.name))
+	}
+	before := snaps()
+	dockertest.Docker(t, "tag", f.v2, f.cur)
+	eng := &failCloneStart{Client: f.eng}
+	_, err := remount.Run(context.Background(), eng, f.options(t))
+	if !eng.failed {
+		t.Fatalf("no clone start failed (err %v): the test no longer reaches the step after the rebase", err)
+	}
+	if !errors.Is(err, errInjected) || !errors.Is(err, remount.ErrRolledBack) {
+		t.Fatalf("rebase with a failing clone start: got %v, want the injected failure, rolled back", err)
+	}
+	if got := f.files(t); got != layerOnV1 {
+		t.Errorf("files after the rollback:\ngot  %q\nwant %q", got, layerOnV1)
+	}
+	// What may stay: the snapshots before the run and the one the previous
+	// container now runs on.
+	runsOn := dockertest.Docker(t, "inspect", "--format", "{{.Image}}", f.compose(t, "ps", "-q", "web"))
+	for _, id := range snaps() {
+		if id != runsOn && !slices.Contains(before, id) {
+			t.Errorf("snapshot image %s left after the rollback (the previous container runs on %s)", id, runsOn)
+		}
+	}
 }
 
 func TestRebaseRollsBackAndLayerWins(t *testing.T) {

@@ -286,7 +286,9 @@ func runOne(ctx context.Context, eng Engine, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if err := r.preflight(ctx); err != nil {
-		if errors.Is(err, ErrNoContainer) {
+		// A service with no container comes back on its snapshot; a replica
+		// gone meanwhile does not (compose's create would recreate the others).
+		if errors.Is(err, ErrNoContainer) && opts.replicaName == "" {
 			if res, ok, rerr := r.restoreLatest(ctx); ok || rerr != nil {
 				return res, rerr
 			}
@@ -921,6 +923,11 @@ func (r *run) rollback(ctx context.Context) (string, error) {
 	// when it ran): until then it may be the only copy of the layer.
 	if oldExists && j.SnapshotID != "" {
 		r.eng.ImageRemove(ctx, j.SnapshotID, client.ImageRemoveOptions{})
+	}
+	// The rebased image carries the snapshot labels: left behind, it would be
+	// the latest snapshot a later restore brings the service back on.
+	if j.Rebase != nil && j.Rebase.ID != "" {
+		r.eng.ImageRemove(ctx, j.Rebase.ID, client.ImageRemoveOptions{})
 	}
 	if err := j.remove(); err != nil {
 		return "", err
