@@ -96,11 +96,6 @@ func (r *runner) rollbackChecks(ctx context.Context) (written []Conversion, ran 
 	if err := j.loadContent(); err != nil {
 		return nil, false, fmt.Errorf("restoring the compose files: %w", err)
 	}
-	if !r.opts.CopyBack {
-		if err := missingSources(j); err != nil {
-			return nil, false, err
-		}
-	}
 	written = writtenConversions(j) // before the steps below change the journal
 	ran = len(j.Remounted) > 0 || stepIndex(j.Step) >= stepIndex(StepRemounted)
 	if !ran && j.Current != "" {
@@ -110,6 +105,18 @@ func (r *runner) rollbackChecks(ctx context.Context) (written []Conversion, ran 
 	}
 	if !ran {
 		written = nil
+	}
+	// A copy back fills only the directories of the volumes a service wrote
+	// to: every other one must still be there (else its volume is removed
+	// when no service ran on it, and the service starts on an empty one).
+	check := j.Conversions
+	if r.opts.CopyBack {
+		check = slices.DeleteFunc(slices.Clone(check), func(c Conversion) bool {
+			return slices.ContainsFunc(written, func(w Conversion) bool { return w.Name == c.Name })
+		})
+	}
+	if err := missingSources(check); err != nil {
+		return nil, false, err
 	}
 	return written, ran, nil
 }

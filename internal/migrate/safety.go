@@ -221,9 +221,9 @@ func (r *runner) ranOnVolumes(ctx context.Context) (bool, error) {
 // missingSources refuses a rollback onto bind directories that are gone: the
 // services would start on empty directories the engine creates, while the
 // data is in the volumes. Nothing is changed; the error says where the data is.
-func missingSources(j *journal) error {
+func missingSources(conversions []Conversion) error {
 	var where []string
-	for _, c := range j.Conversions {
+	for _, c := range conversions {
 		if _, err := sourceID(c.Source); err != nil {
 			where = append(where, fmt.Sprintf("%q (its data is in volume %s)", c.Source, c.Name))
 		}

@@ -182,6 +182,31 @@ func TestRunSourceGone(t *testing.T) {
 	l.checkRunning(t, "volume")
 }
 
+// TestRollbackCopyBackSourceGone: killed after the rewrite, before any
+// service ran on the volumes, with the bind directory gone since: a rollback
+// with CopyBack refuses it (the copy back fills only the directories of
+// volumes a service wrote to), and the volume, the only full copy, stays.
+func TestRollbackCopyBackSourceGone(t *testing.T) {
+	l := newLive(t)
+	eng := dockertest.Engine(t)
+	l.crash(t, "migrate", StepApplied)
+	os.Rename(l.state, l.state+".moved")
+	opts := l.opts
+	opts.CopyBack = true
+	if _, err := Rollback(context.Background(), eng, fresh(t, opts)); !errors.Is(err, ErrOnlyCopy) {
+		t.Errorf("rollback with copy back onto a directory that is gone: got %v, want ErrOnlyCopy", err)
+	}
+	if got := strings.TrimSpace(dockertest.Docker(t, "run", "--rm", "-v", l.name+"_state:/v", dockertest.Busybox(t), "cat", "/v/a.txt")); got != "alpha" {
+		t.Errorf("got %q in the volume, want the full copy kept", got)
+	}
+	os.RemoveAll(l.state) // what an old rollback's bind made, if any
+	os.Rename(l.state+".moved", l.state)
+	if _, err := Rollback(context.Background(), eng, fresh(t, opts)); err != nil {
+		t.Fatal(err)
+	}
+	l.checkRunning(t, "bind")
+}
+
 // TestRunEngineRestartBeforeStop: a private engine crashes (the daemon and
 // its containers killed) right after the full pass, with moltctl: after its
 // restart resume and rollback both leave the service running, as it was
