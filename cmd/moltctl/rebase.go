@@ -23,9 +23,12 @@ func (f *rebaseFlags) register(cmd *cobra.Command) {
 		"at a path both the layer and the new image changed, which wins: image (default: the new image stays consistent; the layer's version stays in the previous snapshot) or layer")
 }
 
-func (f *rebaseFlags) validate() error {
+func (f *rebaseFlags) validate(cmd *cobra.Command) error {
 	if f.conflicts != remount.ConflictsImage && f.conflicts != remount.ConflictsLayer {
 		return fmt.Errorf("--rebase-conflicts %q: want image or layer", f.conflicts)
+	}
+	if cmd.Flags().Changed("rebase-conflicts") && !f.on {
+		return errors.New("--rebase-conflicts needs --rebase")
 	}
 	return nil
 }

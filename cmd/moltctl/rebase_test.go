@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"strings"
 	"testing"
 
@@ -29,13 +30,26 @@ func TestRebaseAdvice(t *testing.T) {
 
 func TestRebaseFlagsValidate(t *testing.T) {
 	for _, tc := range []struct {
-		conflicts string
-		ok        bool
-	}{{"image", true}, {"layer", true}, {"both", false}, {"", false}} {
-		t.Run(tc.conflicts, func(t *testing.T) {
-			err := (&rebaseFlags{conflicts: tc.conflicts}).validate()
-			if (err == nil) != tc.ok {
-				t.Errorf("--rebase-conflicts %q: got %v, want ok=%v", tc.conflicts, err, tc.ok)
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"--rebase"}, true},
+		{[]string{"--rebase", "--rebase-conflicts", "image"}, true},
+		{[]string{"--rebase", "--rebase-conflicts", "layer"}, true},
+		{[]string{"--rebase", "--rebase-conflicts", "both"}, false},
+		{[]string{"--rebase", "--rebase-conflicts", ""}, false},
+		{[]string{"--rebase-conflicts", "layer"}, false}, // does nothing without --rebase
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var f rebaseFlags
+			cmd := &cobra.Command{Use: "x"}
+			f.register(cmd)
+			if err := cmd.Flags().Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.validate(cmd); (err == nil) != tc.ok {
+				t.Errorf("%q: got %v, want ok=%v", tc.args, err, tc.ok)
 			}
 		})
 	}

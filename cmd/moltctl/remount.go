@@ -38,7 +38,7 @@ remount is finished with --resume or undone with --rollback.`,
 			if err := validateKeep(o.keep); err != nil {
 				return fmt.Errorf("remount: %w", err)
 			}
-			if err := o.rebase.validate(); err != nil {
+			if err := o.rebase.validate(cmd); err != nil {
 				return fmt.Errorf("remount: %w", err)
 			}
 			return nil

@@ -39,7 +39,7 @@ carries the layer onto the new image (see moltctl remount --help).`,
 			if err := validateKeep(o.keep); err != nil {
 				return fmt.Errorf("up: %w", err)
 			}
-			if err := o.rebase.validate(); err != nil {
+			if err := o.rebase.validate(cmd); err != nil {
 				return fmt.Errorf("up: %w", err)
 			}
 			return nil

@@ -28,6 +28,8 @@ type passOptions struct {
 	Exclude []string
 	// Into names Dst in errors (default "the volume").
 	Into string
+	// Sync fsyncs every file and directory the pass creates.
+	Sync bool
 }
 
 func (o passOptions) into() string {
@@ -68,7 +70,7 @@ func copyPass(ctx context.Context, o passOptions) (*CopyResult, error) {
 		st = &state{Version: 1}
 	}
 	copied, err := safefs.CopyTree(ctx, safefs.CopyOptions{Src: o.Src, Dst: o.Dst, UID: o.UID, GID: o.GID, KeepOwner: o.KeepOwner,
-		Previous: st.Manifest, Exclude: o.Exclude, Reserved: StateDir, Workers: o.Workers,
+		Previous: st.Manifest, Exclude: o.Exclude, Reserved: StateDir, Workers: o.Workers, Sync: o.Sync,
 		Progress: func(bytes, files int64) {
 			if o.Progress != nil {
 				p := total

@@ -273,7 +273,7 @@ func (cb *copyBack) copyAndVerify(ctx context.Context) (*CopyBackResult, error) 
 	}
 	sfd := int(cb.sd.Fd())
 	cres, err := copyPass(ctx, passOptions{Src: cb.o.Src, Dst: safefs.ProcFd(sfd), UID: -1, GID: -1, KeepOwner: true, Progress: progress,
-		Into: "the staging directory"})
+		Into: "the staging directory", Sync: true}) // on disk before the exchange makes it the directory
 	if err != nil {
 		return nil, fmt.Errorf("copying the volume into %q: %w", cb.staging, err)
 	}
