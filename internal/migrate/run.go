@@ -169,6 +169,14 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	}
 	planOpts := opts.Plan
 	planOpts.Helper, planOpts.KeepHelper = opts.Helper, true // the copy needs it next
+	// Until the journal holds the run, the helper image imported to inspect
+	// the sources goes again when the run ends (best effort).
+	journaled := false
+	defer func() {
+		if !journaled {
+			volumes.RemoveHelper(context.WithoutCancel(ctx), eng, opts.Helper)
+		}
+	}()
 	plan, err := Prepare(ctx, eng, project, planOpts)
 	if err != nil {
 		return nil, err
@@ -176,7 +184,6 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	r := &runner{eng: eng, opts: opts, rep: &Report{Project: project.Name}, t0: time.Now()}
 	if len(plan.Conversions) == 0 {
 		r.rep.Nothing = true
-		volumes.RemoveHelper(context.WithoutCancel(ctx), eng, opts.Helper) // imported to inspect the sources; best effort
 		return r.rep, nil
 	}
 	if err := r.checkInactive(ctx, project.Name, plan.Inactive); err != nil {
@@ -213,6 +220,7 @@ func Run(ctx context.Context, eng RunEngine, opts RunOptions) (*Report, error) {
 	if err := j.save(StepPlanned); err != nil {
 		return nil, err
 	}
+	journaled = true
 	r.emit(progress.Event{Step: progress.Plan, Count: len(j.Conversions), Targets: j.Services})
 	return r.forwardNoted(ctx)
 }
